@@ -1,0 +1,151 @@
+"""The svcclient exception tree.
+
+* SvcClientError                  root; every error carries ``.service`` (may be None)
+  + ConfigError (ValueError)      a bad config value: ``.key`` and ``.value`` name it
+  + CallTimeoutError (TimeoutError)
+                                  a guarded callable ran past its breaker timeout
+  + RequestFailedError            the pipeline refused or gave up on a request; also an
+    (httpx.TransportError)        ``httpx.TransportError`` so code written against httpx
+                                  keeps catching it; ``.request`` when there is one
+    - DiscoveryError              no URL or no endpoint could be found; ``.tried``
+    - CircuitOpenError            the breaker rejected the call; ``.retry_after``
+    - DeadlineExceeded (TimeoutError)
+                                  the total deadline ran out; ``.attempts``
+    - NoHealthyEndpointError      discovery gave no endpoint to send to
+    - BulkheadFullError           too many calls in flight and waiting
+
+Transport errors raised by httpx (``httpx.ConnectError``, ``httpx.ReadTimeout`` ...)
+reach the caller unchanged when retries are exhausted, so they stay recognisable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+
+__all__ = [
+    "AttemptRecord",
+    "BulkheadFullError",
+    "CallTimeoutError",
+    "CircuitOpenError",
+    "ConfigError",
+    "DeadlineExceeded",
+    "DiscoveryError",
+    "NoHealthyEndpointError",
+    "RequestFailedError",
+    "SvcClientError",
+]
+
+
+class SvcClientError(Exception):
+    """Root of every error svcclient raises itself."""
+
+    service: str | None
+
+    def __init__(self, message: str, *, service: str | None = None) -> None:
+        super().__init__(message)
+        self.service = service
+
+
+class ConfigError(SvcClientError, ValueError):
+    """A configuration value is invalid; names the service, the key and the value.
+
+    >>> raise ConfigError("user-service", "timeout", -1, "must be > 0")
+    """
+
+    def __init__(self, service: str | None, key: str, value: object, reason: str) -> None:
+        where = f"{service}: " if service else ""
+        super().__init__(f"{where}{key}={value!r}: {reason}", service=service)
+        self.key = key
+        self.value = value
+        self.reason = reason
+
+
+class CallTimeoutError(SvcClientError, TimeoutError):
+    """A callable guarded by a CircuitBreaker ran longer than its ``timeout``."""
+
+    def __init__(self, service: str | None, timeout: float) -> None:
+        super().__init__(f"{service or 'call'} timed out after {timeout:g}s", service=service)
+        self.timeout = timeout
+
+
+class RequestFailedError(SvcClientError, httpx.TransportError):
+    """The pipeline refused or gave up on a request (base of the request-time errors)."""
+
+    def __init__(
+        self, message: str, *, service: str | None = None, request: httpx.Request | None = None
+    ) -> None:
+        httpx.TransportError.__init__(self, message, request=request)
+        self.service = service
+
+
+class DiscoveryError(RequestFailedError):
+    """No URL or endpoint could be found for a service; ``tried`` lists every rule tried."""
+
+    def __init__(
+        self,
+        service: str,
+        tried: Sequence[str],
+        detail: str = "",
+        *,
+        request: httpx.Request | None = None,
+    ) -> None:
+        msg = f"cannot discover {service!r}; tried: " + "; ".join(tried)
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg, service=service, request=request)
+        self.tried = tuple(tried)
+
+
+class CircuitOpenError(RequestFailedError):
+    """The circuit breaker is open; ``retry_after`` is seconds until it admits a probe."""
+
+    def __init__(
+        self, service: str | None, retry_after: float, *, request: httpx.Request | None = None
+    ) -> None:
+        super().__init__(
+            f"circuit for {service or 'call'} is open; half-open in {max(retry_after, 0.0):.3f}s",
+            service=service,
+            request=request,
+        )
+        self.retry_after = max(retry_after, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt in a call's history: where it went and how it ended."""
+
+    endpoint: str
+    outcome: str  # status code as text, or an error type from the fixed vocabulary
+    duration: float
+
+
+class DeadlineExceeded(RequestFailedError, TimeoutError):
+    """The call's total deadline ran out; ``attempts`` holds the attempt history."""
+
+    def __init__(
+        self,
+        service: str | None,
+        deadline: float,
+        attempts: Sequence[AttemptRecord] = (),
+        *,
+        request: httpx.Request | None = None,
+    ) -> None:
+        history = ", ".join(f"{a.endpoint}:{a.outcome}" for a in attempts) or "no attempt"
+        super().__init__(
+            f"{service or 'call'}: deadline of {deadline:g}s exceeded after {history}",
+            service=service,
+            request=request,
+        )
+        self.deadline = deadline
+        self.attempts = tuple(attempts)
+
+
+class NoHealthyEndpointError(RequestFailedError):
+    """Discovery returned no endpoint at all for the service."""
+
+
+class BulkheadFullError(RequestFailedError):
+    """The bulkhead's concurrency limit and wait queue are both full."""
