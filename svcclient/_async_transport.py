@@ -1,0 +1,241 @@
+"""``AsyncResilientTransport``: the pipeline behind httpx's async transport seam.
+
+The same :class:`~svcclient._pipeline.Call` decides; this driver awaits. Two things only
+an async driver can do: enforce each attempt's timeout in total (not per socket
+operation), and hedge — race a second attempt against a slow first one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from ._bulkhead import AsyncBulkhead
+from ._config import ServiceConfig
+from ._defaults import default_hooks, resolve_config
+from ._endpoint import Endpoint
+from ._hooks import Hooks
+from ._pinned import AsyncPinnedTransport, transport_options
+from ._pipeline import STREAM_EXTENSION, Attempt, Call, buffered
+from ._pools import PoolSet
+from ._runtime import ServiceRuntime
+
+__all__ = ["AsyncResilientTransport"]
+
+
+class AsyncResilientTransport(httpx.AsyncBaseTransport):
+    """The async twin of :class:`ResilientTransport`, with optional hedging (asyncio).
+
+    >>> client = httpx.AsyncClient(transport=AsyncResilientTransport("user-service"))
+    """
+
+    def __init__(
+        self,
+        config: ServiceConfig | str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        hooks: Sequence[Hooks] | None = None,
+        registry: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        **overrides: Any,
+    ) -> None:
+        self.config = resolve_config(config, overrides)
+        self._hooks = default_hooks(registry) if hooks is None else tuple(hooks)
+        self._inner = transport
+        self.runtime = ServiceRuntime(
+            self.config, self._hooks, owns_transport=transport is None, clock=clock
+        )
+        cfg = self.config
+        self._options = transport_options(
+            cfg.verify,
+            cfg.http2,
+            httpx.Limits(
+                max_connections=cfg.max_connections,
+                max_keepalive_connections=cfg.max_keepalive_connections,
+                keepalive_expiry=cfg.keepalive_expiry,
+            ),
+        )
+        self._pools: PoolSet[httpx.AsyncBaseTransport] = PoolSet(
+            self._new_pool, cfg.deadline + 1.0
+        )
+        self._bulkhead = AsyncBulkhead(cfg.bulkhead, cfg.name) if cfg.bulkhead else None
+
+    @property
+    def base_url(self) -> httpx.URL:
+        """The discovered base URL of the service."""
+        return self.runtime.base_url
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through the pipeline (see :class:`ResilientTransport`)."""
+        rt = self.runtime
+        if rt.endpoint_set is not None and rt.refresh_due():
+            await self._refresh()
+        if rt.retired or self._pools.has_retiring:
+            self._pools.retire(rt.retired, rt.clock())
+            for pool in self._pools.due(rt.clock()):
+                await pool.aclose()
+        bulkhead = self._bulkhead
+        if bulkhead is not None:
+            await bulkhead.acquire()
+        try:
+            call = Call(rt, request)
+            if self.config.hedge is not None:
+                return await self._run_hedged(call)
+            return await self._run(call)
+        finally:
+            if bulkhead is not None:
+                bulkhead.release()
+
+    async def _run(self, call: Call) -> httpx.Response:
+        while True:
+            try:
+                attempt = call.begin_attempt()
+            except httpx.TransportError as exc:
+                return call.fail(exc)
+            try:
+                response = await self._send(attempt, call)
+            except httpx.TransportError as exc:
+                try:
+                    delay = call.attempt_failed(attempt, exc)
+                except httpx.TransportError as final:
+                    return call.fail(final)
+            except BaseException:
+                call.abandon(attempt)
+                raise
+            else:
+                delay = call.attempt_done(attempt, response)
+                if delay is None:
+                    return call.finish(response)
+                await response.aclose()
+            await asyncio.sleep(delay)
+
+    async def _run_hedged(self, call: Call) -> httpx.Response:
+        """Race attempts: after the hedge delay with no answer, start one elsewhere."""
+        policy = self.config.hedge
+        latencies = self.runtime.latencies
+        assert policy is not None and latencies is not None
+        while True:
+            try:
+                first = call.begin_attempt()
+            except httpx.TransportError as exc:
+                return call.fail(exc)
+            racing: dict[asyncio.Task[httpx.Response], Attempt] = {
+                asyncio.ensure_future(self._send(first, call)): first
+            }
+            hedges_left = policy.max_hedges
+            outcome: tuple[Attempt, httpx.Response | Exception] | None = None
+            try:
+                while racing:
+                    wait = latencies.hedge_delay(policy) if hedges_left else None
+                    done, _ = await asyncio.wait(
+                        racing, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if not done:
+                        hedges_left -= 1
+                        if call.try_hedge():
+                            try:
+                                extra = call.begin_attempt()
+                            except httpx.TransportError:
+                                continue
+                            racing[asyncio.ensure_future(self._send(extra, call))] = extra
+                        continue
+                    for task in done:
+                        attempt = racing.pop(task)
+                        exc = task.exception()
+                        if exc is None:
+                            response = task.result()
+                            if not self.runtime.failure_status(response.status_code) or not racing:
+                                outcome = (attempt, response)
+                                break
+                            call.attempt_done(attempt, response)
+                            await response.aclose()
+                        elif isinstance(exc, httpx.TransportError) and racing:
+                            call.record_error(attempt, exc)
+                        elif isinstance(exc, Exception):
+                            outcome = (attempt, exc)
+                            break
+                        else:
+                            raise exc
+                    if outcome is not None:
+                        break
+            finally:
+                for task, attempt in racing.items():
+                    task.cancel()
+                    call.abandon(attempt)
+                if racing:
+                    await asyncio.gather(*racing, return_exceptions=True)
+            assert outcome is not None
+            attempt, result = outcome
+            if isinstance(result, httpx.Response):
+                delay = call.attempt_done(attempt, result)
+                if delay is None:
+                    return call.finish(result)
+                await result.aclose()
+            elif isinstance(result, httpx.TransportError):
+                try:
+                    delay = call.attempt_failed(attempt, result)
+                except httpx.TransportError as final:
+                    return call.fail(final)
+            else:
+                call.abandon(attempt)
+                raise result
+            await asyncio.sleep(delay)
+
+    async def _send(self, attempt: Attempt, call: Call) -> httpx.Response:
+        request = call.request
+        transport = self._inner or self._pools.get(attempt.endpoint)
+        stream = request.extensions.get(STREAM_EXTENSION, False)
+        timeout = call.attempt_timeout()
+        try:
+            async with asyncio.timeout(timeout):
+                response = await transport.handle_async_request(request)
+                if stream or isinstance(response.stream, httpx.ByteStream):
+                    return response
+                # Read the body inside the attempt so a reset mid-body is retried.
+                try:
+                    raw = b"".join([part async for part in response.aiter_raw()])
+                finally:
+                    await response.aclose()
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(
+                f"attempt exceeded {timeout:.3f}s in total", request=request
+            ) from exc
+        return buffered(response, raw, request)
+
+    def _new_pool(self, endpoint: Endpoint) -> httpx.AsyncBaseTransport:
+        if endpoint == self.runtime.origin:
+            return httpx.AsyncHTTPTransport(**self._options)
+        return AsyncPinnedTransport(endpoint, self._options)
+
+    async def _refresh(self) -> None:
+        rt = self.runtime
+        assert rt.resolver is not None
+        try:
+            resolution = await rt.resolver.aresolve(rt.origin.host, rt.origin.port)
+        except Exception as exc:
+            rt.refresh_failed(exc)
+        else:
+            rt.refreshed(resolution)
+
+    async def aclose(self) -> None:
+        """Close every pool this transport opened (and a caller's transport)."""
+        for pool in self._pools.drain():
+            await pool.aclose()
+        if self._inner is not None:
+            await self._inner.aclose()
+
+    async def __aenter__(self) -> AsyncResilientTransport:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,185 @@
+"""Rolling windows of call outcomes for the circuit breaker.
+
+Two shapes, both keeping running totals so that judging the failure rate is O(1):
+
+* :class:`TimeWindow` - the last ``duration`` seconds in ``buckets`` buckets (opossum's
+  rolling count: 10 s in 10 buckets by default). A bucket covers ``duration / buckets``
+  seconds of the injected clock; the window is the current bucket plus the ``buckets - 1``
+  before it, so it spans between ``(buckets - 1) / buckets`` and all of ``duration``.
+* :class:`CountWindow` - the last ``size`` calls (Resilience4j's count-based window), a ring.
+
+Both count *calls*, *failures* and *slow calls* (a slow call may also be a failure). They
+hold no lock: the breaker owns the lock and calls in with it held, which keeps the window
+free of I/O and of threading, and testable with plain numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["CountWindow", "TimeWindow", "Window"]
+
+# Outcome bits stored in a CountWindow slot. CALL marks a filled slot, so 0 means "empty".
+_CALL: Final = 1
+_FAIL: Final = 2
+_SLOW: Final = 4
+
+
+class TimeWindow:
+    """Outcomes of the last ``duration`` seconds, in ``buckets`` equal buckets.
+
+    ``now`` values come from the breaker's clock; a bucket is ``int(now // width)``.
+    A clock that steps backwards is treated as "still in the current bucket".
+
+    >>> w = TimeWindow(10.0, 10)
+    >>> w.record(0.5, failed=True, slow=False); w.success(1.5); (w.calls, w.failures)
+    (2, 1)
+    >>> w.advance(10.7); (w.calls, w.failures)   # bucket [0, 1) has rolled out
+    (1, 0)
+    """
+
+    __slots__ = ("_b_calls", "_b_fails", "_b_slow", "_head", "_n", "_pos", "_width", "calls",
+                 "failures", "slow_calls")
+
+    def __init__(self, duration: float, buckets: int) -> None:
+        self._n = buckets
+        self._width = duration / buckets
+        self._b_calls = [0] * buckets
+        self._b_fails = [0] * buckets
+        self._b_slow = [0] * buckets
+        self._head: int | None = None  # absolute index of the newest bucket
+        self._pos = 0  # its slot: _head % _n
+        self.calls = 0
+        self.failures = 0
+        self.slow_calls = 0
+
+    def success(self, now: float) -> None:
+        """Count one fast, successful call at ``now`` (the hot path)."""
+        idx = int(now // self._width)
+        if idx != self._head:
+            self._roll(idx)
+        self._b_calls[self._pos] += 1
+        self.calls += 1
+
+    def record(self, now: float, failed: bool, slow: bool) -> None:
+        """Count one call at ``now`` with its verdict."""
+        idx = int(now // self._width)
+        if idx != self._head:
+            self._roll(idx)
+        pos = self._pos
+        self._b_calls[pos] += 1
+        self.calls += 1
+        if failed:
+            self._b_fails[pos] += 1
+            self.failures += 1
+        if slow:
+            self._b_slow[pos] += 1
+            self.slow_calls += 1
+
+    def advance(self, now: float) -> None:
+        """Drop buckets that fell out of the window by ``now`` (before reading totals)."""
+        idx = int(now // self._width)
+        if idx != self._head:
+            self._roll(idx)
+
+    def reset(self) -> None:
+        """Forget every outcome."""
+        n = self._n
+        self._b_calls = [0] * n
+        self._b_fails = [0] * n
+        self._b_slow = [0] * n
+        self._head = None
+        self._pos = 0
+        self.calls = self.failures = self.slow_calls = 0
+
+    def _roll(self, idx: int) -> None:
+        head = self._head
+        n = self._n
+        if head is None or idx - head >= n:
+            if self.calls:
+                self.reset()
+        elif idx < head:
+            return  # clock stepped back: keep counting into the newest bucket
+        else:
+            calls, fails, slow = self._b_calls, self._b_fails, self._b_slow
+            for absolute in range(head + 1, idx + 1):
+                pos = absolute % n
+                if calls[pos]:
+                    self.calls -= calls[pos]
+                    self.failures -= fails[pos]
+                    self.slow_calls -= slow[pos]
+                    calls[pos] = fails[pos] = slow[pos] = 0
+        self._head = idx
+        self._pos = idx % n
+
+
+class CountWindow:
+    """Outcomes of the last ``size`` calls, whatever their age.
+
+    >>> w = CountWindow(2)
+    >>> w.record(0.0, failed=True, slow=False); w.success(0.0); w.success(0.0)
+    >>> (w.calls, w.failures)   # the failure was pushed out by the third call
+    (2, 0)
+    """
+
+    __slots__ = ("_pos", "_ring", "_size", "calls", "failures", "slow_calls")
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._ring = [0] * size
+        self._pos = 0
+        self.calls = 0
+        self.failures = 0
+        self.slow_calls = 0
+
+    def success(self, now: float) -> None:
+        """Count one fast, successful call (the hot path; ``now`` is unused)."""
+        ring = self._ring
+        pos = self._pos
+        old = ring[pos]
+        ring[pos] = _CALL
+        if old == 0:
+            self.calls += 1
+        elif old != _CALL:
+            self._forget(old)
+        pos += 1
+        self._pos = 0 if pos == self._size else pos
+
+    def record(self, now: float, failed: bool, slow: bool) -> None:
+        """Count one call with its verdict, evicting the oldest when full."""
+        ring = self._ring
+        pos = self._pos
+        old = ring[pos]
+        if old:
+            self._forget(old)
+        else:
+            self.calls += 1
+        code = _CALL
+        if failed:
+            code |= _FAIL
+            self.failures += 1
+        if slow:
+            code |= _SLOW
+            self.slow_calls += 1
+        ring[pos] = code
+        pos += 1
+        self._pos = 0 if pos == self._size else pos
+
+    def advance(self, now: float) -> None:
+        """Nothing ages out of a count window; present so both shapes read alike."""
+
+    def reset(self) -> None:
+        """Forget every outcome."""
+        self._ring = [0] * self._size
+        self._pos = 0
+        self.calls = self.failures = self.slow_calls = 0
+
+    def _forget(self, code: int) -> None:
+        # The evicted slot's call is replaced by the new one, so ``calls`` is unchanged.
+        if code & _FAIL:
+            self.failures -= 1
+        if code & _SLOW:
+            self.slow_calls -= 1
+
+
+Window = TimeWindow | CountWindow

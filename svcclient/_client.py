@@ -1,0 +1,141 @@
+"""``ServiceClient`` / ``AsyncServiceClient``: httpx clients bound to one service.
+
+They are ``httpx.Client`` / ``httpx.AsyncClient`` subclasses with the service's discovered
+base URL and a resilient transport; everything else is httpx's own API. Per-request
+options travel in httpx's ``extensions``:
+
+* ``route``: the route template for metrics and spans (``"/users/{id}"``)
+* ``affinity_key``: the session-affinity key (with the ``affinity`` balancer)
+* ``retry``: ``True`` lets a POST/PATCH retry, ``False`` forbids retries
+* ``deadline``: seconds left from an incoming request (can only shorten the deadline)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
+from httpx._types import AuthTypes, HeaderTypes
+
+from ._async_transport import AsyncResilientTransport
+from ._config import ServiceConfig
+from ._discovery import Discovery
+from ._hooks import Hooks
+from ._pipeline import STREAM_EXTENSION
+from ._transport import ResilientTransport
+
+__all__ = ["AsyncServiceClient", "ServiceClient"]
+
+
+class ServiceClient(httpx.Client):
+    """A sync httpx client for one service, every request through the svcclient pipeline.
+
+    ``config`` is a :class:`ServiceConfig` or a service name; keyword ``overrides``
+    replace config fields (``timeout=1.0``, ``retry=RetryPolicy(attempts=5)``).
+    ``transport`` is an inner transport to send through (tests, proxies).
+
+    >>> with ServiceClient("user-service", url="http://user-service:3000") as users:
+    ...     users.get("/users/42", extensions={"route": "/users/{id}"})
+    """
+
+    def __init__(
+        self,
+        config: ServiceConfig | str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        hooks: Sequence[Hooks] | None = None,
+        registry: Any = None,
+        headers: HeaderTypes | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.resilient = ResilientTransport(
+            config, transport, hooks=hooks, registry=registry, **overrides
+        )
+        cfg = self.resilient.config
+        super().__init__(
+            base_url=self.resilient.base_url,
+            transport=self.resilient,
+            headers=headers,
+            timeout=cfg.timeout,
+            trust_env=False,
+        )
+
+    @property
+    def config(self) -> ServiceConfig:
+        """The effective configuration."""
+        return self.resilient.config
+
+    @property
+    def discovery(self) -> Discovery:
+        """Which discovery rule gave the base URL, and what the others would give."""
+        return self.resilient.runtime.discovery
+
+    def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: AuthTypes | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        follow_redirects: bool | UseClientDefault = USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        """httpx's ``send``; a streamed request is retried only up to its headers."""
+        if stream:
+            request.extensions[STREAM_EXTENSION] = True
+        return super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
+
+
+class AsyncServiceClient(httpx.AsyncClient):
+    """The async twin of :class:`ServiceClient` (close with ``aclose``).
+
+    >>> async with AsyncServiceClient("user-service") as users:
+    ...     await users.get("/users/42")
+    """
+
+    def __init__(
+        self,
+        config: ServiceConfig | str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        hooks: Sequence[Hooks] | None = None,
+        registry: Any = None,
+        headers: HeaderTypes | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.resilient = AsyncResilientTransport(
+            config, transport, hooks=hooks, registry=registry, **overrides
+        )
+        cfg = self.resilient.config
+        super().__init__(
+            base_url=self.resilient.base_url,
+            transport=self.resilient,
+            headers=headers,
+            timeout=cfg.timeout,
+            trust_env=False,
+        )
+
+    @property
+    def config(self) -> ServiceConfig:
+        """The effective configuration."""
+        return self.resilient.config
+
+    @property
+    def discovery(self) -> Discovery:
+        """Which discovery rule gave the base URL, and what the others would give."""
+        return self.resilient.runtime.discovery
+
+    async def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: AuthTypes | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        follow_redirects: bool | UseClientDefault = USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        """httpx's ``send``; a streamed request is retried only up to its headers."""
+        if stream:
+            request.extensions[STREAM_EXTENSION] = True
+        return await super().send(
+            request, stream=stream, auth=auth, follow_redirects=follow_redirects
+        )

@@ -1,0 +1,341 @@
+"""The I/O-free core of one call: deadline, retry, breaker, endpoint choice, observers.
+
+Theory of operation
+-------------------
+A transport (sync or async) creates a :class:`Call` per request and drives it::
+
+    call = Call(runtime, request)
+    while True:
+        attempt = call.begin_attempt()          # deadline, breaker admission, balancer pick
+        try:    response = send(attempt.endpoint)  # the transport's only job: I/O
+        except httpx.TransportError as exc:
+                delay = call.attempt_failed(attempt, exc)  # raises when the call is over
+        else:   delay = call.attempt_done(attempt, response)
+                if delay is None: return call.finish(response)
+        sleep(delay)
+
+The call decides; the driver performs (tenacity's ``iter()`` split, h11's no-I/O style).
+The happy path is one breaker admission, one balancer pick, one outcome record: no
+tenacity loop is entered unless an attempt fails, and then only its wait strategy is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from ._deadline import Deadline
+from ._endpoint import Endpoint
+from ._exceptions import (
+    AttemptRecord,
+    CircuitOpenError,
+    DeadlineExceeded,
+    NoHealthyEndpointError,
+)
+from ._hooks import AttemptInfo, CallInfo
+from ._outcome import classify_error
+from ._retry import decide_retry
+
+if TYPE_CHECKING:
+    from ._runtime import ServiceRuntime
+
+__all__ = ["STREAM_EXTENSION", "Attempt", "Call", "buffered"]
+
+log = logging.getLogger("svcclient")
+
+STREAM_EXTENSION = "svcclient.stream"
+_perf = time.perf_counter
+_wall = time.time
+# httpx wraps generator bodies in these (private) classes; they can be read only once.
+_ONE_SHOT_STREAMS = frozenset({"IteratorByteStream", "AsyncIteratorByteStream"})
+
+
+def _fire(hooks: tuple[Any, ...], method: str, *args: Any) -> None:
+    for hook in hooks:
+        try:
+            getattr(hook, method)(*args)
+        except Exception:
+            log.exception("svcclient hook %r.%s failed", hook, method)
+
+
+class Attempt:
+    """One attempt in flight: where it went, when it started, whether the breaker let it."""
+
+    __slots__ = ("admitted", "endpoint", "info", "started")
+
+    def __init__(self, endpoint: Endpoint, admitted: bool, info: AttemptInfo | None) -> None:
+        self.endpoint = endpoint
+        self.admitted = admitted
+        self.info = info
+        self.started = _perf()
+
+
+class Call:
+    """The decisions for one logical request (see the module docstring)."""
+
+    __slots__ = (
+        "affinity",
+        "deadline",
+        "has_key",
+        "history",
+        "info",
+        "last_endpoint",
+        "number",
+        "opt_in",
+        "request",
+        "rt",
+    )
+
+    def __init__(self, rt: ServiceRuntime, request: httpx.Request) -> None:
+        self.rt = rt
+        self.request = request
+        ext = request.extensions
+        incoming = ext.get("deadline")
+        deadline = Deadline(rt.config.deadline, clock=rt.clock)
+        if incoming is not None:
+            deadline = _tighter(deadline, incoming, rt)
+        self.deadline = deadline
+        self.number = 0
+        self.last_endpoint: Endpoint | None = None
+        self.history: list[AttemptRecord] | None = None
+        self.affinity = ext.get("affinity_key")
+        self.opt_in: bool | None = ext.get("retry")
+        self.has_key = rt.retry.idempotency_header in request.headers
+        if rt.budget is not None:
+            rt.budget.record_request()
+        if rt.hooks:
+            route = rt.routes.route(request.url.path, ext.get("route"))
+            self.info: CallInfo | None = CallInfo(rt.name, request.method, route, request, _perf())
+            _fire(rt.hooks, "on_request_start", self.info)
+        else:
+            self.info = None
+
+    # -- attempt lifecycle ----------------------------------------------------------
+
+    def begin_attempt(self) -> Attempt:
+        """Admit and route the next attempt; raise when the call cannot go on."""
+        rt = self.rt
+        remaining = self.deadline.remaining()
+        if remaining <= 0:
+            raise self._deadline_error()
+        breaker = rt.breaker
+        admitted = False
+        if breaker is not None:
+            if not breaker.allow():
+                if rt.hooks:
+                    _fire(rt.hooks, "on_breaker_reject", rt.name)
+                raise CircuitOpenError(rt.name, breaker.retry_after(), request=self.request)
+            admitted = True
+        try:
+            endpoint = rt.balancer.pick(self.affinity, self.last_endpoint)
+        except LookupError:
+            if admitted and breaker is not None:
+                breaker.release()
+            raise NoHealthyEndpointError(
+                f"{rt.name}: no endpoint to send to", service=rt.name, request=self.request
+            ) from None
+        rt.balancer.on_start(endpoint)
+        self.last_endpoint = endpoint
+        timeout = rt.config.timeout if rt.config.timeout < remaining else remaining
+        request = self.request
+        request.extensions["timeout"] = {
+            "connect": timeout,
+            "read": timeout,
+            "write": timeout,
+            "pool": timeout,
+        }
+        header = rt.config.deadline_header
+        if header:
+            request.headers[header] = self.deadline.to_header()
+        info = None
+        if self.info is not None:
+            info = AttemptInfo(self.info, self.number, endpoint, request, _perf())
+            _fire(rt.hooks, "on_attempt_start", info)
+        return Attempt(endpoint, admitted, info)
+
+    def attempt_timeout(self) -> float:
+        """The timeout of the latest attempt (the async driver enforces it in total)."""
+        return float(self.request.extensions["timeout"]["read"])
+
+    def attempt_done(self, attempt: Attempt, response: httpx.Response) -> float | None:
+        """Record a response; return a backoff delay to retry, or None when it is final."""
+        rt = self.rt
+        duration = _perf() - attempt.started
+        status = response.status_code
+        failed = rt.failure_status(status)
+        rt.balancer.on_end(attempt.endpoint, duration, status >= 500)
+        self._record_breaker(attempt, failed, duration)
+        info = attempt.info
+        if info is not None:
+            info.status_code = status
+            info.duration = duration
+            _fire(rt.hooks, "on_attempt_end", info)
+        if rt.latencies is not None and not failed:
+            rt.latencies.add(duration)
+        if not failed:
+            return None
+        self._remember(attempt.endpoint, str(status), duration)
+        if status not in rt.retry.retry_statuses:
+            return None
+        return self._retry_delay(status, None, response.headers)
+
+    def attempt_failed(self, attempt: Attempt, exc: Exception) -> float:
+        """Record a transport error; return a backoff delay or raise the final error."""
+        error_type = self.record_error(attempt, exc)
+        delay = self._retry_delay(None, error_type, None)
+        if delay is None:
+            if self.deadline.remaining() <= 0 and error_type in ("read_timeout", "connect_timeout"):
+                raise self._deadline_error() from exc
+            raise exc
+        return delay
+
+    def record_error(self, attempt: Attempt, exc: Exception) -> str:
+        """Book a transport error on the balancer, breaker and observers; no retry decision."""
+        rt = self.rt
+        duration = _perf() - attempt.started
+        error_type = classify_error(exc)
+        rt.balancer.on_end(attempt.endpoint, duration, True)
+        self._record_breaker(attempt, True, duration)
+        info = attempt.info
+        if info is not None:
+            info.error_type = error_type
+            info.duration = duration
+            _fire(rt.hooks, "on_attempt_end", info)
+        self._remember(attempt.endpoint, error_type, duration)
+        return error_type
+
+    def abandon(self, attempt: Attempt) -> None:
+        """An attempt ended without an outcome (cancelled, lost a hedge race, odd error)."""
+        self.rt.balancer.on_end(attempt.endpoint, _perf() - attempt.started, False)
+        if attempt.admitted and self.rt.breaker is not None:
+            attempt.admitted = False
+            self.rt.breaker.release()
+
+    def try_hedge(self) -> bool:
+        """May a speculative extra attempt start now? (idempotent, budget allows)."""
+        rt = self.rt
+        request = self.request
+        idempotent = request.method in rt.retry.idempotent_methods or self.has_key
+        if self.opt_in is False or not (idempotent or self.opt_in):
+            return False
+        if rt.budget is not None and not rt.budget.try_withdraw():
+            if rt.hooks:
+                _fire(rt.hooks, "on_retry_budget_exhausted", rt.name)
+            return False
+        self.number += 1
+        if rt.hooks:
+            _fire(rt.hooks, "on_hedge", rt.name)
+        return True
+
+    def finish(self, response: httpx.Response) -> httpx.Response:
+        """Close the call's books with a final response and hand it back.
+
+        A final failure status (5xx, 429) goes to the fallback when one is configured.
+        """
+        rt = self.rt
+        if rt.config.fallback is not None and rt.failure_status(response.status_code):
+            cause = httpx.HTTPStatusError(
+                f"{rt.name} answered {response.status_code}",
+                request=self.request,
+                response=response,
+            )
+            return self.fail(cause)
+        info = self.info
+        if info is not None:
+            info.status_code = response.status_code
+            self._end(info)
+        return response
+
+    def fail(self, exc: BaseException) -> httpx.Response:
+        """Close the call's books with an error: return the fallback or re-raise ``exc``."""
+        info = self.info
+        if info is not None:
+            info.error_type = classify_error(exc)
+            self._end(info)
+        fallback = self.rt.config.fallback
+        if fallback is None:
+            raise exc
+        return fallback(self.request, exc)
+
+    # -- internals ------------------------------------------------------------------
+
+    def _record_breaker(self, attempt: Attempt, failed: bool, duration: float) -> None:
+        breaker = self.rt.breaker
+        if breaker is None or not attempt.admitted:
+            return
+        attempt.admitted = False
+        if failed:
+            breaker.record_failure(duration)
+        else:
+            breaker.record_success(duration)
+
+    def _remember(self, endpoint: Endpoint, outcome: str, duration: float) -> None:
+        if self.history is None:
+            self.history = []
+        self.history.append(AttemptRecord(endpoint.key, outcome, duration))
+
+    def _retry_delay(
+        self, status: int | None, error_type: str | None, headers: httpx.Headers | None
+    ) -> float | None:
+        rt = self.rt
+        request = self.request
+        replayable = type(request.stream).__name__ not in _ONE_SHOT_STREAMS
+        decision = decide_retry(
+            rt.retry,
+            method=request.method,
+            has_idempotency_key=self.has_key,
+            opt_in=self.opt_in,
+            replayable=replayable,
+            retry_number=self.number + 1,
+            status=status,
+            error_type=error_type,
+            response_headers=headers,
+            remaining=self.deadline.remaining(),
+            now_wall=_wall(),
+        )
+        if not decision.retry:
+            log.debug("%s: not retrying: %s", rt.name, decision.reason)
+            return None
+        if rt.budget is not None and not rt.budget.try_withdraw():
+            if rt.hooks:
+                _fire(rt.hooks, "on_retry_budget_exhausted", rt.name)
+            return None
+        self.number += 1
+        if self.info is not None:
+            self.info.attempts = self.number
+            _fire(rt.hooks, "on_retry", self.info, decision.delay, decision.reason)
+        return decision.delay
+
+    def _deadline_error(self) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            self.rt.name, self.deadline.timeout, self.history or (), request=self.request
+        )
+
+    def _end(self, info: CallInfo) -> None:
+        info.attempts = self.number + 1
+        info.duration = _perf() - info.started
+        _fire(self.rt.hooks, "on_request_end", info)
+
+
+def buffered(response: httpx.Response, raw: bytes, request: httpx.Request) -> httpx.Response:
+    """A copy of ``response`` whose raw (still encoded) body is already in memory."""
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=httpx.ByteStream(raw),
+        extensions=response.extensions,
+        request=request,
+    )
+
+
+def _tighter(deadline: Deadline, incoming: Any, rt: ServiceRuntime) -> Deadline:
+    """An incoming deadline (seconds left, or a Deadline) can only shorten ours."""
+    if isinstance(incoming, Deadline):
+        return incoming if incoming.remaining() < deadline.remaining() else deadline
+    seconds = float(incoming)
+    if seconds < deadline.remaining():
+        return Deadline(max(seconds, 0.0), clock=rt.clock)
+    return deadline

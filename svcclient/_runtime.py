@@ -1,0 +1,176 @@
+"""Per-service runtime state shared by the sync and async transports.
+
+One ``ServiceRuntime`` per transport holds what outlives a single call: the discovered
+URL, the endpoint set and its DNS TTL state, the balancer, the (shared, named) breaker,
+the retry budget, the route table and the observers. It performs no I/O: the transports
+resolve DNS and send requests, then report back here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import httpx
+
+from ._balancing import LoadBalancer
+from ._breaker import CircuitBreaker
+from ._breaker_registry import breakers
+from ._budget import RetryBudget
+from ._config import ServiceConfig
+from ._discovery import Discovery, discover
+from ._dns import DnsResolver, Resolution
+from ._endpoint import Endpoint
+from ._endpoints import EndpointSet
+from ._exceptions import DiscoveryError
+from ._hedge import LatencyWindow
+from ._hooks import Hooks
+from ._routes import RouteTable
+
+__all__ = ["ServiceRuntime"]
+
+log = logging.getLogger("svcclient")
+
+_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain"})
+_subscribed_lock = threading.Lock()
+_subscribed: set[tuple[int, int]] = set()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class ServiceRuntime:
+    """Shared state for one target service (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        hooks: Sequence[Hooks],
+        *,
+        owns_transport: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.clock = clock
+        self.hooks = tuple(hooks)
+        self.discovery: Discovery = discover(
+            config.name,
+            config.url,
+            namespace=config.namespace,
+            port=config.port,
+            cluster_domain=config.cluster_domain,
+        )
+        self.base_url = httpx.URL(self.discovery.url)
+        host = self.base_url.host
+        port = self.base_url.port or (443 if self.base_url.scheme == "https" else 80)
+        self.origin = Endpoint(host, port)
+
+        mode = config.resolve
+        if mode == "auto" and not owns_transport and not config.dns_nameservers:
+            # A caller-supplied transport (a mock, a proxy) decides where bytes go.
+            mode = "system"
+        if _is_ip(host) or host.lower() in _LOCAL_NAMES:
+            mode = "system"
+        self.resolve_mode = mode
+
+        self.balancer = LoadBalancer(
+            config.balancing, config.outlier, clock=clock, on_ejection=self._on_ejection
+        )
+        self.endpoint_set: EndpointSet | None = None
+        self.resolver: DnsResolver | None = None
+        if mode == "system":
+            self.balancer.set_endpoints([self.origin])
+        else:
+            self.endpoint_set = EndpointSet(config.name, host, port, clock=clock)
+            self.resolver = DnsResolver(
+                config.dns_nameservers, timeout=config.dns_timeout, use_srv=config.use_srv
+            )
+        self.retired: list[Endpoint] = []
+
+        self.breaker: CircuitBreaker | None = None
+        if config.breaker is not None:
+            self.breaker = breakers.get_or_create(config.name, config.breaker)
+            self._subscribe_breaker(self.breaker)
+        self.budget = RetryBudget.from_policy(config.budget, clock=clock) if config.budget else None
+        self.routes = RouteTable()
+        self.retry = config.retry
+        self.latencies = LatencyWindow() if config.hedge is not None else None
+        self.failure_status = (
+            config.breaker.is_failure_status if config.breaker is not None else _default_failure
+        )
+
+    # -- DNS ---------------------------------------------------------------------------
+
+    def refresh_due(self) -> bool:
+        """True when this call should re-resolve the service's host (TTL expired)."""
+        es = self.endpoint_set
+        return es is not None and es.needs_refresh(self.clock()) and es.begin_refresh(self.clock())
+
+    def refreshed(self, resolution: Resolution) -> None:
+        """Feed a successful DNS answer in; the balancer sees the new endpoint set."""
+        es = self.endpoint_set
+        assert es is not None
+        before = set(es.current)
+        es.update(resolution, self.clock())
+        after = set(es.current)
+        if before != after or not self.balancer.endpoints:
+            self.balancer.set_endpoints(list(es.current))
+            self.retired.extend(before - after)
+
+    def refresh_failed(self, error: Exception) -> None:
+        """Feed a failed lookup in; keeps the last good set, else falls back or raises."""
+        es = self.endpoint_set
+        assert es is not None
+        es.refresh_failed(error, self.clock())
+        if es.current:
+            log.warning("%s: DNS refresh failed, keeping %d endpoints: %s", self.name,
+                        len(es.current), error)
+            return
+        if self.resolve_mode == "auto" and self.discovery.source != "cluster_dns":
+            # Not in DNS (a docker-compose or /etc/hosts name): let the system resolver try.
+            if not self.balancer.endpoints:
+                self.balancer.set_endpoints([self.origin])
+            return
+        self.balancer.set_endpoints([])
+        raise DiscoveryError(self.name, self.discovery.tried, f"DNS: {error}")
+
+    # -- events ------------------------------------------------------------------------
+
+    def _on_ejection(self, endpoint: Endpoint, ejected: bool) -> None:
+        if ejected:
+            self.retired.append(endpoint)
+        for hook in self.hooks:
+            try:
+                hook.on_ejection(self.name, endpoint, ejected)
+            except Exception:
+                log.exception("svcclient hook %r failed", hook)
+
+    def _subscribe_breaker(self, breaker: CircuitBreaker) -> None:
+        # Breakers are shared by name; subscribe each observer once per breaker.
+        for hook in self.hooks:
+            key = (id(breaker), id(hook))
+            with _subscribed_lock:
+                if key in _subscribed:
+                    continue
+                _subscribed.add(key)
+            breaker.on("state_change", _transition_relay(self.name, hook))
+
+
+def _default_failure(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _transition_relay(service: str, hook: Hooks) -> Callable[[str, str], None]:
+    def relay(old: str, new: str) -> None:
+        hook.on_breaker_transition(service, old, new)
+
+    return relay

@@ -1,0 +1,165 @@
+"""``ResilientTransport``: the whole pipeline behind httpx's transport seam (sync driver).
+
+``httpx.Client(transport=ResilientTransport("user-service"))`` gives any existing client
+discovery, retries, the breaker, balancing and metrics. The decisions live in
+:mod:`svcclient._pipeline`; this module only resolves DNS, sends and sleeps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from ._bulkhead import Bulkhead
+from ._config import ServiceConfig
+from ._defaults import default_hooks, resolve_config
+from ._endpoint import Endpoint
+from ._hooks import Hooks
+from ._pinned import PinnedTransport, transport_options
+from ._pipeline import STREAM_EXTENSION, Call, buffered
+from ._pools import PoolSet
+from ._runtime import ServiceRuntime
+
+__all__ = ["ResilientTransport"]
+
+
+class ResilientTransport(httpx.BaseTransport):
+    """An httpx transport running every request through the svcclient pipeline.
+
+    ``config`` is a :class:`ServiceConfig` or a service name (then discovered with
+    defaults and ``SVCCLIENT_<NAME>_*`` environment overrides). ``transport`` is the
+    transport to send through; by default svcclient keeps one connection pool per
+    resolved endpoint. ``hooks`` replace the default observers (Prometheus on the
+    default registry, OpenTelemetry through the global providers).
+
+    >>> client = httpx.Client(transport=ResilientTransport("user-service"))
+    """
+
+    def __init__(
+        self,
+        config: ServiceConfig | str,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        hooks: Sequence[Hooks] | None = None,
+        registry: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        **overrides: Any,
+    ) -> None:
+        self.config = resolve_config(config, overrides)
+        self._hooks = default_hooks(registry) if hooks is None else tuple(hooks)
+        self._inner = transport
+        self.runtime = ServiceRuntime(
+            self.config, self._hooks, owns_transport=transport is None, clock=clock
+        )
+        self._sleep = sleep
+        cfg = self.config
+        self._options = transport_options(
+            cfg.verify,
+            cfg.http2,
+            httpx.Limits(
+                max_connections=cfg.max_connections,
+                max_keepalive_connections=cfg.max_keepalive_connections,
+                keepalive_expiry=cfg.keepalive_expiry,
+            ),
+        )
+        self._pools: PoolSet[httpx.BaseTransport] = PoolSet(self._new_pool, cfg.deadline + 1.0)
+        self._bulkhead = (
+            Bulkhead(cfg.bulkhead, cfg.name) if cfg.bulkhead is not None else None
+        )
+
+    @property
+    def base_url(self) -> httpx.URL:
+        """The discovered base URL of the service."""
+        return self.runtime.base_url
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through deadline, retry, breaker, balancer and attempt timeout."""
+        rt = self.runtime
+        if rt.endpoint_set is not None and rt.refresh_due():
+            self._refresh()
+        if rt.retired or self._pools.has_retiring:
+            self._pools.retire(rt.retired, rt.clock())
+            for pool in self._pools.due(rt.clock()):
+                pool.close()
+        bulkhead = self._bulkhead
+        if bulkhead is not None:
+            bulkhead.acquire()
+        try:
+            return self._run(Call(rt, request))
+        finally:
+            if bulkhead is not None:
+                bulkhead.release()
+
+    def _run(self, call: Call) -> httpx.Response:
+        stream = call.request.extensions.get(STREAM_EXTENSION, False)
+        while True:
+            try:
+                attempt = call.begin_attempt()
+            except httpx.TransportError as exc:
+                return call.fail(exc)
+            try:
+                response = self._send(attempt.endpoint, call.request, stream)
+            except httpx.TransportError as exc:
+                try:
+                    delay = call.attempt_failed(attempt, exc)
+                except httpx.TransportError as final:
+                    return call.fail(final)
+            except BaseException:
+                call.abandon(attempt)
+                raise
+            else:
+                delay = call.attempt_done(attempt, response)
+                if delay is None:
+                    return call.finish(response)
+                response.close()
+            self._sleep(delay)
+
+    def _send(self, endpoint: Endpoint, request: httpx.Request, stream: bool) -> httpx.Response:
+        transport = self._inner or self._pools.get(endpoint)
+        response = transport.handle_request(request)
+        if stream or isinstance(response.stream, httpx.ByteStream):
+            return response
+        # Read the body inside the attempt so a reset mid-body is retried like any error.
+        try:
+            raw = b"".join(response.iter_raw())
+        finally:
+            response.close()
+        return buffered(response, raw, request)
+
+    def _new_pool(self, endpoint: Endpoint) -> httpx.BaseTransport:
+        if endpoint == self.runtime.origin:
+            return httpx.HTTPTransport(**self._options)
+        return PinnedTransport(endpoint, self._options)
+
+    def _refresh(self) -> None:
+        rt = self.runtime
+        assert rt.resolver is not None and rt.endpoint_set is not None
+        try:
+            resolution = rt.resolver.resolve(rt.origin.host, rt.origin.port)
+        except Exception as exc:
+            rt.refresh_failed(exc)
+        else:
+            rt.refreshed(resolution)
+
+    def close(self) -> None:
+        """Close every connection pool this transport opened (not a caller's transport)."""
+        for pool in self._pools.drain():
+            pool.close()
+        if self._inner is not None:
+            self._inner.close()
+
+    def __enter__(self) -> ResilientTransport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        self.close()
