@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -21,7 +21,7 @@ from ._defaults import default_hooks, resolve_config
 from ._endpoint import Endpoint
 from ._hooks import Hooks
 from ._pinned import AsyncPinnedTransport, transport_options
-from ._pipeline import STREAM_EXTENSION, Attempt, Call, buffered
+from ._pipeline import STREAM_EXTENSION, Attempt, Call, buffered, retarget
 from ._pools import PoolSet
 from ._runtime import ServiceRuntime
 
@@ -42,8 +42,10 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         hooks: Sequence[Hooks] | None = None,
         registry: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         **overrides: Any,
     ) -> None:
+        self._sleep = sleep
         self.config = resolve_config(config, overrides)
         self._hooks = default_hooks(registry) if hooks is None else tuple(hooks)
         self._inner = transport
@@ -60,9 +62,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                 keepalive_expiry=cfg.keepalive_expiry,
             ),
         )
-        self._pools: PoolSet[httpx.AsyncBaseTransport] = PoolSet(
-            self._new_pool, cfg.deadline + 1.0
-        )
+        self._pools: PoolSet[httpx.AsyncBaseTransport] = PoolSet(self._new_pool, cfg.deadline + 1.0)
         self._bulkhead = AsyncBulkhead(cfg.bulkhead, cfg.name) if cfg.bulkhead else None
 
     @property
@@ -108,11 +108,12 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                 call.abandon(attempt)
                 raise
             else:
-                delay = call.attempt_done(attempt, response)
-                if delay is None:
+                retry_in = call.attempt_done(attempt, response)
+                if retry_in is None:
                     return call.finish(response)
+                delay = retry_in
                 await response.aclose()
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
     async def _run_hedged(self, call: Call) -> httpx.Response:
         """Race attempts: after the hedge delay with no answer, start one elsewhere."""
@@ -146,21 +147,21 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                         continue
                     for task in done:
                         attempt = racing.pop(task)
-                        exc = task.exception()
-                        if exc is None:
+                        error = task.exception()
+                        if error is None:
                             response = task.result()
                             if not self.runtime.failure_status(response.status_code) or not racing:
                                 outcome = (attempt, response)
                                 break
                             call.attempt_done(attempt, response)
                             await response.aclose()
-                        elif isinstance(exc, httpx.TransportError) and racing:
-                            call.record_error(attempt, exc)
-                        elif isinstance(exc, Exception):
-                            outcome = (attempt, exc)
+                        elif isinstance(error, httpx.TransportError) and racing:
+                            call.record_error(attempt, error)
+                        elif isinstance(error, Exception):
+                            outcome = (attempt, error)
                             break
                         else:
-                            raise exc
+                            raise error
                     if outcome is not None:
                         break
             finally:
@@ -172,9 +173,10 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             assert outcome is not None
             attempt, result = outcome
             if isinstance(result, httpx.Response):
-                delay = call.attempt_done(attempt, result)
-                if delay is None:
+                retry_in = call.attempt_done(attempt, result)
+                if retry_in is None:
                     return call.finish(result)
+                delay = retry_in
                 await result.aclose()
             elif isinstance(result, httpx.TransportError):
                 try:
@@ -184,11 +186,16 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             else:
                 call.abandon(attempt)
                 raise result
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
     async def _send(self, attempt: Attempt, call: Call) -> httpx.Response:
         request = call.request
-        transport = self._inner or self._pools.get(attempt.endpoint)
+        if self._inner is None:
+            transport = self._pools.get(attempt.endpoint)
+        else:
+            transport = self._inner
+            if self.runtime.endpoint_set is not None:
+                retarget(request, attempt.endpoint, self.runtime.origin)
         stream = request.extensions.get(STREAM_EXTENSION, False)
         timeout = call.attempt_timeout()
         try:
@@ -214,9 +221,12 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
 
     async def _refresh(self) -> None:
         rt = self.runtime
-        assert rt.resolver is not None
+        assert rt.resolver is not None and rt.endpoint_set is not None
         try:
             resolution = await rt.resolver.aresolve(rt.origin.host, rt.origin.port)
+        except asyncio.CancelledError:
+            rt.endpoint_set.abort_refresh()
+            raise
         except Exception as exc:
             rt.refresh_failed(exc)
         else:

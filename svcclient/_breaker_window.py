@@ -38,8 +38,18 @@ class TimeWindow:
     (1, 0)
     """
 
-    __slots__ = ("_b_calls", "_b_fails", "_b_slow", "_head", "_n", "_pos", "_width", "calls",
-                 "failures", "slow_calls")
+    __slots__ = (
+        "_b_calls",
+        "_b_fails",
+        "_b_slow",
+        "_head",
+        "_n",
+        "_pos",
+        "_width",
+        "calls",
+        "failures",
+        "slow_calls",
+    )
 
     def __init__(self, duration: float, buckets: int) -> None:
         self._n = buckets

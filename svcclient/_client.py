@@ -12,7 +12,9 @@ options travel in httpx's ``extensions``:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -34,7 +36,8 @@ class ServiceClient(httpx.Client):
 
     ``config`` is a :class:`ServiceConfig` or a service name; keyword ``overrides``
     replace config fields (``timeout=1.0``, ``retry=RetryPolicy(attempts=5)``).
-    ``transport`` is an inner transport to send through (tests, proxies).
+    ``transport`` is an inner transport to send through (tests, proxies); ``clock`` and
+    ``sleep`` replace ``time.monotonic`` / ``time.sleep`` (tests).
 
     >>> with ServiceClient("user-service", url="http://user-service:3000") as users:
     ...     users.get("/users/42", extensions={"route": "/users/{id}"})
@@ -48,10 +51,18 @@ class ServiceClient(httpx.Client):
         hooks: Sequence[Hooks] | None = None,
         registry: Any = None,
         headers: HeaderTypes | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
         **overrides: Any,
     ) -> None:
         self.resilient = ResilientTransport(
-            config, transport, hooks=hooks, registry=registry, **overrides
+            config,
+            transport,
+            hooks=hooks,
+            registry=registry,
+            clock=clock,
+            sleep=sleep,
+            **overrides,
         )
         cfg = self.resilient.config
         super().__init__(
@@ -101,10 +112,18 @@ class AsyncServiceClient(httpx.AsyncClient):
         hooks: Sequence[Hooks] | None = None,
         registry: Any = None,
         headers: HeaderTypes | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         **overrides: Any,
     ) -> None:
         self.resilient = AsyncResilientTransport(
-            config, transport, hooks=hooks, registry=registry, **overrides
+            config,
+            transport,
+            hooks=hooks,
+            registry=registry,
+            clock=clock,
+            sleep=sleep,
+            **overrides,
         )
         cfg = self.resilient.config
         super().__init__(

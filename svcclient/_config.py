@@ -125,9 +125,8 @@ class ServiceConfig:
     def _check_cross_fields(self) -> None:
         name = self.name
         if self.timeout > self.deadline:
-            raise ConfigError(
-                name, "timeout", self.timeout, f"per-attempt timeout exceeds deadline {self.deadline}"
-            )
+            reason = f"per-attempt timeout exceeds deadline {self.deadline}"
+            raise ConfigError(name, "timeout", self.timeout, reason)
         if self.breaker is not None and self.breaker.sampling_window < 2 * self.timeout:
             raise ConfigError(
                 name,
@@ -225,9 +224,9 @@ def _coerce(service: str, key: str, value: Any, hint: Any) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
-            if type(None) in args:
-                return None
+        empty = value is None or (isinstance(value, str) and value.strip().lower() in ("none", ""))
+        if empty and type(None) in args:
+            return None
         errors = []
         for arg in args:
             if arg is type(None):
@@ -266,7 +265,9 @@ def _coerce(service: str, key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(service, key, value, "expected a string")
         return value
     if origin in (tuple, frozenset):
-        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        items = value
+        if isinstance(value, str):
+            items = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(items, list | tuple | set | frozenset):
             raise ConfigError(service, key, value, "expected a list")
         item_hint = args[0] if args else str

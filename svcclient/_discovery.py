@@ -64,6 +64,8 @@ def parse_service_url(url: str, *, service: str | None, key: str) -> httpx.URL:
         raise ConfigError(service, key, url, "scheme must be http or https")
     if not parsed.host:
         raise ConfigError(service, key, url, "URL has no host")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ConfigError(service, key, url, f"port {parsed.port} is not a TCP port")
     if parsed.query or parsed.fragment:
         raise ConfigError(service, key, url, "a base URL takes no query string or fragment")
     return parsed

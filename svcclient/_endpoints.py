@@ -173,6 +173,8 @@ class EndpointSet:
             )
             return False
         new = resolution.endpoints
+        if len(set(new)) != len(new):
+            new = tuple(dict.fromkeys(new))  # hand-built resolutions may repeat an endpoint
         # Compare as sets: servers rotate record order, which is not a change of membership.
         changed = new != self.current and set(new) != set(self.current)
         if changed:

@@ -41,9 +41,10 @@ logger = logging.getLogger("svcclient")
 
 ServiceNamer = Callable[[str], str] | Mapping[str, str]
 
-# Distinct target services one instrumented client reports before folding into "other":
+# Distinct target services one instrumented client reports before folding into "other"
 # a client that follows arbitrary URLs must not explode the target_service label.
 _MAX_SERVICES: Final = 1000
+_MAX_HOSTS: Final = 10_000
 _CLUSTER_SUFFIXES: Final = (".svc.cluster.local", ".svc")
 
 
@@ -79,6 +80,7 @@ class _Observer:
     __slots__ = (
         "_attempt_end",
         "_attempt_start",
+        "_known",
         "_lock",
         "_namer",
         "_request_end",
@@ -105,6 +107,7 @@ class _Observer:
         self._attempt_end = bound("on_attempt_end")
         self._namer = namer
         self._services: dict[str, str] = {}
+        self._known: set[str] = set()
         self._routes: dict[str, RouteTable] = {}
         self._lock = threading.Lock()
 
@@ -113,16 +116,24 @@ class _Observer:
         if name is not None:
             return name
         namer = self._namer
-        if namer is None:
+        name = None
+        try:
+            if isinstance(namer, Mapping):
+                name = namer.get(host)
+            elif namer is not None:
+                name = namer(host)
+        except Exception:
+            logger.exception("svcclient service_name function failed for %r", host)
+        if not name:
             name = default_service_name(host)
-        elif isinstance(namer, Mapping):
-            name = namer.get(host) or default_service_name(host)
-        else:
-            name = namer(host)
         with self._lock:
-            if len(self._services) >= _MAX_SERVICES:
-                return name if name in self._routes else OTHER_ROUTE
-            self._services[host] = name
+            if name not in self._known:
+                if len(self._known) >= _MAX_SERVICES:
+                    name = OTHER_ROUTE
+                else:
+                    self._known.add(name)
+            if len(self._services) < _MAX_HOSTS:
+                self._services[host] = name
         return name
 
     def route(self, service: str, request: httpx.Request) -> str:

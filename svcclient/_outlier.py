@@ -47,13 +47,12 @@ from dataclasses import dataclass
 from ._endpoint import Endpoint
 from ._exceptions import ConfigError
 
-__all__ = ["OutlierDetector", "OutlierPolicy", "Transition"]
+__all__ = ["EndpointHealth", "OutlierDetector", "OutlierPolicy", "Transition"]
 
 Transition = tuple[Endpoint, bool]
 """``(endpoint, excluded)``: True when it left the healthy set, False when it returned."""
 
 _INF = math.inf
-_NO_TRANSITIONS: list[Transition] = []  # shared, never mutated: the common answer
 
 
 def _check_time(key: str, value: object, *, allow_zero: bool = False) -> None:
@@ -71,8 +70,9 @@ class OutlierPolicy:
     of ejections (at most 300 s), never more than 50 % of the endpoints at once; no
     active health checks unless ``health_check_path`` is set (then every 10 s).
 
-    >>> OutlierPolicy(consecutive_failures=3, health_check_path="/healthz")
-    OutlierPolicy(consecutive_failures=3, ...)
+    >>> policy = OutlierPolicy(consecutive_failures=3, health_check_path="/healthz")
+    >>> dataclasses.replace(policy, enabled=False).enabled
+    False
 
     ``enabled=False`` disables passive ejection and active checks.
     """
@@ -113,12 +113,17 @@ class OutlierPolicy:
             raise ConfigError(None, "enabled", self.enabled, "must be True or False")
 
 
-class _State:
-    """Outlier bookkeeping for one endpoint."""
+class EndpointHealth:
+    """Outlier bookkeeping for one endpoint (owned and mutated by ``OutlierDetector``).
+
+    ``LoadBalancer`` keeps a reference to read ``failures``/``probation`` without a lock
+    on the success path: only when one is set does a success need the detector.
+    """
 
     __slots__ = (
         "ejected",
         "ejected_until",
+        "endpoint",
         "failures",
         "next_check",
         "probation",
@@ -127,7 +132,8 @@ class _State:
         "unhealthy",
     )
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, endpoint: Endpoint, now: float) -> None:
+        self.endpoint = endpoint
         self.failures = 0  # current run of consecutive failures
         self.times_ejected = 0  # multiplier, decays while in service
         self.ejected = False  # passively ejected
@@ -153,16 +159,17 @@ class OutlierDetector:
     >>> a, b = Endpoint("10.0.0.1", 80), Endpoint("10.0.0.2", 80)
     >>> d.set_endpoints([a, b], now=0.0)
     >>> d.record_failure(a, now=1.0)
-    [(Endpoint(host='10.0.0.1', port=80), True)]
+    ((Endpoint(host='10.0.0.1', port=80), True),)
     >>> d.refresh(now=31.0)
-    [(Endpoint(host='10.0.0.1', port=80), False)]
+    ((Endpoint(host='10.0.0.1', port=80), False),)
     """
 
     __slots__ = ("_ejected_count", "_next_check", "_policy", "_states", "next_expiry")
 
     def __init__(self, policy: OutlierPolicy) -> None:
         self._policy = policy
-        self._states: dict[Endpoint, _State] = {}
+        # Keyed by ``Endpoint.key``: str hashes are cached, the dataclass's hash is not.
+        self._states: dict[str, EndpointHealth] = {}
         self._ejected_count = 0
         self._next_check = _INF
         self.next_expiry = _INF
@@ -181,7 +188,7 @@ class OutlierDetector:
         Removed endpoints produce no transition: they are not "returning", they are gone.
         """
         old = self._states
-        self._states = {ep: old.get(ep) or _State(now) for ep in endpoints}
+        self._states = {ep.key: old.get(ep.key) or EndpointHealth(ep, now) for ep in endpoints}
         self._recount()
 
     def _recount(self) -> None:
@@ -194,16 +201,20 @@ class OutlierDetector:
 
     def is_excluded(self, ep: Endpoint) -> bool:
         """True while ``ep`` is ejected or failed its last active check."""
-        st = self._states.get(ep)
+        st = self._states.get(ep.key)
         return st is not None and (st.ejected or st.unhealthy)
 
     def excluded(self) -> tuple[Endpoint, ...]:
         """Every tracked endpoint that is currently out of rotation."""
-        return tuple(ep for ep, st in self._states.items() if st.ejected or st.unhealthy)
+        return tuple(st.endpoint for st in self._states.values() if st.ejected or st.unhealthy)
+
+    def health(self, ep: Endpoint) -> EndpointHealth | None:
+        """The live record of ``ep`` (``None`` when it is not tracked)."""
+        return self._states.get(ep.key)
 
     def times_ejected(self, ep: Endpoint) -> int:
         """The ejection multiplier as stored (0 for unknown endpoints); for tests and metrics."""
-        st = self._states.get(ep)
+        st = self._states.get(ep.key)
         return st.times_ejected if st is not None else 0
 
     def ejection_limit(self) -> int:
@@ -220,25 +231,25 @@ class OutlierDetector:
 
     def record_success(self, ep: Endpoint) -> None:
         """A request to ``ep`` succeeded: reset its failure run and end probation."""
-        st = self._states.get(ep)
+        st = self._states.get(ep.key)
         if st is not None and (st.failures or st.probation):
             st.failures = 0
             st.probation = False
 
-    def record_failure(self, ep: Endpoint, now: float) -> list[Transition]:
+    def record_failure(self, ep: Endpoint, now: float) -> tuple[Transition, ...]:
         """A request to ``ep`` failed; returns ``[(ep, True)]`` if that ejected it."""
-        st = self._states.get(ep)
+        st = self._states.get(ep.key)
         policy = self._policy
         if st is None or not policy.enabled or st.ejected:
-            return _NO_TRANSITIONS
+            return ()
         st.failures += 1
         multiplier = self._decayed(st, now)
         if st.probation and multiplier == 0:
             st.probation = False  # fully decayed: back to the ordinary count
         if not (st.probation or st.failures >= policy.consecutive_failures):
-            return _NO_TRANSITIONS
+            return ()
         if self._ejected_count >= self.ejection_limit():
-            return _NO_TRANSITIONS  # over the cap: keep counting, eject when room frees
+            return ()  # over the cap: keep counting, eject when room frees
         was_excluded = st.unhealthy
         st.times_ejected = multiplier + 1
         st.ejected = True
@@ -249,29 +260,29 @@ class OutlierDetector:
         st.probation = False
         self._ejected_count += 1
         self.next_expiry = min(self.next_expiry, st.ejected_until)
-        return _NO_TRANSITIONS if was_excluded else [(ep, True)]
+        return () if was_excluded else ((st.endpoint, True),)
 
-    def _decayed(self, st: _State, now: float) -> int:
+    def _decayed(self, st: EndpointHealth, now: float) -> int:
         """``times_ejected`` after one step of decay per full base time in service."""
         if st.times_ejected == 0:
             return 0
         served = max(now - st.returned_at, 0.0)
         return max(st.times_ejected - int(served // self._policy.base_ejection_time), 0)
 
-    def refresh(self, now: float) -> list[Transition]:
+    def refresh(self, now: float) -> tuple[Transition, ...]:
         """Return every endpoint whose ejection time has passed; cheap when none is due."""
         if now < self.next_expiry:
-            return _NO_TRANSITIONS
+            return ()
         out: list[Transition] = []
-        for ep, st in self._states.items():
+        for st in self._states.values():
             if st.ejected and st.ejected_until <= now:
                 self._return(st, st.ejected_until)
                 if not st.unhealthy:
-                    out.append((ep, False))
+                    out.append((st.endpoint, False))
         self._recount()
-        return out
+        return tuple(out)
 
-    def _return(self, st: _State, at: float) -> None:
+    def _return(self, st: EndpointHealth, at: float) -> None:
         st.ejected = False
         st.failures = 0
         st.returned_at = at
@@ -289,23 +300,23 @@ class OutlierDetector:
             return []
         due: list[Endpoint] = []
         nxt = _INF
-        for ep, st in self._states.items():
+        for st in self._states.values():
             if st.next_check <= now:
-                due.append(ep)
+                due.append(st.endpoint)
                 st.next_check = now + policy.health_check_interval
             nxt = min(nxt, st.next_check)
         self._next_check = nxt
         return due
 
-    def mark_health(self, ep: Endpoint, healthy: bool, now: float) -> list[Transition]:
+    def mark_health(self, ep: Endpoint, healthy: bool, now: float) -> tuple[Transition, ...]:
         """Record an active check's verdict; returns the transition it caused, if any.
 
         A passing check also ends a passive ejection early (with probation); a failing one
         excludes the endpoint until a later check passes.
         """
-        st = self._states.get(ep)
+        st = self._states.get(ep.key)
         if st is None or not self._policy.enabled:
-            return _NO_TRANSITIONS
+            return ()
         before = st.ejected or st.unhealthy
         if healthy:
             st.unhealthy = False
@@ -315,4 +326,4 @@ class OutlierDetector:
         else:
             st.unhealthy = True
         after = st.ejected or st.unhealthy
-        return _NO_TRANSITIONS if before == after else [(ep, after)]
+        return () if before == after else ((st.endpoint, after),)

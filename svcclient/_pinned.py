@@ -20,7 +20,9 @@ from ._endpoint import Endpoint
 
 __all__ = ["AsyncPinnedTransport", "PinnedTransport", "transport_options"]
 
-SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+SocketOption = (
+    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+)
 
 
 class _PinnedBackend(httpcore.NetworkBackend):

@@ -42,7 +42,7 @@ from ._retry import decide_retry
 if TYPE_CHECKING:
     from ._runtime import ServiceRuntime
 
-__all__ = ["STREAM_EXTENSION", "Attempt", "Call", "buffered"]
+__all__ = ["STREAM_EXTENSION", "Attempt", "Call", "buffered", "retarget"]
 
 log = logging.getLogger("svcclient")
 
@@ -85,6 +85,7 @@ class Call:
         "last_endpoint",
         "number",
         "opt_in",
+        "replayable",
         "request",
         "rt",
     )
@@ -104,6 +105,8 @@ class Call:
         self.affinity = ext.get("affinity_key")
         self.opt_in: bool | None = ext.get("retry")
         self.has_key = rt.retry.idempotency_header in request.headers
+        # Judged before the first send: a transport may buffer a one-shot body it read.
+        self.replayable = type(request.stream).__name__ not in _ONE_SHOT_STREAMS
         if rt.budget is not None:
             rt.budget.record_request()
         if rt.hooks:
@@ -282,13 +285,12 @@ class Call:
     ) -> float | None:
         rt = self.rt
         request = self.request
-        replayable = type(request.stream).__name__ not in _ONE_SHOT_STREAMS
         decision = decide_retry(
             rt.retry,
             method=request.method,
             has_idempotency_key=self.has_key,
             opt_in=self.opt_in,
-            replayable=replayable,
+            replayable=self.replayable,
             retry_number=self.number + 1,
             status=status,
             error_type=error_type,
@@ -320,6 +322,25 @@ class Call:
         _fire(self.rt.hooks, "on_request_end", info)
 
 
+def retarget(request: httpx.Request, endpoint: Endpoint, origin: Endpoint) -> None:
+    """Point ``request`` at ``endpoint`` for a caller-supplied transport.
+
+    Used only when svcclient does not own the connection pools (then it pins pools to
+    endpoints instead, which is cheaper). The ``Host`` header was fixed when the request
+    was built and stays; for https the original name goes to TLS as ``sni_hostname``.
+    """
+    url = request.url
+    if url.host == endpoint.host and (url.port or origin.port) == endpoint.port:
+        return
+    if endpoint == origin:
+        request.url = url.copy_with(host=origin.host, port=url.port)
+        request.extensions.pop("sni_hostname", None)
+        return
+    if url.scheme == "https":
+        request.extensions["sni_hostname"] = origin.host
+    request.url = url.copy_with(host=endpoint.host, port=endpoint.port)
+
+
 def buffered(response: httpx.Response, raw: bytes, request: httpx.Request) -> httpx.Response:
     """A copy of ``response`` whose raw (still encoded) body is already in memory."""
     return httpx.Response(
@@ -332,10 +353,7 @@ def buffered(response: httpx.Response, raw: bytes, request: httpx.Request) -> ht
 
 
 def _tighter(deadline: Deadline, incoming: Any, rt: ServiceRuntime) -> Deadline:
-    """An incoming deadline (seconds left, or a Deadline) can only shorten ours."""
-    if isinstance(incoming, Deadline):
-        return incoming if incoming.remaining() < deadline.remaining() else deadline
-    seconds = float(incoming)
-    if seconds < deadline.remaining():
-        return Deadline(max(seconds, 0.0), clock=rt.clock)
-    return deadline
+    """An incoming deadline (a Deadline, or seconds left) can only shorten ours."""
+    if not isinstance(incoming, Deadline):
+        incoming = Deadline(max(float(incoming), 0.0), clock=rt.clock)
+    return deadline.earlier(incoming)

@@ -132,8 +132,12 @@ class ServiceRuntime:
         assert es is not None
         es.refresh_failed(error, self.clock())
         if es.current:
-            log.warning("%s: DNS refresh failed, keeping %d endpoints: %s", self.name,
-                        len(es.current), error)
+            log.warning(
+                "%s: DNS refresh failed, keeping %d endpoints: %s",
+                self.name,
+                len(es.current),
+                error,
+            )
             return
         if self.resolve_mode == "auto" and self.discovery.source != "cluster_dns":
             # Not in DNS (a docker-compose or /etc/hosts name): let the system resolver try.

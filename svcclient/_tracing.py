@@ -137,6 +137,9 @@ else:  # pragma: no cover - depends on the installed API version
         return True
 
 
+_get_current_context = _otel_context.get_current
+
+
 def _noop_tracer_provider(tp: TracerProvider) -> bool:
     return isinstance(tp, NoOpTracerProvider | ProxyTracerProvider)
 
@@ -270,22 +273,19 @@ class TracingHooks(Hooks):
     # -- provider resolution -------------------------------------------------------------
 
     def _current_tracer(self) -> Tracer | None:
-        if self._explicit_tp:
-            return self._tracer
-        tp = _global_tracer_provider()
-        if tp is not self._seen_tp:
-            # The global provider is set at most once per process: resolve it once.
-            self._seen_tp = tp
-            self._tracer = (
-                None
-                if tp is None or _noop_tracer_provider(tp)
-                else tp.get_tracer(_INSTRUMENTATION_NAME, _VERSION)
-            )
+        if not self._explicit_tp and _global_tracer_provider() is not self._seen_tp:
+            self._resolve_global()
         return self._tracer
 
-    def _metrics_on(self) -> bool:
-        explicit = self._meter_explicit
-        return _global_meter_set() if explicit is None else explicit
+    def _resolve_global(self) -> None:
+        # The global provider is set at most once per process: this runs once or twice.
+        tp = _global_tracer_provider()
+        self._seen_tp = tp
+        self._tracer = (
+            None
+            if tp is None or _noop_tracer_provider(tp)
+            else tp.get_tracer(_INSTRUMENTATION_NAME, _VERSION)
+        )
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -331,10 +331,13 @@ class TracingHooks(Hooks):
 
     def on_attempt_start(self, attempt: AttemptInfo) -> None:
         """Open the attempt's CLIENT span and inject its trace context into the headers."""
-        tracer = self._current_tracer()
+        # Inlined _current_tracer(): this line is most of the no-SDK cost.
+        if not self._explicit_tp and _global_tracer_provider() is not self._seen_tp:
+            self._resolve_global()
+        tracer = self._tracer
         if tracer is None:
             if self._propagate:
-                current = _otel_context.get_current()
+                current = _get_current_context()
                 # An empty context means no incoming trace and no baggage: nothing to send.
                 if current:
                     _otel_propagate.inject(attempt.request.headers, context=current)
@@ -388,7 +391,8 @@ class TracingHooks(Hooks):
                 span.set_attribute("error.type", err)
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
-        if self._metrics_on():
+        explicit = self._meter_explicit
+        if _global_meter_set() if explicit is None else explicit:
             self._histogram.record(attempt.duration, self._metric_attributes(attempt))
 
     def _metric_attributes(self, attempt: AttemptInfo) -> Mapping[str, str | int]:

@@ -20,7 +20,7 @@ from ._defaults import default_hooks, resolve_config
 from ._endpoint import Endpoint
 from ._hooks import Hooks
 from ._pinned import PinnedTransport, transport_options
-from ._pipeline import STREAM_EXTENSION, Call, buffered
+from ._pipeline import STREAM_EXTENSION, Call, buffered, retarget
 from ._pools import PoolSet
 from ._runtime import ServiceRuntime
 
@@ -68,9 +68,7 @@ class ResilientTransport(httpx.BaseTransport):
             ),
         )
         self._pools: PoolSet[httpx.BaseTransport] = PoolSet(self._new_pool, cfg.deadline + 1.0)
-        self._bulkhead = (
-            Bulkhead(cfg.bulkhead, cfg.name) if cfg.bulkhead is not None else None
-        )
+        self._bulkhead = Bulkhead(cfg.bulkhead, cfg.name) if cfg.bulkhead is not None else None
 
     @property
     def base_url(self) -> httpx.URL:
@@ -113,14 +111,20 @@ class ResilientTransport(httpx.BaseTransport):
                 call.abandon(attempt)
                 raise
             else:
-                delay = call.attempt_done(attempt, response)
-                if delay is None:
+                retry_in = call.attempt_done(attempt, response)
+                if retry_in is None:
                     return call.finish(response)
+                delay = retry_in
                 response.close()
             self._sleep(delay)
 
     def _send(self, endpoint: Endpoint, request: httpx.Request, stream: bool) -> httpx.Response:
-        transport = self._inner or self._pools.get(endpoint)
+        if self._inner is None:
+            transport = self._pools.get(endpoint)
+        else:
+            transport = self._inner
+            if self.runtime.endpoint_set is not None:
+                retarget(request, endpoint, self.runtime.origin)
         response = transport.handle_request(request)
         if stream or isinstance(response.stream, httpx.ByteStream):
             return response

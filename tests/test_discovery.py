@@ -59,9 +59,7 @@ def test_default_then_cluster_dns() -> None:
 
 def test_cluster_dns_uses_namespace_argument_and_port() -> None:
     """Rule 4 builds name.namespace.svc.cluster-domain:port."""
-    d = discover(
-        "user-service", environ={}, namespace="shop", port=3000, namespace_file=NO_NS_FILE
-    )
+    d = discover("user-service", environ={}, namespace="shop", port=3000, namespace_file=NO_NS_FILE)
     assert d.url == "http://user-service.shop.svc.cluster.local:3000"
     assert d.source == "cluster_dns"
 
