@@ -319,7 +319,8 @@ class LoadBalancer:
         st = self._stats.get(ep.key)
         if st is None:
             return
-        try:
+        # contextlib.suppress would cost a context manager on every request.
+        try:  # noqa: SIM105
             st.inflight.pop()
         except IndexError:  # more ends than starts: a caller bug, not worth a crash
             pass

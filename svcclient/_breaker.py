@@ -47,7 +47,7 @@ from typing import Any, Final, Literal
 
 from . import _guard
 from ._breaker_window import CountWindow, TimeWindow
-from ._exceptions import ConfigError
+from ._exceptions import CircuitOpenError, ConfigError
 
 __all__ = [
     "CLOSED",
@@ -570,36 +570,46 @@ class CircuitBreaker:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the guarded function through the breaker (``await`` it when async)."""
-        if self._fast and self._state is CLOSED:
-            # Closed sync fast path, inlined (a method call here costs as much as the
-            # bookkeeping): time the call, count a success, done.
-            clock = self._clock
-            start = clock()
-            try:
-                result = self._func(*args, **kwargs)  # type: ignore[misc]
-            except BaseException as exc:
-                return _guard.sync_error(self, exc, clock() - start, args, kwargs)
-            now = clock()
-            if now - start <= self._fast_limit:
-                change = None
-                lock = self._lock
-                lock.acquire()
+        if self._fast:
+            state = self._state
+            if state is CLOSED:
+                # Closed sync fast path, inlined (a method call here costs as much as the
+                # bookkeeping): time the call, count a success, done.
+                clock = self._clock
+                start = clock()
                 try:
-                    if self._state is CLOSED:
-                        window = self._window
-                        window.success(now)
-                        if window.failures or window.slow_calls:
-                            change = self._judge()
-                    else:
-                        change = self._verdict(now, False, False)
-                finally:
-                    lock.release()
-                if change is not None:
-                    self._announce(change)
-                if self._on_success:
-                    self._emit("success", now - start)
-                return result
-            return _guard.sync_late(self, result, now - start, args, kwargs)
+                    result = self._func(*args, **kwargs)  # type: ignore[misc]
+                except BaseException as exc:
+                    return _guard.sync_error(self, exc, clock() - start, args, kwargs)
+                now = clock()
+                if now - start <= self._fast_limit:
+                    change = None
+                    lock = self._lock
+                    lock.acquire()
+                    try:
+                        if self._state is CLOSED:
+                            window = self._window
+                            window.success(now)
+                            if window.failures or window.slow_calls:
+                                change = self._judge()
+                        else:
+                            change = self._verdict(now, False, False)
+                    finally:
+                        lock.release()
+                    if change is not None:
+                        self._announce(change)
+                    if self._on_success:
+                        self._emit("success", now - start)
+                    return result
+                return _guard.sync_late(self, result, now - start, args, kwargs)
+            if state is OPEN:
+                # Open fast path: reject without touching anything but the reject counter.
+                now = self._clock()
+                if now < self._half_open_at:
+                    error = self._rejected(now)
+                    if self._fallback is None:
+                        raise error
+                    return _guard.fallback_sync(self, args, kwargs, error)
         if self._func is None:
             if len(args) == 1 and not kwargs and callable(args[0]):
                 self._bind(args[0])
@@ -724,7 +734,16 @@ class CircuitBreaker:
         if change is not None:
             self._announce(change)
 
-    def _reject_error(self) -> BaseException:
-        from ._exceptions import CircuitOpenError
+    def _rejected(self, now: float) -> CircuitOpenError:
+        """Count a rejection made outside ``allow()``; the error to raise or hand over."""
+        lock = self._lock
+        lock.acquire()
+        self._rejects += 1
+        lock.release()
+        if "reject" in self._handlers:
+            self._emit("reject")
+        return CircuitOpenError(self.name, self._half_open_at - now)
 
+    def _reject_error(self) -> CircuitOpenError:
+        """The error for a call ``allow()`` just refused."""
         return CircuitOpenError(self.name, self.retry_after())

@@ -15,6 +15,7 @@ free of I/O and of threading, and testable with plain numbers.
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 __all__ = ["CountWindow", "TimeWindow", "Window"]
@@ -28,8 +29,10 @@ _SLOW: Final = 4
 class TimeWindow:
     """Outcomes of the last ``duration`` seconds, in ``buckets`` equal buckets.
 
-    ``now`` values come from the breaker's clock; a bucket is ``int(now // width)``.
-    A clock that steps backwards is treated as "still in the current bucket".
+    ``now`` values come from the breaker's clock; a time ``t`` falls in bucket
+    ``int(t // width)``. A clock that steps backwards is treated as "still in the current
+    bucket". The current bucket's counts live in plain attributes and the time at which it
+    ends is precomputed, so counting a call is a compare and two increments.
 
     >>> w = TimeWindow(10.0, 10)
     >>> w.record(0.5, failed=True, slow=False); w.success(1.5); (w.calls, w.failures)
@@ -42,9 +45,12 @@ class TimeWindow:
         "_b_calls",
         "_b_fails",
         "_b_slow",
+        "_cur_calls",
+        "_cur_fails",
+        "_cur_slow",
+        "_edge",
         "_head",
         "_n",
-        "_pos",
         "_width",
         "calls",
         "failures",
@@ -54,64 +60,60 @@ class TimeWindow:
     def __init__(self, duration: float, buckets: int) -> None:
         self._n = buckets
         self._width = duration / buckets
-        self._b_calls = [0] * buckets
-        self._b_fails = [0] * buckets
-        self._b_slow = [0] * buckets
-        self._head: int | None = None  # absolute index of the newest bucket
-        self._pos = 0  # its slot: _head % _n
-        self.calls = 0
-        self.failures = 0
-        self.slow_calls = 0
+        self.reset()
 
     def success(self, now: float) -> None:
         """Count one fast, successful call at ``now`` (the hot path)."""
-        idx = int(now // self._width)
-        if idx != self._head:
-            self._roll(idx)
-        self._b_calls[self._pos] += 1
+        if now >= self._edge:
+            self._roll(now)
+        self._cur_calls += 1
         self.calls += 1
 
     def record(self, now: float, failed: bool, slow: bool) -> None:
         """Count one call at ``now`` with its verdict."""
-        idx = int(now // self._width)
-        if idx != self._head:
-            self._roll(idx)
-        pos = self._pos
-        self._b_calls[pos] += 1
+        if now >= self._edge:
+            self._roll(now)
+        self._cur_calls += 1
         self.calls += 1
         if failed:
-            self._b_fails[pos] += 1
+            self._cur_fails += 1
             self.failures += 1
         if slow:
-            self._b_slow[pos] += 1
+            self._cur_slow += 1
             self.slow_calls += 1
 
     def advance(self, now: float) -> None:
         """Drop buckets that fell out of the window by ``now`` (before reading totals)."""
-        idx = int(now // self._width)
-        if idx != self._head:
-            self._roll(idx)
+        if now >= self._edge:
+            self._roll(now)
 
     def reset(self) -> None:
         """Forget every outcome."""
         n = self._n
-        self._b_calls = [0] * n
+        self._b_calls = [0] * n  # closed buckets; the current one is in _cur_*
         self._b_fails = [0] * n
         self._b_slow = [0] * n
-        self._head = None
-        self._pos = 0
+        self._cur_calls = self._cur_fails = self._cur_slow = 0
+        self._head = 0  # absolute index of the current bucket
+        self._edge = float("-inf")  # first call rolls into its bucket
         self.calls = self.failures = self.slow_calls = 0
 
-    def _roll(self, idx: int) -> None:
+    def _roll(self, now: float) -> None:
+        idx = int(now // self._width)
         head = self._head
+        if idx <= head and self._edge != float("-inf"):
+            self._edge = self._edge_of(head)  # float rounding at the edge: stay
+            return
         n = self._n
-        if head is None or idx - head >= n:
-            if self.calls:
-                self.reset()
-        elif idx < head:
-            return  # clock stepped back: keep counting into the newest bucket
+        calls, fails, slow = self._b_calls, self._b_fails, self._b_slow
+        # Close the current bucket, then empty every bucket the window slid past.
+        pos = head % n
+        calls[pos], fails[pos], slow[pos] = self._cur_calls, self._cur_fails, self._cur_slow
+        if idx - head >= n or self._edge == float("-inf"):
+            for i in range(n):
+                calls[i] = fails[i] = slow[i] = 0
+            self.calls = self.failures = self.slow_calls = 0
         else:
-            calls, fails, slow = self._b_calls, self._b_fails, self._b_slow
             for absolute in range(head + 1, idx + 1):
                 pos = absolute % n
                 if calls[pos]:
@@ -119,8 +121,19 @@ class TimeWindow:
                     self.failures -= fails[pos]
                     self.slow_calls -= slow[pos]
                     calls[pos] = fails[pos] = slow[pos] = 0
+        self._cur_calls = self._cur_fails = self._cur_slow = 0
         self._head = idx
-        self._pos = idx % n
+        self._edge = self._edge_of(idx)
+
+    def _edge_of(self, idx: int) -> float:
+        """The first time that falls in a bucket after ``idx`` (exactly, despite rounding)."""
+        width = self._width
+        edge = (idx + 1) * width
+        while int(edge // width) <= idx:
+            edge = math.nextafter(edge, math.inf)
+        while int(math.nextafter(edge, -math.inf) // width) > idx:
+            edge = math.nextafter(edge, -math.inf)
+        return edge
 
 
 class CountWindow:

@@ -23,7 +23,9 @@ Rules
 * TTL = the smallest TTL of every record used (CNAME chains included), clamped to
   ``[min_ttl, max_ttl]`` = ``[1 s, 300 s]`` by default: the floor stops a TTL of 0 from
   turning every request into a lookup, the cap bounds how long a moved pod is remembered.
-* One ``resolve`` call takes at most ``timeout`` seconds in total (all queries share it).
+* One ``resolve`` call takes at most ``timeout`` seconds in total (all queries share it;
+  each nameserver gets ``timeout / len(nameservers)`` per try so a dead first server does
+  not eat the budget).  Below 0.2 s dnspython's fixed 0.1 s retry back-off can overrun it.
 * Failures raise ``DnsLookupError`` with ``kind`` one of ``nxdomain``, ``no_answer``,
   ``timeout`` or ``error`` (SERVFAIL/REFUSED from every nameserver, bad name ...).
 
@@ -191,6 +193,15 @@ def _out_of_time() -> dns.exception.Timeout:
     return dns.exception.Timeout("resolve() time budget spent")  # type: ignore[no-untyped-call]
 
 
+# dnspython sleeps a back-off (0.1 s at first) after a round in which every nameserver
+# failed, *then* notices the lifetime is spent; keep that sleep inside our budget.
+_BACKOFF: Final = 0.1
+
+
+def _lifetime(remaining: float) -> float:
+    return remaining - _BACKOFF if remaining > 2 * _BACKOFF else remaining
+
+
 def _answer_ttl(answer: Any) -> float:
     # chaining_result.minimum_ttl covers the CNAME chain as well as the final RRset.
     return float(answer.chaining_result.minimum_ttl)
@@ -279,7 +290,9 @@ class DnsResolver:
         else:
             res = cls(configure=False)
             res.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in self.nameservers]
-        res.timeout = self.timeout
+        # Give every nameserver a turn inside the budget instead of letting the first
+        # silent one eat all of it.
+        res.timeout = self.timeout / max(1, len(res.nameservers))
         res.lifetime = self.timeout
         res.cache = None
         return res
@@ -309,7 +322,7 @@ class DnsResolver:
                         query.name,
                         query.rdtype,
                         raise_on_no_answer=False,
-                        lifetime=remaining,
+                        lifetime=_lifetime(remaining),
                         search=self._search,
                     )
                 except dns.exception.DNSException as exc:
@@ -341,7 +354,7 @@ class DnsResolver:
                         query.name,
                         query.rdtype,
                         raise_on_no_answer=False,
-                        lifetime=remaining,
+                        lifetime=_lifetime(remaining),
                         search=self._search,
                     )
                 except dns.exception.DNSException as exc:

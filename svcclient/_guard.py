@@ -25,7 +25,7 @@ from ._exceptions import CallTimeoutError
 if TYPE_CHECKING:
     from ._breaker import CircuitBreaker
 
-__all__ = ["call_async", "call_sync", "sync_error", "sync_late"]
+__all__ = ["call_async", "call_sync", "fallback_sync", "sync_error", "sync_late"]
 
 log = logging.getLogger("svcclient")
 
@@ -81,7 +81,7 @@ def sync_error(
     b.record_failure(duration, exc)
     if b._fallback is None:
         raise exc
-    return _fallback_sync(b, args, kwargs, exc)
+    return fallback_sync(b, args, kwargs, exc)
 
 
 def _call_in_executor(
@@ -117,17 +117,18 @@ def _timed_out_sync(
     b.record_failure(duration, error, timed_out=True)
     if b._fallback is None:
         raise error from exc
-    return _fallback_sync(b, args, kwargs, error)
+    return fallback_sync(b, args, kwargs, error)
 
 
 def _reject_sync(b: CircuitBreaker, args: Args, kwargs: Kwargs) -> Any:
     error = b._reject_error()
     if b._fallback is None:
         raise error
-    return _fallback_sync(b, args, kwargs, error)
+    return fallback_sync(b, args, kwargs, error)
 
 
-def _fallback_sync(b: CircuitBreaker, args: Args, kwargs: Kwargs, cause: BaseException) -> Any:
+def fallback_sync(b: CircuitBreaker, args: Args, kwargs: Kwargs, cause: BaseException) -> Any:
+    """Answer the call from the fallback, handing it ``cause``; emits ``fallback``."""
     fallback = b._fallback
     assert fallback is not None
     result = fallback(*args, cause=cause, **kwargs)

@@ -7,6 +7,8 @@ raises is logged and ignored; it never breaks the call.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +17,9 @@ if TYPE_CHECKING:
 
     from ._endpoint import Endpoint
 
-__all__ = ["AttemptInfo", "CallInfo", "Hooks"]
+__all__ = ["AttemptInfo", "CallInfo", "HookTable", "Hooks", "fire"]
+
+log = logging.getLogger("svcclient")
 
 
 @dataclass(slots=True, eq=False)
@@ -88,3 +92,36 @@ class Hooks:
 
     def on_hedge(self, service: str) -> None:
         """A hedged (speculative) attempt was sent."""
+
+
+_EVENTS = tuple(name for name in vars(Hooks) if name.startswith("on_"))
+
+
+class HookTable:
+    """For each event, the bound methods of the observers that override it.
+
+    Built once per transport, so an event nobody listens to costs one empty-tuple test
+    and a listened-to event skips every observer that kept the base no-op.
+    """
+
+    __slots__ = _EVENTS
+
+    def __init__(self, hooks: Sequence[Hooks]) -> None:
+        for event in _EVENTS:
+            base = getattr(Hooks, event)
+            methods = tuple(
+                getattr(hook, event) for hook in hooks if getattr(type(hook), event) is not base
+            )
+            setattr(self, event, methods)
+
+    def __getattr__(self, name: str) -> tuple[Callable[..., None], ...]:  # for mypy only
+        raise AttributeError(name)
+
+
+def fire(methods: tuple[Callable[..., None], ...], *args: Any) -> None:
+    """Call each observer method; one that raises is logged and skipped."""
+    for method in methods:
+        try:
+            method(*args)
+        except Exception:
+            log.exception("svcclient hook %r failed", method)

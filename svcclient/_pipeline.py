@@ -35,7 +35,7 @@ from ._exceptions import (
     DeadlineExceeded,
     NoHealthyEndpointError,
 )
-from ._hooks import AttemptInfo, CallInfo
+from ._hooks import AttemptInfo, CallInfo, fire
 from ._outcome import classify_error
 from ._retry import decide_retry
 
@@ -51,14 +51,6 @@ _perf = time.perf_counter
 _wall = time.time
 # httpx wraps generator bodies in these (private) classes; they can be read only once.
 _ONE_SHOT_STREAMS = frozenset({"IteratorByteStream", "AsyncIteratorByteStream"})
-
-
-def _fire(hooks: tuple[Any, ...], method: str, *args: Any) -> None:
-    for hook in hooks:
-        try:
-            getattr(hook, method)(*args)
-        except Exception:
-            log.exception("svcclient hook %r.%s failed", hook, method)
 
 
 class Attempt:
@@ -79,7 +71,6 @@ class Call:
     __slots__ = (
         "affinity",
         "deadline",
-        "has_key",
         "history",
         "info",
         "last_endpoint",
@@ -104,7 +95,6 @@ class Call:
         self.history: list[AttemptRecord] | None = None
         self.affinity = ext.get("affinity_key")
         self.opt_in: bool | None = ext.get("retry")
-        self.has_key = rt.retry.idempotency_header in request.headers
         # Judged before the first send: a transport may buffer a one-shot body it read.
         self.replayable = type(request.stream).__name__ not in _ONE_SHOT_STREAMS
         if rt.budget is not None:
@@ -112,7 +102,7 @@ class Call:
         if rt.hooks:
             route = rt.routes.route(request.url.path, ext.get("route"))
             self.info: CallInfo | None = CallInfo(rt.name, request.method, route, request, _perf())
-            _fire(rt.hooks, "on_request_start", self.info)
+            fire(rt.emit.on_request_start, self.info)
         else:
             self.info = None
 
@@ -128,8 +118,7 @@ class Call:
         admitted = False
         if breaker is not None:
             if not breaker.allow():
-                if rt.hooks:
-                    _fire(rt.hooks, "on_breaker_reject", rt.name)
+                fire(rt.emit.on_breaker_reject, rt.name)
                 raise CircuitOpenError(rt.name, breaker.retry_after(), request=self.request)
             admitted = True
         try:
@@ -156,7 +145,7 @@ class Call:
         info = None
         if self.info is not None:
             info = AttemptInfo(self.info, self.number, endpoint, request, _perf())
-            _fire(rt.hooks, "on_attempt_start", info)
+            fire(rt.emit.on_attempt_start, info)
         return Attempt(endpoint, admitted, info)
 
     def attempt_timeout(self) -> float:
@@ -175,7 +164,7 @@ class Call:
         if info is not None:
             info.status_code = status
             info.duration = duration
-            _fire(rt.hooks, "on_attempt_end", info)
+            fire(rt.emit.on_attempt_end, info)
         if rt.latencies is not None and not failed:
             rt.latencies.add(duration)
         if not failed:
@@ -206,7 +195,7 @@ class Call:
         if info is not None:
             info.error_type = error_type
             info.duration = duration
-            _fire(rt.hooks, "on_attempt_end", info)
+            fire(rt.emit.on_attempt_end, info)
         self._remember(attempt.endpoint, error_type, duration)
         return error_type
 
@@ -221,16 +210,17 @@ class Call:
         """May a speculative extra attempt start now? (idempotent, budget allows)."""
         rt = self.rt
         request = self.request
-        idempotent = request.method in rt.retry.idempotent_methods or self.has_key
+        idempotent = (
+            request.method in rt.retry.idempotent_methods
+            or rt.retry.idempotency_header in request.headers
+        )
         if self.opt_in is False or not (idempotent or self.opt_in):
             return False
         if rt.budget is not None and not rt.budget.try_withdraw():
-            if rt.hooks:
-                _fire(rt.hooks, "on_retry_budget_exhausted", rt.name)
+            fire(rt.emit.on_retry_budget_exhausted, rt.name)
             return False
         self.number += 1
-        if rt.hooks:
-            _fire(rt.hooks, "on_hedge", rt.name)
+        fire(rt.emit.on_hedge, rt.name)
         return True
 
     def finish(self, response: httpx.Response) -> httpx.Response:
@@ -288,7 +278,7 @@ class Call:
         decision = decide_retry(
             rt.retry,
             method=request.method,
-            has_idempotency_key=self.has_key,
+            has_idempotency_key=rt.retry.idempotency_header in request.headers,
             opt_in=self.opt_in,
             replayable=self.replayable,
             retry_number=self.number + 1,
@@ -302,13 +292,12 @@ class Call:
             log.debug("%s: not retrying: %s", rt.name, decision.reason)
             return None
         if rt.budget is not None and not rt.budget.try_withdraw():
-            if rt.hooks:
-                _fire(rt.hooks, "on_retry_budget_exhausted", rt.name)
+            fire(rt.emit.on_retry_budget_exhausted, rt.name)
             return None
         self.number += 1
         if self.info is not None:
             self.info.attempts = self.number
-            _fire(rt.hooks, "on_retry", self.info, decision.delay, decision.reason)
+            fire(rt.emit.on_retry, self.info, decision.delay, decision.reason)
         return decision.delay
 
     def _deadline_error(self) -> DeadlineExceeded:
@@ -319,7 +308,7 @@ class Call:
     def _end(self, info: CallInfo) -> None:
         info.attempts = self.number + 1
         info.duration = _perf() - info.started
-        _fire(self.rt.hooks, "on_request_end", info)
+        fire(self.rt.emit.on_request_end, info)
 
 
 def retarget(request: httpx.Request, endpoint: Endpoint, origin: Endpoint) -> None:

@@ -27,7 +27,7 @@ from ._endpoint import Endpoint
 from ._endpoints import EndpointSet
 from ._exceptions import DiscoveryError
 from ._hedge import LatencyWindow
-from ._hooks import Hooks
+from ._hooks import HookTable, Hooks, fire
 from ._routes import RouteTable
 
 __all__ = ["ServiceRuntime"]
@@ -62,6 +62,7 @@ class ServiceRuntime:
         self.name = config.name
         self.clock = clock
         self.hooks = tuple(hooks)
+        self.emit = HookTable(self.hooks)
         self.discovery: Discovery = discover(
             config.name,
             config.url,
@@ -152,15 +153,13 @@ class ServiceRuntime:
     def _on_ejection(self, endpoint: Endpoint, ejected: bool) -> None:
         if ejected:
             self.retired.append(endpoint)
-        for hook in self.hooks:
-            try:
-                hook.on_ejection(self.name, endpoint, ejected)
-            except Exception:
-                log.exception("svcclient hook %r failed", hook)
+        fire(self.emit.on_ejection, self.name, endpoint, ejected)
 
     def _subscribe_breaker(self, breaker: CircuitBreaker) -> None:
         # Breakers are shared by name; subscribe each observer once per breaker.
         for hook in self.hooks:
+            if type(hook).on_breaker_transition is Hooks.on_breaker_transition:
+                continue
             key = (id(breaker), id(hook))
             with _subscribed_lock:
                 if key in _subscribed:

@@ -95,6 +95,14 @@ def test_resolver_keeps_parsed_nameservers_and_srv_flag() -> None:
     assert "5353" in repr(r)
 
 
+def test_each_nameserver_gets_a_share_of_the_budget() -> None:
+    """With two nameservers each try may use half the timeout, the whole lookup all of it."""
+    r = DnsResolver(["127.0.0.1:9", "127.0.0.2:9"], timeout=1.0)
+    assert r._sync.timeout == 0.5
+    assert r._sync.lifetime == 1.0
+    assert r._sync.cache is None
+
+
 # -- IP literals ---------------------------------------------------------------------------
 
 

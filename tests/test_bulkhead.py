@@ -1,0 +1,357 @@
+"""Bulkhead: limits for threads and asyncio tasks, fast rejection, timeouts, no slot leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from svcclient._bulkhead import AsyncBulkhead, Bulkhead, BulkheadPolicy, _BulkheadCore
+from svcclient._exceptions import BulkheadFullError, ConfigError
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# --- policy and core ----------------------------------------------------------------------
+
+
+def test_policy_defaults_and_frozen() -> None:
+    """Defaults are 1024 in flight, 1024 waiting, 1 s wait; the policy is immutable."""
+    p = BulkheadPolicy()
+    assert (p.max_concurrent, p.max_waiting, p.wait_timeout) == (1024, 1024, 1.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.max_concurrent = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"max_concurrent": 0}, "max_concurrent"),
+        ({"max_concurrent": 1.5}, "max_concurrent"),
+        ({"max_concurrent": True}, "max_concurrent"),
+        ({"max_waiting": -1}, "max_waiting"),
+        ({"wait_timeout": -0.1}, "wait_timeout"),
+        ({"wait_timeout": float("nan")}, "wait_timeout"),
+        ({"wait_timeout": float("inf")}, "wait_timeout"),
+        ({"wait_timeout": "1"}, "wait_timeout"),
+    ],
+)
+def test_policy_validation(kwargs: dict[str, Any], key: str) -> None:
+    """Out-of-range or non-numeric limits raise ConfigError naming the key."""
+    with pytest.raises(ConfigError) as info:
+        BulkheadPolicy(**kwargs)
+    assert info.value.key == key
+
+
+def test_core_hands_slot_to_oldest_waiter() -> None:
+    """The core frees a slot only when nobody waits; otherwise it hands it over, FIFO."""
+    core: _BulkheadCore[str] = _BulkheadCore(BulkheadPolicy(max_concurrent=1, max_waiting=2))
+    assert core.try_acquire()
+    assert not core.try_acquire()
+    assert core.enqueue("a") and core.enqueue("b")
+    assert not core.enqueue("c")
+    assert core.release() == "a"
+    assert core.in_flight == 1
+    assert not core.withdraw("a")  # already handed a slot
+    assert core.withdraw("b")  # gave up while queued
+    assert core.release() is None
+    assert core.in_flight == 0
+    with pytest.raises(RuntimeError):
+        core.release()
+
+
+def test_core_no_barging() -> None:
+    """A newcomer does not take a slot while others are queued."""
+    core: _BulkheadCore[str] = _BulkheadCore(BulkheadPolicy(max_concurrent=2, max_waiting=2))
+    core.in_flight = 1
+    core.enqueue("w")
+    assert not core.try_acquire()
+
+
+# --- threads ------------------------------------------------------------------------------
+
+
+def test_sync_uncontended_and_context_manager() -> None:
+    """acquire/release and the context manager count slots."""
+    bh = Bulkhead(BulkheadPolicy(max_concurrent=2), service="users")
+    bh.acquire()
+    assert bh.in_flight == 1
+    with bh as same:
+        assert same is bh
+        assert bh.in_flight == 2
+    bh.release()
+    assert bh.in_flight == 0 and bh.waiting == 0
+    assert "users" in repr(bh)
+
+
+def test_sync_release_without_acquire_raises() -> None:
+    """An unmatched release is a bug and is reported."""
+    with pytest.raises(RuntimeError):
+        Bulkhead().release()
+
+
+def test_sync_full_rejects_at_once_with_service() -> None:
+    """With the queue full, acquire raises BulkheadFullError immediately, naming the service."""
+    bh = Bulkhead(BulkheadPolicy(max_concurrent=1, max_waiting=0, wait_timeout=30.0), "pay")
+    bh.acquire()
+    started = time.perf_counter()
+    with pytest.raises(BulkheadFullError) as info:
+        bh.acquire()
+    assert time.perf_counter() - started < 0.05
+    assert info.value.service == "pay"
+    assert "pay: bulkhead full (1/1 in flight, 0/0 waiting)" in str(info.value)
+    assert bh.in_flight == 1
+
+
+def test_sync_zero_wait_timeout_rejects_at_once() -> None:
+    """wait_timeout=0 refuses without queueing."""
+    bh = Bulkhead(BulkheadPolicy(max_concurrent=1, max_waiting=5, wait_timeout=0.0))
+    bh.acquire()
+    with pytest.raises(BulkheadFullError):
+        bh.acquire()
+    assert bh.waiting == 0
+
+
+def test_sync_wait_timeout_raises() -> None:
+    """A waiter that gets no slot within wait_timeout raises and leaves the queue."""
+    bh = Bulkhead(BulkheadPolicy(max_concurrent=1, max_waiting=1, wait_timeout=0.02), "inv")
+    bh.acquire()
+    with pytest.raises(BulkheadFullError) as info:
+        bh.acquire()
+    assert "no bulkhead slot freed within 0.02s" in str(info.value)
+    assert info.value.service == "inv"
+    assert (bh.in_flight, bh.waiting) == (1, 0)
+    bh.release()
+    bh.acquire()  # the slot was not leaked
+    bh.release()
+
+
+def _wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    # Polls a condition set by other threads; bounded in time, no fixed sleeps.
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached")
+        time.sleep(0.001)
+
+
+def test_sync_threads_never_exceed_limit_and_queue_is_fifo() -> None:
+    """Threads beyond the limit queue, are admitted in order, and in-flight never exceeds it."""
+    limit, n = 3, 10
+    bh = Bulkhead(BulkheadPolicy(max_concurrent=limit, max_waiting=n, wait_timeout=30.0))
+    gate = [threading.Event() for _ in range(n)]
+    admitted: list[int] = []
+    peak = [0]
+    guard = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            with bh:
+                with guard:
+                    admitted.append(i)
+                    peak[0] = max(peak[0], bh.in_flight)
+                gate[i].wait(timeout=30)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = []
+    for i in range(n):
+        t = threading.Thread(target=worker, args=(i,))
+        threads.append(t)
+        t.start()
+        # Start them one by one so queue order is known.
+        _wait_until(lambda i=i: len(admitted) + bh.waiting == i + 1)
+    assert bh.in_flight == limit and bh.waiting == n - limit
+    assert admitted == [0, 1, 2]
+    for i in range(n):
+        gate[i].set()
+        _wait_until(lambda i=i: len(admitted) == min(n, limit + i + 1))
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    assert admitted == list(range(n))
+    assert peak[0] == limit
+    assert bh.in_flight == 0 and bh.waiting == 0
+
+
+def test_sync_many_threads_hammering() -> None:
+    """Under heavy contention the in-flight count stays within the limit and ends at 0."""
+    limit = 4
+    bh = Bulkhead(BulkheadPolicy(max_concurrent=limit, max_waiting=64, wait_timeout=30.0))
+    inside = [0]
+    peak = [0]
+    guard = threading.Lock()
+    start = threading.Barrier(16)
+
+    def worker() -> None:
+        start.wait(timeout=10)
+        for _ in range(300):
+            with bh:
+                with guard:
+                    inside[0] += 1
+                    peak[0] = max(peak[0], inside[0])
+                with guard:
+                    inside[0] -= 1
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert 1 <= peak[0] <= limit
+    assert bh.in_flight == 0 and bh.waiting == 0
+
+
+# --- asyncio tasks ------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_async_tasks_never_exceed_limit() -> None:
+    """Tasks beyond the limit wait; in flight never exceeds it; all finish; nothing leaks."""
+    limit = 3
+    bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=limit, max_waiting=50), "svc")
+    release = asyncio.Event()
+    inside = [0]
+    peak = [0]
+
+    async def task() -> None:
+        async with bh:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+            await release.wait()
+            inside[0] -= 1
+
+    tasks = [asyncio.create_task(task()) for _ in range(20)]
+    for _ in range(5):
+        await asyncio.sleep(0)  # let every task reach the bulkhead
+    assert (bh.in_flight, bh.waiting) == (limit, 17)
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
+    assert peak[0] == limit
+    assert (bh.in_flight, bh.waiting) == (0, 0)
+
+
+@pytest.mark.anyio
+async def test_async_full_rejects_at_once() -> None:
+    """With the queue full, acquire raises BulkheadFullError without waiting."""
+    bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=1, max_waiting=1, wait_timeout=30.0), "a")
+    await bh.acquire()
+    waiter = asyncio.create_task(bh.acquire())
+    await asyncio.sleep(0)
+    assert bh.waiting == 1
+    started = time.perf_counter()
+    with pytest.raises(BulkheadFullError) as info:
+        await bh.acquire()
+    assert time.perf_counter() - started < 0.05
+    assert info.value.service == "a"
+    bh.release()  # handed to the waiter
+    await asyncio.wait_for(waiter, timeout=10)
+    bh.release()
+    assert bh.in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_async_zero_wait_timeout_rejects_at_once() -> None:
+    """wait_timeout=0 refuses without queueing."""
+    bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=1, wait_timeout=0.0))
+    await bh.acquire()
+    with pytest.raises(BulkheadFullError):
+        await bh.acquire()
+    assert bh.waiting == 0
+
+
+@pytest.mark.anyio
+async def test_async_wait_timeout_raises() -> None:
+    """A task that gets no slot within wait_timeout raises and leaves the queue."""
+    bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=1, wait_timeout=0.02), "inv")
+    await bh.acquire()
+    with pytest.raises(BulkheadFullError) as info:
+        await bh.acquire()
+    assert "within 0.02s" in str(info.value)
+    assert (bh.in_flight, bh.waiting) == (1, 0)
+    bh.release()
+    assert bh.in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_async_cancelled_waiter_leaks_nothing() -> None:
+    """A waiter cancelled while queued leaves the queue and takes no slot."""
+    bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=1, wait_timeout=30.0))
+    await bh.acquire()
+    waiter = asyncio.create_task(bh.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert (bh.in_flight, bh.waiting) == (1, 0)
+    bh.release()
+    assert bh.in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_async_cancel_after_handoff_passes_slot_on() -> None:
+    """A waiter handed a slot and cancelled before it resumes gives the slot back."""
+    bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=1, wait_timeout=30.0))
+    await bh.acquire()
+    waiter = asyncio.create_task(bh.acquire())
+    await asyncio.sleep(0)
+    bh.release()  # hands the slot to the waiter's future ...
+    waiter.cancel()  # ... which is cancelled before it can run
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert (bh.in_flight, bh.waiting) == (0, 0)
+
+
+@pytest.mark.anyio
+async def test_async_release_skips_cancelled_waiter() -> None:
+    """A release that meets an already-cancelled waiter hands the slot to the next one."""
+    bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=1, wait_timeout=30.0))
+    await bh.acquire()
+    first = asyncio.create_task(bh.acquire())
+    second = asyncio.create_task(bh.acquire())
+    await asyncio.sleep(0)
+    assert bh.waiting == 2
+    first.cancel()  # first's future is cancelled; its handler has not run yet
+    bh.release()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.wait_for(second, timeout=10)
+    assert (bh.in_flight, bh.waiting) == (1, 0)
+    bh.release()
+    assert bh.in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_async_cancel_after_timeout_releases_nothing() -> None:
+    """A waiter that timed out and is then cancelled does not release a slot it never had."""
+    bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=1, wait_timeout=30.0))
+    await bh.acquire()
+    waiter = asyncio.create_task(bh.acquire())
+    await asyncio.sleep(0)
+    future = bh._core.waiters[0]
+    bh._expire(future)  # the wait timer fires ...
+    waiter.cancel()  # ... and a cancellation arrives before the task resumes
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert (bh.in_flight, bh.waiting) == (1, 0)
+
+
+@pytest.mark.anyio
+async def test_async_wait_for_around_acquire() -> None:
+    """asyncio.wait_for cancelling a queued acquire leaves the bulkhead consistent."""
+    bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=1, wait_timeout=30.0))
+    async with bh:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(bh.acquire(), timeout=0.01)
+        assert bh.waiting == 0
+    assert bh.in_flight == 0
+    async with bh:
+        assert bh.in_flight == 1

@@ -1,0 +1,386 @@
+"""PrometheusHooks: names, labels, counts and buckets read back from a fresh registry."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+
+from svcclient import _metrics
+from svcclient._endpoint import Endpoint
+from svcclient._exceptions import ConfigError
+from svcclient._hooks import AttemptInfo, CallInfo
+from svcclient._metrics import DEFAULT_BUCKETS, PrometheusHooks
+from svcclient._routes import RouteTable
+from svcclient._tracing import TRACE_ID_STATE_KEY, TracingHooks
+
+DUR = "http_request_duration_seconds"
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+def make_call(service: str = "users", route: str = "/users/{id}", method: str = "GET") -> CallInfo:
+    req = httpx.Request(method, f"http://{service}.svc/users/42")
+    return CallInfo(service, method, route, req, time.perf_counter())
+
+
+def attempt(
+    call: CallInfo,
+    number: int = 0,
+    *,
+    status: int | None = 200,
+    error: str | None = None,
+    duration: float = 0.003,
+) -> AttemptInfo:
+    a = AttemptInfo(call, number, None, call.request, time.perf_counter())
+    a.status_code, a.error_type, a.duration = status, error, duration
+    return a
+
+
+def run_call(hooks: PrometheusHooks, call: CallInfo, *attempts: AttemptInfo) -> None:
+    hooks.on_request_start(call)
+    for a in attempts:
+        hooks.on_attempt_start(a)
+        hooks.on_attempt_end(a)
+    last = attempts[-1] if attempts else None
+    call.attempts = len(attempts)
+    if last is not None:
+        call.status_code, call.error_type = last.status_code, last.error_type
+    hooks.on_request_end(call)
+
+
+def value(reg: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return reg.get_sample_value(name, labels)
+
+
+def dur_labels(status: str = "200", route: str = "/users/{id}", **kw: str) -> dict[str, str]:
+    return {
+        "method": "GET",
+        "route": route,
+        "status_code": status,
+        "target_service": "users",
+        **kw,
+    }
+
+
+def test_attempt_lands_in_its_bucket(registry: CollectorRegistry) -> None:
+    """A 3 ms attempt is counted in le=0.005 and above, not in le=0.0025."""
+    hooks = PrometheusHooks(registry)
+    call = make_call()
+    run_call(hooks, call, attempt(call, duration=0.003))
+    assert value(registry, f"{DUR}_count", **dur_labels()) == 1
+    assert value(registry, f"{DUR}_sum", **dur_labels()) == pytest.approx(0.003)
+    assert value(registry, f"{DUR}_bucket", **dur_labels(le="0.0025")) == 0
+    assert value(registry, f"{DUR}_bucket", **dur_labels(le="0.005")) == 1
+    assert value(registry, f"{DUR}_bucket", **dur_labels(le="+Inf")) == 1
+
+
+def test_every_attempt_is_observed(registry: CollectorRegistry) -> None:
+    """A retried call observes each attempt under its own status code."""
+    hooks = PrometheusHooks(registry)
+    call = make_call()
+    run_call(hooks, call, attempt(call, status=503), attempt(call, 1, status=200))
+    assert value(registry, f"{DUR}_count", **dur_labels("503")) == 1
+    assert value(registry, f"{DUR}_count", **dur_labels("200")) == 1
+
+
+def test_network_error_uses_status_zero_and_counts_type(registry: CollectorRegistry) -> None:
+    """An attempt without response is observed as status_code 0 and counted by error type."""
+    hooks = PrometheusHooks(registry)
+    call = make_call()
+    run_call(hooks, call, attempt(call, status=None, error="connect_refused", duration=0.2))
+    assert value(registry, f"{DUR}_count", **dur_labels("0")) == 1
+    assert value(registry, f"{DUR}_bucket", **dur_labels("0", le="0.1")) == 0
+    errors = "network_errors_total"
+    labels = {"error_type": "connect_refused", "target_service": "users"}
+    assert value(registry, errors, **labels) == 1
+
+
+def test_call_error_is_not_double_counted(registry: CollectorRegistry) -> None:
+    """A call failing with its last attempt's error counts that error once."""
+    hooks = PrometheusHooks(registry)
+    call = make_call()
+    run_call(
+        hooks,
+        call,
+        attempt(call, status=None, error="reset"),
+        attempt(call, 1, status=None, error="reset"),
+    )
+    assert value(registry, "network_errors_total", error_type="reset", target_service="users") == 2
+
+
+def test_breaker_rejection_without_attempt_is_counted(registry: CollectorRegistry) -> None:
+    """A call the breaker rejected before sending counts circuit_open once, no histogram."""
+    hooks = PrometheusHooks(registry)
+    call = make_call()
+    hooks.on_request_start(call)
+    hooks.on_breaker_reject("users")
+    call.error_type = "circuit_open"
+    hooks.on_request_end(call)
+    labels = {"error_type": "circuit_open", "target_service": "users"}
+    assert value(registry, "network_errors_total", **labels) == 1
+    assert value(registry, f"{DUR}_count", **dur_labels("0")) is None
+
+
+def test_call_level_error_after_attempt_error_is_counted(registry: CollectorRegistry) -> None:
+    """A deadline spent while backing off after a reset counts both errors."""
+    hooks = PrometheusHooks(registry)
+    call = make_call()
+    hooks.on_request_start(call)
+    a = attempt(call, status=None, error="reset")
+    hooks.on_attempt_end(a)
+    call.error_type = "deadline_exceeded"
+    hooks.on_request_end(call)
+    assert value(registry, "network_errors_total", error_type="reset", target_service="users") == 1
+    labels = {"error_type": "deadline_exceeded", "target_service": "users"}
+    assert value(registry, "network_errors_total", **labels) == 1
+
+
+def test_in_flight_gauge_follows_calls(registry: CollectorRegistry) -> None:
+    """In-flight rises on request start and falls on request end."""
+    hooks = PrometheusHooks(registry)
+    calls = [make_call() for _ in range(3)]
+    for c in calls:
+        hooks.on_request_start(c)
+    assert value(registry, "svcclient_requests_in_flight", target_service="users") == 3
+    for c in calls[:2]:
+        hooks.on_request_end(c)
+    assert value(registry, "svcclient_requests_in_flight", target_service="users") == 1
+
+
+def test_breaker_state_and_transitions(registry: CollectorRegistry) -> None:
+    """The breaker gauge holds the numeric state; transitions are counted by from/to."""
+    hooks = PrometheusHooks(registry)
+    hooks.on_breaker_transition("users", "closed", "open")
+    assert value(registry, "svcclient_circuit_breaker_state", target_service="users") == 2
+    hooks.on_breaker_transition("users", "open", "half_open")
+    assert value(registry, "svcclient_circuit_breaker_state", target_service="users") == 1
+    hooks.on_breaker_transition("users", "half_open", "closed")
+    assert value(registry, "svcclient_circuit_breaker_state", target_service="users") == 0
+    hooks.on_breaker_transition("users", "closed", "weird")
+    assert value(registry, "svcclient_circuit_breaker_state", target_service="users") == -1
+    name = "svcclient_circuit_breaker_transitions_total"
+    labels = {"target_service": "users", "from_state": "closed", "to_state": "open"}
+    assert value(registry, name, **labels) == 1
+
+
+def test_resilience_counters(registry: CollectorRegistry) -> None:
+    """Retries (by reason), budget exhaustion, hedges and bulkhead rejections are counted."""
+    hooks = PrometheusHooks(registry)
+    call = make_call()
+    hooks.on_retry(call, 0.1, "503")
+    hooks.on_retry(call, 0.2, "503")
+    hooks.on_retry(call, 0.2, "read_timeout")
+    hooks.on_retry_budget_exhausted("users")
+    hooks.on_hedge("users")
+    hooks.on_hedge("users")
+    hooks.on_bulkhead_rejected("users")
+    svc = {"target_service": "users"}
+    assert value(registry, "svcclient_retries_total", reason="503", **svc) == 2
+    assert value(registry, "svcclient_retries_total", reason="read_timeout", **svc) == 1
+    assert value(registry, "svcclient_retry_budget_exhausted_total", **svc) == 1
+    assert value(registry, "svcclient_hedged_requests_total", **svc) == 2
+    assert value(registry, "svcclient_bulkhead_rejections_total", **svc) == 1
+
+
+def test_retry_reasons_are_capped(registry: CollectorRegistry) -> None:
+    """Free-form retry reasons cannot grow the label set past 32 values."""
+    hooks = PrometheusHooks(registry)
+    call = make_call()
+    for i in range(40):
+        hooks.on_retry(call, 0.0, f"reason-{i}")
+    svc = {"target_service": "users"}
+    assert value(registry, "svcclient_retries_total", reason="other", **svc) == 8
+    assert value(registry, "svcclient_retries_total", reason="reason-35", **svc) is None
+
+
+def test_ejected_gauge_counts_distinct_endpoints(registry: CollectorRegistry) -> None:
+    """Ejecting an endpoint twice counts it once; returning it lowers the gauge."""
+    hooks = PrometheusHooks(registry)
+    a, b = Endpoint("10.0.0.1", 80), Endpoint("10.0.0.2", 80)
+    hooks.on_ejection("users", a, True)
+    hooks.on_ejection("users", a, True)
+    hooks.on_ejection("users", b, True)
+    assert value(registry, "svcclient_ejected_endpoints", target_service="users") == 2
+    hooks.on_ejection("users", a, False)
+    assert value(registry, "svcclient_ejected_endpoints", target_service="users") == 1
+
+
+def test_unknown_method_is_folded(registry: CollectorRegistry) -> None:
+    """A non-standard method is reported as _OTHER to keep the label set bounded."""
+    hooks = PrometheusHooks(registry)
+    call = make_call(method="FROBNICATE")
+    run_call(hooks, call, attempt(call))
+    assert value(registry, f"{DUR}_count", **dur_labels(method="_OTHER")) == 1
+
+
+def test_route_cap_bounds_the_series(registry: CollectorRegistry) -> None:
+    """With RouteTable(max_routes=100), 250 distinct routes give at most 101 route labels."""
+    hooks = PrometheusHooks(registry)
+    table = RouteTable(max_routes=100)
+    for i in range(250):
+        call = make_call(route=table.route(f"/endpoint-{i}/users/{i}"))
+        run_call(hooks, call, attempt(call))
+    routes = {
+        s.labels["route"]
+        for m in registry.collect()
+        if m.name == DUR
+        for s in m.samples
+        if s.name.endswith("_count")
+    }
+    assert len(routes) == 101
+    assert "other" in routes
+    assert value(registry, f"{DUR}_count", **dur_labels(route="other")) == 150
+
+
+def test_many_hooks_share_one_set_of_collectors(registry: CollectorRegistry) -> None:
+    """Creating many observers on one registry never raises and they count together."""
+    hooks = [PrometheusHooks(registry) for _ in range(50)]
+    for h in hooks:
+        call = make_call()
+        run_call(h, call, attempt(call))
+    assert value(registry, f"{DUR}_count", **dur_labels()) == 50
+
+
+def test_default_registry_can_be_used_repeatedly() -> None:
+    """Two observers on the global REGISTRY do not raise Duplicated timeseries."""
+    PrometheusHooks()
+    PrometheusHooks()
+    assert REGISTRY.get_sample_value("svcclient_requests_in_flight", {}) is None
+
+
+def _second_copy_of_metrics_module() -> object:
+    name = "svcclient._metrics_copy"
+    spec = importlib.util.spec_from_file_location(name, _metrics.__file__)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]
+    return module
+
+
+def test_second_import_of_module_reuses_collectors(registry: CollectorRegistry) -> None:
+    """A second copy of the module (reload, vendoring) finds the registered collectors."""
+    PrometheusHooks(registry)
+    copy = _second_copy_of_metrics_module()
+    other = copy.PrometheusHooks(registry)  # type: ignore[attr-defined]
+    call = make_call()
+    run_call(other, call, attempt(call))
+    assert value(registry, f"{DUR}_count", **dur_labels()) == 1
+
+
+def test_existing_collector_with_same_shape_is_reused(registry: CollectorRegistry) -> None:
+    """An app that registered network_errors_total with the same labels shares it."""
+    mine = Counter(
+        "network_errors", "app's own", ["error_type", "target_service"], registry=registry
+    )
+    hooks = PrometheusHooks(registry)
+    call = make_call()
+    run_call(hooks, call, attempt(call, status=None, error="reset"))
+    assert mine.labels("reset", "users")._value.get() == 1
+
+
+def test_existing_collector_with_other_labels_is_a_config_error(
+    registry: CollectorRegistry,
+) -> None:
+    """A same-named metric with different labels is reported, not silently mixed."""
+    Counter("network_errors", "app's own", ["kind"], registry=registry)
+    with pytest.raises(ConfigError, match="network_errors"):
+        PrometheusHooks(registry)
+
+
+def test_conflicting_buckets_on_one_registry(registry: CollectorRegistry) -> None:
+    """Different buckets on the same registry and namespace are a config error."""
+    PrometheusHooks(registry)
+    with pytest.raises(ConfigError, match="buckets"):
+        PrometheusHooks(registry, buckets=(0.1, 1.0))
+    PrometheusHooks(registry, buckets=list(DEFAULT_BUCKETS))
+
+
+@pytest.mark.parametrize("bad", [(), (1.0, 0.5), (0.1, 0.1)])
+def test_bad_buckets(bad: tuple[float, ...], registry: CollectorRegistry) -> None:
+    """Buckets must be non-empty and strictly increasing."""
+    with pytest.raises(ConfigError):
+        PrometheusHooks(registry, buckets=bad)
+
+
+def test_namespace_prefixes_names(registry: CollectorRegistry) -> None:
+    """A namespace prefixes every metric name and lives beside the unprefixed set."""
+    plain = PrometheusHooks(registry)
+    prefixed = PrometheusHooks(registry, buckets=(0.1, 1.0), namespace="edge")
+    call = make_call()
+    run_call(prefixed, call, attempt(call))
+    run_call(plain, call, attempt(call))
+    assert value(registry, f"edge_{DUR}_count", **dur_labels()) == 1
+    assert value(registry, f"{DUR}_count", **dur_labels()) == 1
+
+
+@pytest.fixture
+def sdk_tracer() -> Iterator[TracerProvider]:
+    provider = TracerProvider()
+    yield provider
+    provider.shutdown()
+
+
+def _exemplar_trace_ids(registry: CollectorRegistry) -> set[str]:
+    return {
+        s.exemplar.labels["trace_id"]
+        for m in registry.collect()
+        if m.name == DUR
+        for s in m.samples
+        if s.exemplar is not None
+    }
+
+
+def test_exemplar_from_current_span(
+    registry: CollectorRegistry, sdk_tracer: TracerProvider
+) -> None:
+    """With an SDK span current in the caller's context, the bucket carries its trace id."""
+    hooks = PrometheusHooks(registry)
+    tracer = sdk_tracer.get_tracer("test")
+    with tracer.start_as_current_span("caller") as span:
+        call = make_call()
+        run_call(hooks, call, attempt(call))
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    assert _exemplar_trace_ids(registry) == {trace_id}
+    assert f'trace_id="{trace_id}"' in openmetrics_latest(registry).decode()  # type: ignore[no-untyped-call]
+
+
+def test_exemplar_from_tracing_hooks(
+    registry: CollectorRegistry, sdk_tracer: TracerProvider
+) -> None:
+    """TracingHooks' trace id (kept in call.state) becomes the exemplar without a caller span."""
+    tracing, prom = TracingHooks(sdk_tracer), PrometheusHooks(registry)
+    call = make_call()
+    a = attempt(call)
+    for h in (tracing, prom):
+        h.on_request_start(call)
+    for h in (tracing, prom):
+        h.on_attempt_start(a)
+    trace_id = call.state[TRACE_ID_STATE_KEY]
+    for h in (tracing, prom):
+        h.on_attempt_end(a)
+    for h in (tracing, prom):
+        h.on_request_end(call)
+    assert _exemplar_trace_ids(registry) == {trace_id}
+
+
+def test_no_exemplar_without_trace(registry: CollectorRegistry) -> None:
+    """Without an active trace the observation has no exemplar."""
+    hooks = PrometheusHooks(registry)
+    call = make_call()
+    run_call(hooks, call, attempt(call))
+    assert _exemplar_trace_ids(registry) == set()
