@@ -76,14 +76,13 @@ class EndpointStats:
         answers fast and must not look attractive for it.
         """
         ewma = self.ewma
-        # Failures never lower the figure; nothing is faster than instant.
-        latency = max(latency, ewma) if failure else max(latency, 0.0)
         if latency >= ewma:
             self.ewma = latency
-        else:
+        elif not failure:  # a failure never lowers the figure
             elapsed = now - self.stamp
-            w = math.exp(-elapsed / decay) if elapsed > 0.0 else 1.0
-            self.ewma = ewma * w + latency * (1.0 - w)
+            if elapsed > 0.0:
+                w = math.exp(-elapsed / decay)
+                self.ewma = ewma * w + (latency if latency > 0.0 else 0.0) * (1.0 - w)
         self.stamp = now
 
 

@@ -226,7 +226,9 @@ class DnsResolver:
     ``nameservers``: ``["127.0.0.1:5353"]``-style strings; ``None`` (default) uses the
     system resolv.conf.  ``timeout``: total seconds one ``resolve`` may take (default 1 s).
     ``use_srv``: ask SRV ``_http._tcp.<host>`` (or ``srv_name``) for targets and ports
-    first.  ``min_ttl``/``max_ttl`` clamp the returned TTL (defaults 1 s and 300 s).
+    first.  Without a usable system configuration (no resolv.conf) construction still
+    succeeds and every lookup raises ``DnsLookupError(kind="error")``.
+    ``min_ttl``/``max_ttl`` clamp the returned TTL (defaults 1 s and 300 s).
     dnspython's own cache is off: ``EndpointSet`` decides when to ask again.
 
     >>> r = DnsResolver(["127.0.0.1:5353"], timeout=0.5)
@@ -240,6 +242,7 @@ class DnsResolver:
         "_min_ttl",
         "_search",
         "_sync",
+        "_unusable",
         "nameservers",
         "srv_name",
         "timeout",
@@ -273,7 +276,12 @@ class DnsResolver:
         self.srv_name = srv_name
         self._min_ttl = float(min_ttl)
         self._max_ttl = float(max_ttl)
-        self._sync: dns.resolver.Resolver = self._configure(dns.resolver.Resolver)
+        self._sync: dns.resolver.Resolver | None
+        try:
+            self._sync = self._configure(dns.resolver.Resolver)
+            self._unusable = ""
+        except DnsLookupError as exc:
+            self._sync, self._unusable = None, exc.reason
         self._async: dns.asyncresolver.Resolver | None = None  # built on first aresolve
         # Search domains only make sense with the system configuration (a pod's
         # resolv.conf lists "<ns>.svc.cluster.local" etc.); explicit servers get FQDNs.
@@ -284,9 +292,10 @@ class DnsResolver:
             try:
                 res = cls(configure=True)
             except dns.resolver.NoResolverConfiguration as exc:
-                raise ConfigError(
-                    None, "dns_nameservers", None, f"no system resolver configuration: {exc}"
-                ) from exc
+                # Not a ConfigError: a container without resolv.conf must still be able to
+                # build clients (the pipeline can fall back to the system's getaddrinfo).
+                reason = f"no system resolver configuration ({exc})"
+                raise DnsLookupError("<system>", reason, kind="error") from exc
         else:
             res = cls(configure=False)
             res.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in self.nameservers]
@@ -309,6 +318,9 @@ class DnsResolver:
         addr = _literal(host)
         if addr is not None:
             return Resolution((Endpoint(addr, port),), math.inf, "literal")
+        sync = self._sync
+        if sync is None:
+            raise DnsLookupError(host, self._unusable, kind="error")
         deadline = time.monotonic() + self.timeout
         plan = self._plan(host.rstrip("."), port)
         try:
@@ -318,7 +330,7 @@ class DnsResolver:
                 try:
                     if remaining <= 0:
                         raise _out_of_time()
-                    reply: _Reply = self._sync.resolve(
+                    reply: _Reply = sync.resolve(
                         query.name,
                         query.rdtype,
                         raise_on_no_answer=False,
@@ -340,6 +352,8 @@ class DnsResolver:
             return Resolution((Endpoint(addr, port),), math.inf, "literal")
         res = self._async
         if res is None:
+            if self._sync is None:
+                raise DnsLookupError(host, self._unusable, kind="error")
             res = self._async = self._configure(dns.asyncresolver.Resolver)
         deadline = time.monotonic() + self.timeout
         plan = self._plan(host.rstrip("."), port)

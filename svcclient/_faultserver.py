@@ -44,7 +44,7 @@ import math
 import socket
 import struct
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -255,6 +255,8 @@ class FaultServer:
     ``localhost``); ``port=0`` picks a free port.  ``name`` (default ``host:port``) is
     echoed in the default JSON body so a test can see which server answered.
     ``echo_headers=True`` makes every default body include the received headers.
+    ``requests`` keeps the last ``max_recorded`` requests (default 10,000) so long
+    benchmark runs stay flat in memory; ``count`` stays exact for any number.
 
     >>> with FaultServer("127.0.0.3", name="b") as srv:         # doctest: +SKIP
     ...     srv.set_fault(Fault.status(429, retry_after=2))
@@ -270,6 +272,7 @@ class FaultServer:
         *,
         name: str | None = None,
         echo_headers: bool = False,
+        max_recorded: int = 10_000,
     ) -> None:
         if host == "localhost":
             host = "127.0.0.1"
@@ -284,7 +287,9 @@ class FaultServer:
         self._lock = threading.Lock()
         self._default = Fault.ok()
         self._queue: deque[Fault] = deque()
-        self._requests: list[RecordedRequest] = []
+        self._requests: deque[RecordedRequest] = deque(maxlen=max(1, max_recorded))
+        # Exact counts by (method, path without query), independent of the bounded log.
+        self._counts: Counter[tuple[str, str]] = Counter()
         self._accepted = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -314,7 +319,7 @@ class FaultServer:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """A copy of every request received so far, oldest first."""
+        """A copy of the recorded requests (the last ``max_recorded``), oldest first."""
         with self._lock:
             return list(self._requests)
 
@@ -330,25 +335,25 @@ class FaultServer:
 
     def count(self, method: str | None = None, path: str | None = None) -> int:
         """Requests received, optionally only one method and/or path.  A ``path`` without
-        ``?`` matches regardless of the query string."""
+        ``?`` matches regardless of the query string (exact for any number of requests);
+        a ``path`` with ``?`` is matched in the recorded log (the last ``max_recorded``)."""
         m = method.upper() if method else None
         with self._lock:
-            reqs = list(self._requests)
-        n = 0
-        for r in reqs:
-            if m is not None and r.method != m:
-                continue
-            if path is not None:
-                target = r.path if "?" in path else r.path.partition("?")[0]
-                if target != path:
-                    continue
-            n += 1
-        return n
+            if path is not None and "?" in path:
+                return sum(
+                    1 for r in self._requests if r.path == path and (m is None or r.method == m)
+                )
+            return sum(
+                n
+                for (rm, rp), n in self._counts.items()
+                if (m is None or rm == m) and (path is None or rp == path)
+            )
 
     def clear(self) -> None:
-        """Forget recorded requests (the fault script is kept)."""
+        """Forget recorded requests and counts (the fault script is kept)."""
         with self._lock:
             self._requests.clear()
+            self._counts.clear()
 
     def set_fault(self, fault: Fault) -> None:
         """Apply ``fault`` to every later request (after any queued ``push_faults``).
@@ -505,6 +510,7 @@ class FaultServer:
                 fault = self._next_fault()
                 with self._lock:
                     self._requests.append(request)
+                    self._counts[request.method, request.path.partition("?")[0]] += 1
                 if not await self._reply(fault, conn, request, writer):
                     return
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 import httpx
 
-from ._hooks import AttemptInfo, CallInfo, Hooks
+from ._hooks import AttemptInfo, CallInfo, Hooks, HookTable, fire
 from ._outcome import classify_error
 from ._routes import OTHER_ROUTE, RouteTable
 
@@ -92,19 +92,11 @@ class _Observer:
 
     def __init__(self, hooks: Sequence[Hooks], namer: ServiceNamer | None) -> None:
         self.hooks = tuple(hooks)
-
-        # Only the events a hook overrides are called: a Hooks subclass that cares about
-        # attempts alone costs nothing per call.
-        def bound(name: str) -> tuple[Callable[..., None], ...]:
-            base = getattr(Hooks, name)
-            return tuple(
-                getattr(h, name) for h in self.hooks if getattr(type(h), name, base) is not base
-            )
-
-        self._request_start = bound("on_request_start")
-        self._request_end = bound("on_request_end")
-        self._attempt_start = bound("on_attempt_start")
-        self._attempt_end = bound("on_attempt_end")
+        table = HookTable(self.hooks)
+        self._request_start = table.on_request_start
+        self._request_end = table.on_request_end
+        self._attempt_start = table.on_attempt_start
+        self._attempt_end = table.on_attempt_end
         self._namer = namer
         self._services: dict[str, str] = {}
         self._known: set[str] = set()
@@ -150,8 +142,8 @@ class _Observer:
         call = CallInfo(service, request.method, self.route(service, request), request, now)
         attempt = AttemptInfo(call, 0, None, request, now)
         call.attempts = 1
-        _emit(self._request_start, call)
-        _emit(self._attempt_start, attempt)
+        fire(self._request_start, call)
+        fire(self._attempt_start, attempt)
         return attempt
 
     def end(self, attempt: AttemptInfo, status: int | None, error_type: str | None) -> None:
@@ -159,20 +151,8 @@ class _Observer:
         attempt.duration = call.duration = perf_counter() - attempt.started
         attempt.status_code = call.status_code = status
         attempt.error_type = call.error_type = error_type
-        _emit(self._attempt_end, attempt)
-        _emit(self._request_end, call)
-
-
-_A = TypeVar("_A", CallInfo, AttemptInfo)
-
-
-def _emit(handlers: tuple[Callable[[_A], None], ...], info: _A) -> None:
-    for handler in handlers:
-        try:
-            handler(info)
-        except Exception:
-            # An observer must never break the request it observes.
-            logger.exception("svcclient hook %r failed", handler)
+        fire(self._attempt_end, attempt)
+        fire(self._request_end, call)
 
 
 def _error_type(exc: BaseException) -> str:

@@ -329,6 +329,15 @@ class TracingHooks(Hooks):
         span.set_attribute("svcclient.attempts", call.attempts)
         span.end()
 
+    def on_retry(self, call: CallInfo, delay: float, reason: str) -> None:
+        """Add a ``retry`` event (delay, reason) to the logical call's span."""
+        state = call.state
+        span = state.get(_CALL_SPAN_KEY) if state else None
+        if isinstance(span, Span):
+            span.add_event(
+                "retry", {"svcclient.retry.delay": delay, "svcclient.retry.reason": reason}
+            )
+
     def on_attempt_start(self, attempt: AttemptInfo) -> None:
         """Open the attempt's CLIENT span and inject its trace context into the headers."""
         # Inlined _current_tracer(): this line is most of the no-SDK cost.

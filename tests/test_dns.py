@@ -103,6 +103,36 @@ def test_each_nameserver_gets_a_share_of_the_budget() -> None:
     assert r._sync.cache is None
 
 
+def test_missing_system_configuration_fails_lookups_not_construction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without resolv.conf the resolver builds, IP literals work, and names raise kind error."""
+    real = dns.resolver.Resolver
+
+    class NoConf(real):  # type: ignore[misc, valid-type]
+        def __init__(self, filename: str = "", configure: bool = True) -> None:
+            if configure:
+                raise dns.resolver.NoResolverConfiguration("no nameservers")
+            super().__init__(configure=False)
+
+    monkeypatch.setattr(dns.resolver, "Resolver", NoConf)
+    r = DnsResolver(None)
+    assert r.resolve("10.0.0.1", 80).source == "literal"
+    with pytest.raises(DnsLookupError) as info:
+        r.resolve("user-service", 80)
+    assert info.value.kind == "error" and "resolver configuration" in info.value.reason
+    assert info.value.host == "user-service"
+
+
+@pytest.mark.anyio
+async def test_system_configuration_is_used_when_present() -> None:
+    """nameservers=None reads the system configuration and turns on search domains."""
+    r = DnsResolver(None)
+    assert r.nameservers is None
+    assert r._search is True
+    assert (await r.aresolve("::1", 1)).endpoints == (Endpoint("::1", 1),)
+
+
 # -- IP literals ---------------------------------------------------------------------------
 
 

@@ -124,6 +124,7 @@ def test_retries_nest_under_call_span_with_resend_count(
         assert span.parent.span_id == parent.context.span_id
         assert (span.attributes or {}).get("http.request.resend_count") == (number or None)
     assert (parent.attributes or {})["svcclient.attempts"] == 3
+    assert [e.name for e in parent.events] == ["retry", "retry"]
     assert parent.status.status_code is StatusCode.UNSET
 
 

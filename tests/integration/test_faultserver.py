@@ -85,6 +85,17 @@ def test_requests_are_counted_per_method_and_path(
     assert srv.count() == 0
 
 
+def test_request_log_is_bounded_but_counts_stay_exact(fault_server: MakeServer) -> None:
+    """Only the last max_recorded requests are kept; count() still counts all of them."""
+    srv = fault_server(max_recorded=3)
+    with httpx.Client(timeout=2) as c:
+        for i in range(8):
+            c.get(f"{srv.url}/n?i={i}")
+    assert [r.path for r in srv.requests] == ["/n?i=5", "/n?i=6", "/n?i=7"]
+    assert srv.count() == 8 and srv.count("GET", "/n") == 8
+    assert srv.count(path="/n?i=7") == 1 and srv.count(path="/n?i=0") == 0
+
+
 def test_keep_alive_reuses_one_connection(fault_server: MakeServer, client: httpx.Client) -> None:
     """Sequential requests from one client share one TCP connection."""
     srv = fault_server()
