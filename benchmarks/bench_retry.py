@@ -149,10 +149,10 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     Each case maps to ``{"min", "median", "max"}`` in µs per call.
     """
-    number, rounds = (20_000, 5) if quick else (200_000, 15)
+    number, rounds = (20_000, 5) if quick else (100_000, 9)
     return {
         "happy": _measure(_happy_cases(), number, rounds),
-        "failure": _measure(_failure_cases(), number // 10, rounds),
+        "failure": _measure(_failure_cases(), number // 20, rounds),
         "async": asyncio.run(_async_samples(number, rounds)),
         "meta": {
             "python": platform.python_version(),

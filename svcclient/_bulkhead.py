@@ -182,6 +182,11 @@ class Bulkhead:
                 token.release()
 
     def __enter__(self) -> Bulkhead:
+        # The uncontended path inlined (one call fewer on every request); acquire() repeats
+        # the check under the lock, so a slot freed in between is still taken.
+        with self._lock:
+            if self._core.try_acquire():
+                return self
         self.acquire()
         return self
 
@@ -191,7 +196,10 @@ class Bulkhead:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.release()
+        with self._lock:
+            token = self._core.release()
+            if token is not None:
+                token.release()
 
     def __repr__(self) -> str:
         return (

@@ -215,7 +215,8 @@ class Fault:
                 raise ConfigError(None, "slow", delay, "give delay, or fraction with after")
             if not 0 <= fraction <= 1:
                 raise ConfigError(None, "fraction", fraction, "must be between 0 and 1")
-            return Fault("slow", delay=_EveryNth(fraction, _check_seconds("after", after)))
+            delay_fn = _EveryNth(fraction, _check_seconds("after", after))
+            return Fault("slow", delay=delay_fn, then=then)
         if delay is None:
             raise ConfigError(None, "slow", None, "give delay, or fraction with after")
         if callable(delay):

@@ -59,8 +59,17 @@ class Events:
 
     def __init__(self, b: CircuitBreaker) -> None:
         self.seen: list[tuple[Any, ...]] = []
-        for name in ("open", "close", "half_open", "success", "failure", "timeout", "reject",
-                     "fallback", "state_change"):
+        for name in (
+            "open",
+            "close",
+            "half_open",
+            "success",
+            "failure",
+            "timeout",
+            "reject",
+            "fallback",
+            "state_change",
+        ):
             b.on(name, self._recorder(name))
 
     def _recorder(self, name: str) -> Any:
@@ -81,7 +90,11 @@ def test_policy_defaults_follow_the_seed() -> None:
     p = BreakerPolicy()
     assert (p.timeout, p.error_threshold_percentage, p.reset_timeout) == (3.0, 50.0, 30.0)
     assert (p.window, p.window_duration, p.window_buckets, p.volume_threshold) == (
-        "time", 10.0, 10, 10)
+        "time",
+        10.0,
+        10,
+        10,
+    )
     assert p.half_open_max_calls == 1
     assert p.slow_call_duration is None
     assert p.sampling_window == 10.0
@@ -155,10 +168,14 @@ def test_breaker_builds_policy_from_keywords() -> None:
     """opossum style: policy fields as keywords, or a policy with keyword overrides."""
     b = CircuitBreaker(name="x", timeout=1.5, error_threshold_percentage=25, reset_timeout=5)
     assert (b.policy.timeout, b.policy.error_threshold_percentage, b.policy.reset_timeout) == (
-        1.5, 25, 5)
+        1.5,
+        25,
+        5,
+    )
     base = BreakerPolicy(reset_timeout=9.0)
     assert CircuitBreaker(policy=base, timeout=None).policy == dataclasses.replace(
-        base, timeout=None)
+        base, timeout=None
+    )
 
 
 def test_breaker_unknown_keyword_is_a_type_error() -> None:
@@ -239,11 +256,13 @@ def test_count_window_judges_the_last_n_calls() -> None:
     """Count window: only the last window_size calls count, whatever their age."""
     clock = FakeClock()
     b = make(clock, window="count", window_size=4, volume_threshold=4)
-    feed(b, failures=1, successes=3)
+    feed(b, failures=1)
+    feed(b, failures=0, successes=3)  # f s s s: 25 %
     clock.advance(1e6)
-    feed(b, failures=1)  # window: s s s f -> 25 %... then f evicted first one
+    feed(b, failures=1)  # the oldest failure is evicted: s s s f, 25 %
     assert b.state == CLOSED
-    feed(b, failures=1)  # s s f f -> 50 %
+    assert b.stats.failures == 1
+    feed(b, failures=1)  # s s f f: 50 %
     assert b.state == OPEN
 
 
@@ -586,8 +605,7 @@ def test_stats_while_open_keep_the_tripping_counts() -> None:
     b = make(clock, volume_threshold=4, reset_timeout=30.0)
     feed(b, failures=3, successes=1)
     s = b.stats
-    assert (s.state, s.calls, s.failures, s.failure_rate, s.retry_after) == (
-        OPEN, 4, 3, 75.0, 30.0)
+    assert (s.state, s.calls, s.failures, s.failure_rate, s.retry_after) == (OPEN, 4, 3, 75.0, 30.0)
 
 
 def test_time_window_stats_age_without_new_calls() -> None:

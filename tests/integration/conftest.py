@@ -41,7 +41,11 @@ Records = Mapping[str, Sequence[str]]
 
 
 def find_dnsmasq() -> str | None:
-    """Path of the dnsmasq binary (sbin is often not on a user's PATH)."""
+    """Path of the dnsmasq binary: ``$SVCCLIENT_DNSMASQ`` if set, else PATH, else
+    /usr/sbin (often not on a user's PATH)."""
+    override = os.environ.get("SVCCLIENT_DNSMASQ")
+    if override is not None:
+        return override if os.access(override, os.X_OK) else None
     found = shutil.which("dnsmasq")
     if found:
         return found
