@@ -74,7 +74,10 @@ class BalancingPolicy:
       over in-flight requests and a latency EWMA) or ``"affinity"`` (the same key goes to
       the same endpoint, see ``affinity_*``).
     * ``affinity_timeout``: seconds a key stays pinned without use (default 3600, like
-      Kubernetes' ``sessionAffinityConfig.clientIP.timeoutSeconds``).
+      Kubernetes' ``sessionAffinityConfig.clientIP.timeoutSeconds``). After that the key
+      is re-hashed; rendezvous hashing gives the same endpoint again unless the set has
+      changed meanwhile, so the timeout mainly lets keys that were moved (by an ejection
+      or a new endpoint) settle on their hash choice.
     * ``affinity_header`` / ``affinity_cookie``: where the pipeline reads the key from
       (see :meth:`affinity_key`); the header wins when both are present. Ignored by the
       other strategies.
@@ -259,6 +262,12 @@ class LoadBalancer:
         self._maybe_refresh()
         return bool(self._endpoints) and not self.healthy()
 
+    @property
+    def eligible(self) -> tuple[Endpoint, ...]:
+        """What picks choose from now: the healthy endpoints, or all of them in panic mode."""
+        self._maybe_refresh()
+        return self._eligible
+
     def stats(self, ep: Endpoint) -> EndpointStats | None:
         """The live load figures of ``ep`` (for metrics and tests); ``None`` if unknown."""
         return self._stats.get(ep.key)
@@ -296,9 +305,10 @@ class LoadBalancer:
     def pick(self, affinity_key: str | None = None, avoid: Endpoint | None = None) -> Endpoint:
         """Choose the endpoint for the next attempt.
 
-        ``avoid`` is the endpoint of the previous failed attempt: another eligible
-        endpoint is chosen when there is one. Raises ``LookupError`` when the set is
-        empty.
+        Ejected endpoints are skipped unless every endpoint is excluded (panic mode: all
+        are used). ``affinity_key`` matters only to the affinity strategy. ``avoid`` is
+        the endpoint of the previous failed attempt: another eligible endpoint is chosen
+        when there is one. Raises ``LookupError`` when the set is empty.
         """
         if self._expiry != _INF and self._clock() >= self._expiry:
             self._maybe_refresh()

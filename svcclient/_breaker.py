@@ -327,6 +327,7 @@ class CircuitBreaker:
         "_is_async",
         "_is_failure",
         "_lock",
+        "_named",
         "_on_success",
         "_probe_calls",
         "_probe_fails",
@@ -363,7 +364,8 @@ class CircuitBreaker:
         elif policy_fields:
             policy = dataclasses.replace(policy, **policy_fields)
         self.policy = policy
-        self.name = name if name is not None else ""
+        self.name = name if name is not None else f"breaker-{id(self):x}"
+        self._named = name is not None
         self._clock = clock
         self._is_failure = is_failure if is_failure is not None else _is_exception
         self._executor = executor
@@ -390,8 +392,6 @@ class CircuitBreaker:
         self._decorated = False
         if func is not None:
             self._bind(func)
-        elif not self.name:
-            self.name = f"breaker-{id(self):x}"
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self._state}>"
@@ -469,7 +469,7 @@ class CircuitBreaker:
         """An admitted call ended with no verdict (cancelled): give back its probe slot."""
         if self._state is HALF_OPEN:
             with self._lock:
-                if self._state is HALF_OPEN and self._probes_taken > self._probe_calls:
+                if self._state is HALF_OPEN and self._probes_taken > 0:
                     self._probes_taken -= 1
 
     @property
@@ -635,8 +635,8 @@ class CircuitBreaker:
         )
         if not self._is_async and inspect.iscoroutinefunction(self._fallback):
             raise TypeError(f"{self.name}: an async fallback needs an async function")
-        if not self.name:
-            self.name = getattr(func, "__qualname__", None) or f"breaker-{id(self):x}"
+        if not self._named:
+            self.name = getattr(func, "__qualname__", None) or self.name
         try:
             self.__dict__.update(
                 {

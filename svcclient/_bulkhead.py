@@ -167,7 +167,17 @@ class Bulkhead:
             token.acquire()  # held until a release hands us the slot
             if not core.enqueue(token):
                 raise _full(self.service, core)
-        if token.acquire(timeout=timeout):
+        try:
+            got = token.acquire(timeout=timeout)
+        except BaseException:
+            # Interrupted (KeyboardInterrupt in the main thread): leave the queue, and pass
+            # the slot on if a release handed it to us meanwhile.
+            with self._lock:
+                handed_over = not core.withdraw(token)
+            if handed_over:
+                self.release()
+            raise
+        if got:
             return
         with self._lock:
             if core.withdraw(token):

@@ -61,6 +61,9 @@ _NEVER_SENT: Final = frozenset({"connect_refused", "connect_timeout", "dns_failu
 _MAYBE_SENT: Final = frozenset({"read_timeout", "reset", "protocol_error"})
 # Statuses whose Retry-After we honour (RFC 9110 defines it for 503 and 3xx, RFC 6585 for 429).
 _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+# More distinct backoff windows than any float ratio cap/base can produce (log2 of
+# 1.8e308 / 5e-324 is about 2100): bounds the loop in RetryPolicy.__post_init__.
+_MAX_WINDOWS: Final = 2200
 # RFC 9110 token characters, for method and header names.
 _TCHARS: Final = frozenset(
     "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -96,9 +99,10 @@ class RetryPolicy:
     idempotent_methods: frozenset[str] = DEFAULT_IDEMPOTENT_METHODS
     idempotency_header: str = "Idempotency-Key"
     respect_retry_after: bool = True
-    # Built once per policy: the jittered wait (the delay) and its jitter-free upper bound.
+    # Built once per policy: tenacity's jittered wait, and one read-only RetryCallState per
+    # distinct backoff window (see __post_init__).
     _wait: tenacity.wait_random_exponential = field(init=False, repr=False, compare=False)
-    _retrying: tenacity.Retrying = field(init=False, repr=False, compare=False)
+    _states: tuple[tenacity.RetryCallState, ...] = field(init=False, repr=False, compare=False)
     _worst_case: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -124,24 +128,28 @@ class RetryPolicy:
 
         wait = tenacity.wait_random_exponential(multiplier=base, max=cap)
         set_(self, "_wait", wait)
-        # The retry state tenacity's wait strategies read needs a Retrying to point at; it
+        # tenacity's wait strategies read only ``attempt_number`` from the RetryCallState.
+        # The windows stop growing once base * 2**(n-1) reaches the cap, so one state per
+        # retry number up to that point covers every retry. The states are built here and
+        # never mutated: backoff() then allocates nothing, reads no clock (the state's
+        # constructor does) and is safe to call from any thread. The Retrying they point at
         # mirrors this policy but never runs a loop (the pipeline is the loop).
-        set_(
-            self,
-            "_retrying",
-            tenacity.Retrying(stop=tenacity.stop_after_attempt(a), wait=wait, reraise=True),
-        )
-        # Upper bound of each jittered sleep = the jitter-free exponential with the same
-        # parameters; both come from tenacity so they cannot drift apart.
+        retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(a), wait=wait)
+        # The upper bound of each jittered sleep is the jitter-free exponential with the
+        # same parameters; both come from tenacity so they cannot drift apart.
         bound = tenacity.wait_exponential(multiplier=base, max=cap)
-        state = tenacity.RetryCallState(self._retrying, None, (), {})
-        worst = 0.0
-        for n in range(1, a):
-            state.attempt_number = n
-            worst += bound(state)
-            if n > 64:  # the bound has long reached the cap; finish by multiplication
-                worst += cap * (a - 1 - n)
+        states: list[tenacity.RetryCallState] = []
+        for n in range(1, _MAX_WINDOWS + 1):
+            state = tenacity.RetryCallState(retrying, None, (), {})
+            state.attempt_number = n  # the sleep after attempt n precedes retry n
+            states.append(state)
+            if bound(state) >= cap:
                 break
+        set_(self, "_states", tuple(states))
+        retries = a - 1
+        worst = sum(bound(st) for st in states[:retries])
+        if retries > len(states):  # the rest all wait the cap
+            worst += bound(states[-1]) * (retries - len(states))
         set_(self, "_worst_case", worst)
 
     @classmethod
@@ -168,11 +176,10 @@ class RetryPolicy:
         Full jitter: uniform in ``[0, min(backoff_cap, backoff_base * 2**(retry_number-1))]``,
         computed by tenacity's ``wait_random_exponential``.
         """
-        state = tenacity.RetryCallState(self._retrying, None, (), {})
-        # tenacity computes the sleep after attempt n from attempt_number = n, and the
-        # sleep after attempt n is the one before retry n.
-        state.attempt_number = retry_number if retry_number > 1 else 1
-        return float(self._wait(state))
+        states = self._states
+        if retry_number >= len(states):
+            return float(self._wait(states[-1]))
+        return float(self._wait(states[retry_number - 1 if retry_number > 1 else 0]))
 
 
 def _not_number(value: object) -> bool:

@@ -249,6 +249,7 @@ def test_round_robin_skips_ejected_and_brings_them_back() -> None:
     lb, (a, b, c), clock = make_lb(3, events=events)
     fail_n(lb, a, 5)
     assert events == [(a, True)]
+    assert lb.eligible == (b, c)
     assert a not in {lb.pick() for _ in range(30)}
     clock.advance(29.9)
     assert a not in {lb.pick() for _ in range(30)}
@@ -267,6 +268,7 @@ def test_panic_mode_uses_every_endpoint() -> None:
         fail_n(lb, ep, 1)
     assert set(lb.ejected()) == set(endpoints)
     assert lb.panic
+    assert lb.eligible == tuple(endpoints)
     assert {lb.pick() for _ in range(9)} == set(endpoints)
 
 

@@ -133,6 +133,48 @@ def test_sync_wait_timeout_raises() -> None:
     bh.release()
 
 
+class _Interrupt(BaseException):
+    pass
+
+
+class _InterruptedToken:
+    """Stands in for the per-waiter lock; its timed wait is interrupted."""
+
+    def __init__(self, before: Any) -> None:
+        self.before = before
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if timeout == -1:
+            return True  # the initial, non-waiting acquire
+        self.before()
+        raise _Interrupt
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("handed_over", [False, True])
+def test_sync_interrupted_waiter_leaks_nothing(
+    monkeypatch: pytest.MonkeyPatch, handed_over: bool
+) -> None:
+    """A waiter interrupted mid-wait leaves the queue, passing on a slot handed to it."""
+    import svcclient._bulkhead as mod
+
+    bh = Bulkhead(BulkheadPolicy(max_concurrent=1, wait_timeout=30.0))
+    bh.acquire()
+    before = bh.release if handed_over else (lambda: None)
+
+    class FakeThreading:
+        Lock = staticmethod(lambda: _InterruptedToken(before))
+
+    monkeypatch.setattr(mod, "threading", FakeThreading)
+    with pytest.raises(_Interrupt):
+        bh.acquire()
+    monkeypatch.undo()
+    assert bh.waiting == 0
+    assert bh.in_flight == (0 if handed_over else 1)
+
+
 def _wait_until(predicate: Any, timeout: float = 10.0) -> None:
     # Polls a condition set by other threads; bounded in time, no fixed sleeps.
     end = time.monotonic() + timeout

@@ -98,9 +98,11 @@ def test_resolver_keeps_parsed_nameservers_and_srv_flag() -> None:
 def test_each_nameserver_gets_a_share_of_the_budget() -> None:
     """With two nameservers each try may use half the timeout, the whole lookup all of it."""
     r = DnsResolver(["127.0.0.1:9", "127.0.0.2:9"], timeout=1.0)
-    assert r._sync.timeout == 0.5
-    assert r._sync.lifetime == 1.0
-    assert r._sync.cache is None
+    sync = r._sync
+    assert sync is not None
+    assert sync.timeout == 0.5
+    assert sync.lifetime == 1.0
+    assert sync.cache is None
 
 
 def test_missing_system_configuration_fails_lookups_not_construction(
@@ -112,7 +114,7 @@ def test_missing_system_configuration_fails_lookups_not_construction(
     class NoConf(real):  # type: ignore[misc, valid-type]
         def __init__(self, filename: str = "", configure: bool = True) -> None:
             if configure:
-                raise dns.resolver.NoResolverConfiguration("no nameservers")
+                raise _mk(dns.resolver.NoResolverConfiguration)
             super().__init__(configure=False)
 
     monkeypatch.setattr(dns.resolver, "Resolver", NoConf)

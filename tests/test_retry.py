@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -149,10 +150,36 @@ def test_backoff_window_doubles_then_caps() -> None:
 def test_backoff_reuses_one_tenacity_wait_per_policy() -> None:
     """The tenacity wait object is built once per policy, not per call."""
     p = RetryPolicy()
-    wait = p._wait
+    wait, states = p._wait, p._states
     p.backoff(1)
     p.backoff(2)
-    assert p._wait is wait
+    assert p._wait is wait and p._states is states
+    assert [s.attempt_number for s in states] == [1, 2, 3, 4, 5, 6]  # 0.05 * 2**5 >= 1.0
+
+
+def test_extreme_base_and_cap_are_handled() -> None:
+    """A cap/base ratio beyond float range builds a policy with bounded backoffs."""
+    p = RetryPolicy(attempts=5000, backoff_base=5e-324, backoff_cap=1e308)
+    assert 0.0 <= p.backoff(10**6) <= 1e308
+    assert p.worst_case_delay() > 1e308  # 2900 retries at the cap
+    q = RetryPolicy(attempts=3, backoff_base=0.5, backoff_cap=0.5)
+    assert q.worst_case_delay() == 1.0
+    assert 0.0 <= q.backoff(0) <= 0.5
+
+
+def test_decision_reads_no_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """decide_retry (and the backoff it draws) never reads the clock: time comes in as args."""
+    p = RetryPolicy()
+
+    def forbidden() -> float:
+        raise AssertionError("clock read")
+
+    monkeypatch.setattr(time, "monotonic", forbidden)
+    monkeypatch.setattr(time, "time", forbidden)
+    headers = {"Retry-After": "Tue, 14 Nov 2023 22:13:21 GMT"}
+    d = decide(p, status=503, response_headers=headers)
+    monkeypatch.undo()
+    assert d.retry and d.delay >= 1.0
 
 
 def test_is_retryable_status() -> None:
