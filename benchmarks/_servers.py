@@ -97,7 +97,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         """Launch the child and wait (bounded) until every server listens."""
         payload = json.dumps({"servers": self.specs, "lifetime": self.lifetime})
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks._servers", payload],
             stdin=subprocess.PIPE,

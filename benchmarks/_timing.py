@@ -27,6 +27,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "Comparison",
@@ -141,7 +142,7 @@ class Comparison:
     rounds: int = 0
     time_bound_hit: bool = False
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; times in µs per operation."""
         return {
             "unit": "us/op",

@@ -68,12 +68,14 @@ def _raises() -> None:
     raise CircuitOpenError("x", 1.0)
 
 
-def _open_cases() -> list[Case]:
-    gate = CircuitBreaker(name="bench-open-gate")
+def _open_cases() -> tuple[list[Case], list[CircuitBreaker]]:
+    # A reset timeout longer than the run: the breakers must stay open throughout.
+    forever = 1e9
+    gate = CircuitBreaker(name="bench-open-gate", reset_timeout=forever)
     gate.open()
-    raising = CircuitBreaker(_target, name="bench-open-raise")
+    raising = CircuitBreaker(_target, name="bench-open-raise", reset_timeout=forever)
     raising.open()
-    answering = CircuitBreaker(_target, name="bench-open-fallback")
+    answering = CircuitBreaker(_target, name="bench-open-fallback", reset_timeout=forever)
     answering.fallback(lambda x, *, cause: -1)
     answering.open()
     try_stmt = "try:\n    b(1)\nexcept E:\n    pass"
@@ -92,7 +94,7 @@ def _open_cases() -> list[Case]:
     except ImportError:  # pragma: no cover
         pass
     else:
-        pb = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=1e9)
+        pb = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=forever)
         pb.open()
         cases.append(
             ("pybreaker raises", try_stmt, {"b": pb(_target), "E": pybreaker.CircuitBreakerError})
@@ -117,7 +119,7 @@ def _open_cases() -> list[Case]:
                 {"b": wrapped, "E": circuitbreaker.CircuitBreakerError},
             )
         )
-    return cases
+    return cases, [gate, raising, answering]
 
 
 def _measure(cases: list[Case], number: int, rounds: int) -> dict[str, dict[str, float]]:
@@ -140,9 +142,14 @@ def _measure(cases: list[Case], number: int, rounds: int) -> dict[str, dict[str,
 def run(quick: bool = False) -> dict[str, Any]:
     """Measure every case; return ``{"closed": {...}, "open": {...}, "meta": {...}}`` in µs."""
     number, rounds = (20_000, 5) if quick else (100_000, 15)
+    open_cases, open_breakers = _open_cases()
+    closed = _measure(_closed_cases(), number, rounds)
+    rejected = _measure(open_cases, number, rounds)
+    # Sanity: a breaker that half-opened mid-run would have timed closed calls instead.
+    assert all(b.state == "open" for b in open_breakers), "an 'open' breaker closed"
     return {
-        "closed": _measure(_closed_cases(), number, rounds),
-        "open": _measure(_open_cases(), number, rounds),
+        "closed": closed,
+        "open": rejected,
         "meta": {
             "python": platform.python_version(),
             "implementation": platform.python_implementation(),

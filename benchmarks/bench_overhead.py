@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import cProfile
 import importlib.util
-import io
 import pstats
 import sys
 from collections.abc import Callable
@@ -52,22 +51,24 @@ def mock_handler(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, content=BODY, headers={"content-type": "application/json"})
 
 
-def diy_client(client: httpx.Client) -> Callable[[str], httpx.Response]:
+def diy_client(client: httpx.Client, breaker: Any = None) -> Callable[[str], httpx.Response]:
     """``get(path)`` as users build it today: tenacity retries around a pybreaker call.
 
-    Retries connect errors and 502/503/504 up to 3 attempts with jittered exponential
-    backoff; pybreaker opens after 5 consecutive failures for 30 s.
+    Retries transport errors and 502/503/504 up to 3 attempts with jittered exponential
+    backoff; pybreaker opens after 5 consecutive failures for 30 s (an open breaker's
+    ``CircuitBreakerError`` is not retried: it reaches the caller at once).
     """
     import pybreaker
     import tenacity
 
-    breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
+    if breaker is None:
+        breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
 
     @tenacity.retry(
         stop=tenacity.stop_after_attempt(3),
         wait=tenacity.wait_random_exponential(multiplier=0.1, max=1.0),
         retry=(
-            tenacity.retry_if_exception_type((httpx.TransportError, pybreaker.CircuitBreakerError))
+            tenacity.retry_if_exception_type(httpx.TransportError)
             | tenacity.retry_if_result(lambda r: r.status_code in (502, 503, 504))
         ),
         reraise=True,
@@ -117,9 +118,7 @@ def _mock_sync(n: dict[str, int]) -> dict[str, Any]:
         ours_request = ours.build_request("GET", PATH)
         pipeline = interleave(
             {
-                "MockTransport.handle_request": sync_runner(
-                    lambda: mock.handle_request(request)
-                ),
+                "MockTransport.handle_request": sync_runner(lambda: mock.handle_request(request)),
                 "ResilientTransport.handle_request": sync_runner(
                     lambda: ours.resilient.handle_request(ours_request)
                 ),
@@ -181,7 +180,10 @@ def _real(n: dict[str, int]) -> dict[str, Any]:
         )
         try:
             out["sync"] = interleave(
-                {BARE: sync_runner(lambda: bare.get(PATH)), OURS: sync_runner(lambda: ours.get(PATH))},
+                {
+                    BARE: sync_runner(lambda: bare.get(PATH)),
+                    OURS: sync_runner(lambda: ours.get(PATH)),
+                },
                 number=n["real_number"],
                 rounds=n["real_rounds"],
                 baseline=BARE,
@@ -227,23 +229,20 @@ def run(quick: bool) -> dict[str, Any]:
 
 def _row(label: str, section: dict[str, Any], name: str) -> str:
     per = section["per_op_us"][name]
-    base = section["per_op_us"][section["baseline"]]
+    timing = f"{per['median']:.1f} ({per['min']:.1f}-{per['max']:.1f})"
     if name == section["baseline"]:
-        return f"| {label} | {name} | {per['median']:.1f} ({per['min']:.1f}–{per['max']:.1f}) | – | – |"
+        return f"| {label} | {name} | {timing} | - | - |"
     ratio = section["ratio"][name]
     added = section["added_us"][name]
-    del base
-    return (
-        f"| {label} | {name} | {per['median']:.1f} ({per['min']:.1f}–{per['max']:.1f}) "
-        f"| {added['median']:+.1f} | {ratio['median']:.3f} ({ratio['min']:.3f}–{ratio['max']:.3f}) |"
-    )
+    spread = f"{ratio['median']:.3f} ({ratio['min']:.3f}-{ratio['max']:.3f})"
+    return f"| {label} | {name} | {timing} | {added['median']:+.1f} | {spread} |"
 
 
 def render(result: dict[str, Any]) -> str:
-    """Markdown: µs per request median (min–max), µs added and ratio to bare httpx."""
+    """Markdown: µs per request median (min-max), µs added and ratio to bare httpx."""
     lines = [
-        "| setup | contender | µs/request median (min–max) | µs added (median) "
-        "| ratio median (min–max) |",
+        "| setup | contender | µs/request median (min-max) | µs added (median) "
+        "| ratio median (min-max) |",
         "| --- | --- | ---: | ---: | ---: |",
     ]
     sections = [
@@ -300,7 +299,7 @@ def profile(requests: int = 3000, top: int = 25) -> str:
         ours.close()
     rows = []
     for func, (_, calls, own, cum, _callers) in our_stats.items():
-        _, b_calls, b_own, b_cum, _ = base_stats.get(func, (0, 0, 0.0, 0.0, {}))
+        _, b_calls, b_own, _, _ = base_stats.get(func, (0, 0, 0.0, 0.0, {}))
         if calls > b_calls:
             rows.append(((own - b_own) / requests * 1e6, (calls - b_calls) / requests, cum, func))
     rows.sort(key=lambda r: r[0], reverse=True)

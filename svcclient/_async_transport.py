@@ -19,6 +19,7 @@ from ._bulkhead import AsyncBulkhead
 from ._config import ServiceConfig
 from ._defaults import default_hooks, resolve_config
 from ._endpoint import Endpoint
+from ._health import AsyncHealthChecker
 from ._hooks import Hooks
 from ._pinned import AsyncPinnedTransport, transport_options
 from ._pipeline import STREAM_EXTENSION, Attempt, Call, buffered, retarget
@@ -64,6 +65,9 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         )
         self._pools: PoolSet[httpx.AsyncBaseTransport] = PoolSet(self._new_pool, cfg.deadline + 1.0)
         self._bulkhead = AsyncBulkhead(cfg.bulkhead, cfg.name) if cfg.bulkhead else None
+        # The health task needs a running loop: started on the first request.
+        self._health: AsyncHealthChecker | None = None
+        self._wants_health = bool(cfg.outlier.enabled and cfg.outlier.health_check_path)
 
     @property
     def base_url(self) -> httpx.URL:
@@ -73,6 +77,8 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the pipeline (see :class:`ResilientTransport`)."""
         rt = self.runtime
+        if self._wants_health and self._health is None:
+            self._health = AsyncHealthChecker(rt, self._probe)
         if rt.endpoint_set is not None and rt.refresh_due():
             await self._refresh()
         if rt.retired or self._pools.has_retiring:
@@ -214,6 +220,12 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             ) from exc
         return buffered(response, raw, request)
 
+    async def _probe(self, endpoint: Endpoint, request: httpx.Request) -> httpx.Response:
+        transport = self._inner or self._pools.get(endpoint)
+        if self._inner is not None and self.runtime.endpoint_set is not None:
+            retarget(request, endpoint, self.runtime.origin)
+        return await transport.handle_async_request(request)
+
     def _new_pool(self, endpoint: Endpoint) -> httpx.AsyncBaseTransport:
         if endpoint == self.runtime.origin:
             return httpx.AsyncHTTPTransport(**self._options)
@@ -234,6 +246,8 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Close every pool this transport opened (and a caller's transport)."""
+        if self._health is not None:
+            await self._health.aclose()
         for pool in self._pools.drain():
             await pool.aclose()
         if self._inner is not None:

@@ -313,7 +313,7 @@ class CircuitBreaker:
     """
 
     __slots__ = (
-        "__dict__",  # for functools.update_wrapper (__name__, __doc__, __wrapped__)
+        "__dict__",  # only for the wrapped function's __name__, __doc__, __wrapped__
         "__weakref__",
         "_clock",
         "_decorated",
@@ -469,7 +469,7 @@ class CircuitBreaker:
         """An admitted call ended with no verdict (cancelled): give back its probe slot."""
         if self._state is HALF_OPEN:
             with self._lock:
-                if self._state is HALF_OPEN and self._probes_taken > 0:
+                if self._state is HALF_OPEN and self._probes_taken > self._probe_calls:
                     self._probes_taken -= 1
 
     @property
@@ -637,17 +637,14 @@ class CircuitBreaker:
             raise TypeError(f"{self.name}: an async fallback needs an async function")
         if not self._named:
             self.name = getattr(func, "__qualname__", None) or self.name
-        try:
-            self.__dict__.update(
-                {
-                    k: getattr(func, k)
-                    for k in ("__module__", "__name__", "__qualname__", "__doc__")
-                    if hasattr(func, k)
-                }
-            )
-            self.__dict__["__wrapped__"] = func
-        except (AttributeError, TypeError):  # pragma: no cover - exotic callables
-            pass
+        # Look like the function (as functools.wraps would), for decorators and introspection.
+        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+            if hasattr(func, attr):
+                self.__dict__[attr] = getattr(func, attr)
+        self.__dict__["__wrapped__"] = func
+        mark = getattr(inspect, "markcoroutinefunction", None)  # Python 3.12+
+        if self._is_async and mark is not None:
+            mark(self)  # so inspect.iscoroutinefunction(breaker) is True, as for the function
         timeout = self.policy.timeout
         self._fast = not self._is_async and (timeout is None or self._executor is None)
         self._fast_limit = min(timeout if timeout is not None else _INF, self._slow_limit)

@@ -87,7 +87,9 @@ def guard_sleep(sleep: Callable[[float], None]) -> Callable[[float], None]:
     return backoff_sleep
 
 
-def guard_async_sleep(sleep: Callable[[float], Awaitable[None]]) -> Callable[[float], Awaitable[None]]:
+def guard_async_sleep(
+    sleep: Callable[[float], Awaitable[None]],
+) -> Callable[[float], Awaitable[None]]:
     """Async twin of :func:`guard_sleep`."""
 
     async def backoff_sleep(seconds: float) -> None:

@@ -18,6 +18,7 @@ from ._bulkhead import Bulkhead
 from ._config import ServiceConfig
 from ._defaults import default_hooks, resolve_config
 from ._endpoint import Endpoint
+from ._health import HealthChecker
 from ._hooks import Hooks
 from ._pinned import PinnedTransport, transport_options
 from ._pipeline import STREAM_EXTENSION, Call, buffered, retarget
@@ -69,6 +70,9 @@ class ResilientTransport(httpx.BaseTransport):
         )
         self._pools: PoolSet[httpx.BaseTransport] = PoolSet(self._new_pool, cfg.deadline + 1.0)
         self._bulkhead = Bulkhead(cfg.bulkhead, cfg.name) if cfg.bulkhead is not None else None
+        self._health: HealthChecker | None = None
+        if cfg.outlier.enabled and cfg.outlier.health_check_path:
+            self._health = HealthChecker(self.runtime, self._probe)
 
     @property
     def base_url(self) -> httpx.URL:
@@ -135,6 +139,9 @@ class ResilientTransport(httpx.BaseTransport):
             response.close()
         return buffered(response, raw, request)
 
+    def _probe(self, endpoint: Endpoint, request: httpx.Request) -> httpx.Response:
+        return self._send(endpoint, request, False)
+
     def _new_pool(self, endpoint: Endpoint) -> httpx.BaseTransport:
         if endpoint == self.runtime.origin:
             return httpx.HTTPTransport(**self._options)
@@ -152,6 +159,8 @@ class ResilientTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         """Close every connection pool this transport opened (not a caller's transport)."""
+        if self._health is not None:
+            self._health.close()
         for pool in self._pools.drain():
             pool.close()
         if self._inner is not None:

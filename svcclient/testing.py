@@ -475,17 +475,17 @@ def _unpatch_dns(host: str) -> None:
             DnsResolver.aresolve = _originals.pop("aresolve")  # type: ignore[method-assign]
 
 
-_router_class: type[Any] | None = None
+_router_class: dict[str, type[Any]] = {}  # built on first use: respx is imported lazily
 
 
 def _service_router_class() -> type[Any]:
     """A respx MockRouter that also short-circuits DNS for its host while active."""
-    global _router_class
-    if _router_class is not None:
-        return _router_class
+    cached = _router_class.get("router")
+    if cached is not None:
+        return cached
     import respx
 
-    class ServiceRouter(respx.MockRouter):  # type: ignore[misc]
+    class ServiceRouter(respx.MockRouter):
         def __init__(self, *, mock_host: str | None = None, **settings: Any) -> None:
             super().__init__(**settings)
             self.mock_host = mock_host
@@ -512,7 +512,7 @@ def _service_router_class() -> type[Any]:
                     _unpatch_dns(self.mock_host)
                     self._dns_patched = False
 
-    _router_class = ServiceRouter
+    _router_class["router"] = ServiceRouter
     return ServiceRouter
 
 

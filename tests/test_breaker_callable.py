@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -256,7 +258,11 @@ def test_sync_timeout_without_executor_is_judged_after_the_call() -> None:
     with pytest.raises(CallTimeoutError) as info:
         b()
     assert isinstance(info.value, TimeoutError)
-    assert info.value.timeout == 3.0 and info.value.service == "test_sync_timeout_without_executor_is_judged_after_the_call.<locals>.slow"
+    assert (
+        info.value.timeout == 3.0
+        and info.value.service
+        == "test_sync_timeout_without_executor_is_judged_after_the_call.<locals>.slow"
+    )
     assert b.stats.failures == 1
     assert events == ["timeout 3.5"]
     assert threading.active_count() == threads_before
@@ -284,7 +290,10 @@ def test_sync_timeout_uses_fallback() -> None:
         clock.advance(10.0)
         return "late"
 
-    b = CircuitBreaker(slow, clock=clock, timeout=1.0, fallback=lambda cause: type(cause))
+    def kind(*, cause: BaseException) -> type[BaseException]:
+        return type(cause)
+
+    b = CircuitBreaker(slow, clock=clock, timeout=1.0, fallback=kind)
     assert b() is CallTimeoutError
 
 
@@ -350,7 +359,7 @@ def test_decorator_on_def_keeps_name_and_doc() -> None:
 
     assert isinstance(get_user, CircuitBreaker)
     assert get_user(7) == {"id": 7}
-    assert get_user.__name__ == "get_user"
+    assert get_user.__name__ == "get_user"  # type: ignore[attr-defined]
     assert get_user.__doc__ == "Fetch a user."
     assert get_user.name.endswith("get_user")
     assert get_user.stats.calls == 1
@@ -369,7 +378,7 @@ def test_decorator_on_method_binds_self() -> None:
 
     svc = Service()
     assert svc.add(5) == 15
-    assert Service.add.stats.calls == 1  # type: ignore[attr-defined]
+    assert Service.add.stats.calls == 1
 
 
 def test_breaker_without_function_cannot_be_called() -> None:
@@ -413,6 +422,18 @@ async def test_async_call_and_decorator() -> None:
 
     assert await fetch(2) == 6
     assert fetch.stats.calls == 1
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="inspect.markcoroutinefunction is 3.12+")
+def test_async_breaker_looks_like_a_coroutine_function() -> None:
+    """Frameworks that check inspect.iscoroutinefunction see a decorated async def as async."""
+
+    @CircuitBreaker()
+    async def fetch() -> None:
+        return None
+
+    assert inspect.iscoroutinefunction(fetch)
+    assert not inspect.iscoroutinefunction(CircuitBreaker(double))
 
 
 @pytest.mark.anyio
