@@ -14,7 +14,7 @@ from ._async_transport import AsyncResilientTransport
 from ._balancing import BalancingPolicy, LoadBalancer
 from ._breaker import BreakerPolicy, BreakerStats, CircuitBreaker
 from ._breaker_registry import BreakerRegistry, breakers
-from ._budget import BudgetPolicy, RetryBudget
+from ._budget import BudgetPolicy, BudgetStats, RetryBudget
 from ._bulkhead import AsyncBulkhead, Bulkhead, BulkheadPolicy
 from ._client import AsyncServiceClient, ServiceClient
 from ._config import ServiceConfig, load_config
@@ -37,8 +37,8 @@ from ._exceptions import (
 )
 from ._hedge import HedgePolicy
 from ._hooks import AttemptInfo, CallInfo, Hooks
-from ._instrument import instrument
-from ._metrics import PrometheusHooks
+from ._instrument import default_service_name, instrument
+from ._metrics import DEFAULT_BUCKETS, PrometheusHooks
 from ._outcome import ERROR_TYPES, classify_error
 from ._outlier import OutlierPolicy
 from ._retry import RetryDecision, RetryPolicy
@@ -50,6 +50,7 @@ from ._transport import ResilientTransport
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_BUCKETS",
     "ERROR_TYPES",
     "AsyncBulkhead",
     "AsyncResilientTransport",
@@ -61,6 +62,7 @@ __all__ = [
     "BreakerRegistry",
     "BreakerStats",
     "BudgetPolicy",
+    "BudgetStats",
     "Bulkhead",
     "BulkheadFullError",
     "BulkheadPolicy",
@@ -84,8 +86,8 @@ __all__ = [
     "OutlierPolicy",
     "PrometheusHooks",
     "RequestFailedError",
-    "Resolution",
     "ResilientTransport",
+    "Resolution",
     "RetryBudget",
     "RetryDecision",
     "RetryPolicy",
@@ -94,13 +96,14 @@ __all__ = [
     "ServiceConfig",
     "SvcClientError",
     "TracingHooks",
-    "__version__",
     "breakers",
     "classify_error",
+    "default_service_name",
     "discover",
     "instrument",
     "load_config",
     "normalize_route",
     "parse_retry_after",
     "redact_url",
+    "__version__",
 ]

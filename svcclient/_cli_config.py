@@ -173,10 +173,27 @@ def _report(name: str, from_file: ServiceConfig, effective: ServiceConfig) -> Se
     return ServiceReport(name, settings, origins)
 
 
+def _runs(numbers: list[int]) -> str:
+    """``[429, 500, 501, ..., 599]`` -> ``"429, 500-599"`` (status-code sets are long)."""
+    parts: list[str] = []
+    start = prev = numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(parts)
+
+
 def show(value: Any) -> str:
     """A setting as a user would write it."""
     if isinstance(value, frozenset | set):
-        return "[" + ", ".join(str(v) for v in sorted(value)) + "]"
+        items = sorted(value)
+        if items and all(isinstance(v, int) for v in items):
+            return f"[{_runs(items)}]"
+        return "[" + ", ".join(str(v) for v in items) + "]"
     if isinstance(value, tuple):
         return "[" + ", ".join(str(v) for v in value) + "]"
     if value is None:

@@ -348,3 +348,11 @@ def test_demo_quick_runs_the_whole_story() -> None:
     assert "breaker closed -> open" in out and "breaker half_open -> closed" in out
     assert "svcclient_circuit_breaker_transitions_total" in out
     assert "\x1b[" not in out  # no colour when not a terminal
+
+
+def test_config_values_are_shown_compactly() -> None:
+    """Long status-code sets print as ranges, as a user would write them."""
+    from svcclient._cli_config import show
+
+    assert show(frozenset({429, *range(500, 600)})) == "[429, 500-599]"
+    assert show(None) == "none" and show(True) == "true" and show(1.5) == "1.5"
