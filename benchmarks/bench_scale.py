@@ -234,7 +234,7 @@ def _concurrent(quick: bool) -> dict[str, Any]:
     else:  # pragma: no cover - uvicorn is a dev dependency
         spec = {"kind": "fault", "host": "127.0.0.1", "fault": "ok"}
         server = "FaultServer (child process)"
-    repeats, limit = (1, 8.0) if quick else (3, 60.0)
+    repeats, limit = (1, 6.0) if quick else (3, 60.0)
     hard = repeats * 2 * (limit + 5.0) + 15.0
     out: dict[str, Any] = {"server": server, "requests": CONCURRENT, "time_limit_s": limit}
     with ServerProcess([spec]) as srv, tempfile.TemporaryDirectory() as tmp:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from . import _testmode
 from ._bulkhead import AsyncBulkhead
 from ._config import ServiceConfig
 from ._defaults import default_hooks, resolve_config
@@ -46,7 +47,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         **overrides: Any,
     ) -> None:
-        self._sleep = sleep
+        self._sleep = _testmode.guard_async_sleep(sleep)
         self.config = resolve_config(config, overrides)
         self._hooks = default_hooks(registry) if hooks is None else tuple(hooks)
         self._inner = transport

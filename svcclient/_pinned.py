@@ -10,6 +10,8 @@ exactly one endpoint (closing the transport discards a dead endpoint's connectio
 
 from __future__ import annotations
 
+import functools
+import ssl
 import typing
 from collections.abc import Iterable
 
@@ -84,20 +86,31 @@ class _AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
 
 
 class _Options(typing.TypedDict):
-    verify: bool
+    verify: ssl.SSLContext
     http2: bool
     limits: httpx.Limits
 
 
+@functools.cache
+def _ssl_context(verify: bool, http2: bool) -> ssl.SSLContext:
+    # Building a context loads the CA bundle (~50 ms); one per process is enough. Keyed
+    # by http2 too: httpcore sets the context's ALPN list before each handshake.
+    return httpx.create_ssl_context(verify=verify)
+
+
 def transport_options(verify: bool, http2: bool, limits: httpx.Limits) -> _Options:
-    """The subset of httpx transport settings svcclient passes to every pool it creates."""
-    return {"verify": verify, "http2": http2, "limits": limits}
+    """The httpx transport settings svcclient passes to every pool it creates.
+
+    The SSL context is built once per process and shared, so a new endpoint's pool costs
+    microseconds, not the tens of milliseconds of loading the CA bundle again.
+    """
+    return {"verify": _ssl_context(bool(verify), http2), "http2": http2, "limits": limits}
 
 
 def _pool_kwargs(options: _Options) -> dict[str, typing.Any]:
     limits = options["limits"]
     return {
-        "ssl_context": httpx.create_ssl_context(verify=options["verify"]),
+        "ssl_context": options["verify"],
         "max_connections": limits.max_connections,
         "max_keepalive_connections": limits.max_keepalive_connections,
         "keepalive_expiry": limits.keepalive_expiry,

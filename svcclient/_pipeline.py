@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from . import _testmode
 from ._deadline import Deadline
 from ._endpoint import Endpoint
 from ._exceptions import (
@@ -246,7 +247,10 @@ class Call:
         """Close the call's books with an error: return the fallback or re-raise ``exc``."""
         info = self.info
         if info is not None:
-            info.error_type = classify_error(exc)
+            if isinstance(exc, httpx.HTTPStatusError):
+                info.status_code = exc.response.status_code
+            else:
+                info.error_type = classify_error(exc)
             self._end(info)
         fallback = self.rt.config.fallback
         if fallback is None:
@@ -275,6 +279,8 @@ class Call:
     ) -> float | None:
         rt = self.rt
         request = self.request
+        if not _testmode.allow_retry(self.number + 1):
+            return None
         decision = decide_retry(
             rt.retry,
             method=request.method,

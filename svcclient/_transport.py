@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from . import _testmode
 from ._bulkhead import Bulkhead
 from ._config import ServiceConfig
 from ._defaults import default_hooks, resolve_config
@@ -57,7 +58,7 @@ class ResilientTransport(httpx.BaseTransport):
         self.runtime = ServiceRuntime(
             self.config, self._hooks, owns_transport=transport is None, clock=clock
         )
-        self._sleep = sleep
+        self._sleep = _testmode.guard_sleep(sleep)
         cfg = self.config
         self._options = transport_options(
             cfg.verify,
