@@ -27,7 +27,7 @@ from ._endpoint import Endpoint
 from ._endpoints import EndpointSet
 from ._exceptions import DiscoveryError
 from ._hedge import LatencyWindow
-from ._hooks import HookTable, Hooks, fire
+from ._hooks import Hooks, HookTable, fire
 from ._routes import RouteTable
 
 __all__ = ["ServiceRuntime"]
