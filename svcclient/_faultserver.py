@@ -472,7 +472,7 @@ class FaultServer:
         if self._server is not None:
             return
         server = await asyncio.start_server(
-            self._serve, self.host, self.port, reuse_address=True, backlog=256
+            self._on_connect, self.host, self.port, reuse_address=True, backlog=256
         )
         self.port = server.sockets[0].getsockname()[1]
         self._server = server
@@ -480,6 +480,13 @@ class FaultServer:
     async def _close_listener(self, *, abort_connections: bool) -> None:
         server, self._server = self._server, None
         if server is not None:
+            # CPython 3.11: an accept already scheduled when Server.close() runs fails in
+            # Server._attach and leaks its socket. Stop accepting first, let accepts under
+            # way finish, then close.
+            loop = asyncio.get_running_loop()
+            for sock in server.sockets:
+                loop.remove_reader(sock.fileno())
+            await asyncio.sleep(0.005)
             server.close()
         if abort_connections:
             tasks = list(self._conns)
@@ -497,10 +504,15 @@ class FaultServer:
         with self._lock:
             return self._queue.popleft() if self._queue else self._default
 
+    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Registered here, synchronously, not inside the handler: a handler task cancelled
+        # before it ever ran (stop() right after a connect) would otherwise leak its socket.
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self._conns[task] = writer
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._conns[task] = writer
         self._accepted += 1
         conn = h11.Connection(h11.SERVER)
         try:
