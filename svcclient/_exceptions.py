@@ -77,7 +77,10 @@ class RequestFailedError(SvcClientError, httpx.TransportError):
     def __init__(
         self, message: str, *, service: str | None = None, request: httpx.Request | None = None
     ) -> None:
-        httpx.TransportError.__init__(self, message, request=request)
+        # What httpx.RequestError.__init__ does, minus three chained __init__ calls: a
+        # rejection is on the fast-fail path and should cost well under a microsecond.
+        Exception.__init__(self, message)
+        self._request = request
         self.service = service
 
 
@@ -100,17 +103,21 @@ class DiscoveryError(RequestFailedError):
 
 
 class CircuitOpenError(RequestFailedError):
-    """The circuit breaker is open; ``retry_after`` is seconds until it admits a probe."""
+    """The circuit breaker is open; ``retry_after`` is seconds until it admits a probe.
+
+    The message is formatted only when shown: rejecting must stay cheap.
+    """
 
     def __init__(
         self, service: str | None, retry_after: float, *, request: httpx.Request | None = None
     ) -> None:
-        super().__init__(
-            f"circuit for {service or 'call'} is open; half-open in {max(retry_after, 0.0):.3f}s",
-            service=service,
-            request=request,
-        )
-        self.retry_after = max(retry_after, 0.0)
+        Exception.__init__(self, service, retry_after)
+        self._request = request
+        self.service = service
+        self.retry_after = retry_after if retry_after > 0.0 else 0.0
+
+    def __str__(self) -> str:
+        return f"circuit for {self.service or 'call'} is open; half-open in {self.retry_after:.3f}s"
 
 
 @dataclass(frozen=True, slots=True)
