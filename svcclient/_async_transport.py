@@ -20,6 +20,7 @@ from ._bulkhead import AsyncBulkhead
 from ._config import ServiceConfig
 from ._defaults import default_hooks, resolve_config
 from ._endpoint import Endpoint
+from ._exceptions import BulkheadFullError
 from ._health import AsyncHealthChecker
 from ._hooks import Hooks
 from ._pinned import AsyncPinnedTransport, transport_options
@@ -88,12 +89,18 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                 await pool.aclose()
         bulkhead = self._bulkhead
         if bulkhead is not None:
-            await bulkhead.acquire()
+            try:
+                await bulkhead.acquire()
+            except BulkheadFullError as exc:
+                return rt.bulkhead_rejected(request, exc)
+        call = Call(rt, request)
         try:
-            call = Call(rt, request)
             if self.config.hedge is not None:
                 return await self._run_hedged(call)
             return await self._run(call)
+        except BaseException:
+            call.cancel()  # no-op when the call already settled with the breaker
+            raise
         finally:
             if bulkhead is not None:
                 bulkhead.release()

@@ -15,6 +15,12 @@ A transport (sync or async) creates a :class:`Call` per request and drives it::
         sleep(delay)
 
 The call decides; the driver performs (tenacity's ``iter()`` split, h11's no-I/O style).
+
+The breaker judges *calls*, not attempts: a call is admitted once and its final outcome
+is recorded once. A refused connection that a retry turns into a success on another pod
+is the outlier detector's business (it ejects that pod), not evidence that the service
+is down; counting it would let one dead pod out of three open the breaker for all.
+While a call retries, an open breaker (opened by other calls) stops further attempts.
 The happy path is one breaker admission, one balancer pick, one outcome record: no
 tenacity loop is entered unless an attempt fails, and then only its wait strategy is used.
 """
@@ -52,16 +58,16 @@ _perf = time.perf_counter
 _wall = time.time
 # httpx wraps generator bodies in these (private) classes; they can be read only once.
 _ONE_SHOT_STREAMS = frozenset({"IteratorByteStream", "AsyncIteratorByteStream"})
+_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 
 
 class Attempt:
     """One attempt in flight: where it went, when it started, whether the breaker let it."""
 
-    __slots__ = ("admitted", "endpoint", "info", "started")
+    __slots__ = ("endpoint", "info", "started")
 
-    def __init__(self, endpoint: Endpoint, admitted: bool, info: AttemptInfo | None) -> None:
+    def __init__(self, endpoint: Endpoint, info: AttemptInfo | None) -> None:
         self.endpoint = endpoint
-        self.admitted = admitted
         self.info = info
         self.started = _perf()
 
@@ -70,6 +76,7 @@ class Call:
     """The decisions for one logical request (see the module docstring)."""
 
     __slots__ = (
+        "admitted",
         "affinity",
         "deadline",
         "history",
@@ -80,6 +87,7 @@ class Call:
         "replayable",
         "request",
         "rt",
+        "started",
     )
 
     def __init__(self, rt: ServiceRuntime, request: httpx.Request) -> None:
@@ -92,6 +100,8 @@ class Call:
             deadline = _tighter(deadline, incoming, rt)
         self.deadline = deadline
         self.number = 0
+        self.admitted = False
+        self.started = _perf()
         self.last_endpoint: Endpoint | None = None
         self.history: list[AttemptRecord] | None = None
         self.affinity = ext.get("affinity_key")
@@ -116,30 +126,29 @@ class Call:
         if remaining <= 0:
             raise self._deadline_error()
         breaker = rt.breaker
-        admitted = False
         if breaker is not None:
-            if not breaker.allow():
+            if self.number == 0:
+                if not breaker.allow():
+                    fire(rt.emit.on_breaker_reject, rt.name)
+                    raise CircuitOpenError(rt.name, breaker.retry_after(), request=self.request)
+                self.admitted = True
+            elif breaker.state == "open":
+                # Other calls opened it while this one backed off: stop retrying.
                 fire(rt.emit.on_breaker_reject, rt.name)
                 raise CircuitOpenError(rt.name, breaker.retry_after(), request=self.request)
-            admitted = True
         try:
             endpoint = rt.balancer.pick(self.affinity, self.last_endpoint)
         except LookupError:
-            if admitted and breaker is not None:
-                breaker.release()
             raise NoHealthyEndpointError(
                 f"{rt.name}: no endpoint to send to", service=rt.name, request=self.request
             ) from None
         rt.balancer.on_start(endpoint)
         self.last_endpoint = endpoint
-        timeout = rt.config.timeout if rt.config.timeout < remaining else remaining
         request = self.request
-        request.extensions["timeout"] = {
-            "connect": timeout,
-            "read": timeout,
-            "write": timeout,
-            "pool": timeout,
-        }
+        if rt.config.timeout < remaining:
+            request.extensions["timeout"] = rt.attempt_timeouts  # shared, never mutated
+        else:
+            request.extensions["timeout"] = dict.fromkeys(_TIMEOUT_KEYS, remaining)
         header = rt.config.deadline_header
         if header:
             request.headers[header] = self.deadline.to_header()
@@ -147,7 +156,7 @@ class Call:
         if self.info is not None:
             info = AttemptInfo(self.info, self.number, endpoint, request, _perf())
             fire(rt.emit.on_attempt_start, info)
-        return Attempt(endpoint, admitted, info)
+        return Attempt(endpoint, info)
 
     def attempt_timeout(self) -> float:
         """The timeout of the latest attempt (the async driver enforces it in total)."""
@@ -160,7 +169,6 @@ class Call:
         status = response.status_code
         failed = rt.failure_status(status)
         rt.balancer.on_end(attempt.endpoint, duration, status >= 500)
-        self._record_breaker(attempt, failed, duration)
         info = attempt.info
         if info is not None:
             info.status_code = status
@@ -191,7 +199,6 @@ class Call:
         duration = _perf() - attempt.started
         error_type = classify_error(exc)
         rt.balancer.on_end(attempt.endpoint, duration, True)
-        self._record_breaker(attempt, True, duration)
         info = attempt.info
         if info is not None:
             info.error_type = error_type
@@ -203,8 +210,11 @@ class Call:
     def abandon(self, attempt: Attempt) -> None:
         """An attempt ended without an outcome (cancelled, lost a hedge race, odd error)."""
         self.rt.balancer.on_end(attempt.endpoint, _perf() - attempt.started, False)
-        if attempt.admitted and self.rt.breaker is not None:
-            attempt.admitted = False
+
+    def cancel(self) -> None:
+        """The whole call ended without a verdict: give the breaker admission back."""
+        if self.admitted and self.rt.breaker is not None:
+            self.admitted = False
             self.rt.breaker.release()
 
     def try_hedge(self) -> bool:
@@ -237,6 +247,8 @@ class Call:
                 response=response,
             )
             return self.fail(cause)
+        if self.admitted:
+            self._settle(rt.failure_status(response.status_code))
         info = self.info
         if info is not None:
             info.status_code = response.status_code
@@ -245,6 +257,8 @@ class Call:
 
     def fail(self, exc: BaseException) -> httpx.Response:
         """Close the call's books with an error: return the fallback or re-raise ``exc``."""
+        if self.admitted:
+            self._settle(True)
         info = self.info
         if info is not None:
             if isinstance(exc, httpx.HTTPStatusError):
@@ -259,11 +273,12 @@ class Call:
 
     # -- internals ------------------------------------------------------------------
 
-    def _record_breaker(self, attempt: Attempt, failed: bool, duration: float) -> None:
+    def _settle(self, failed: bool) -> None:
         breaker = self.rt.breaker
-        if breaker is None or not attempt.admitted:
+        self.admitted = False
+        if breaker is None:
             return
-        attempt.admitted = False
+        duration = _perf() - self.started
         if failed:
             breaker.record_failure(duration)
         else:

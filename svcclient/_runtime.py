@@ -25,7 +25,7 @@ from ._discovery import Discovery, discover
 from ._dns import DnsResolver, Resolution
 from ._endpoint import Endpoint
 from ._endpoints import EndpointSet
-from ._exceptions import DiscoveryError
+from ._exceptions import BulkheadFullError, DiscoveryError
 from ._hedge import LatencyWindow
 from ._hooks import Hooks, HookTable, fire
 from ._routes import RouteTable
@@ -104,6 +104,8 @@ class ServiceRuntime:
         self.budget = RetryBudget.from_policy(config.budget, clock=clock) if config.budget else None
         self.routes = RouteTable()
         self.retry = config.retry
+        t = config.timeout
+        self.attempt_timeouts = {"connect": t, "read": t, "write": t, "pool": t}
         self.latencies = LatencyWindow() if config.hedge is not None else None
         self.failure_status = (
             config.breaker.is_failure_status if config.breaker is not None else _default_failure
@@ -149,6 +151,14 @@ class ServiceRuntime:
         raise DiscoveryError(self.name, self.discovery.tried, f"DNS: {error}")
 
     # -- events ------------------------------------------------------------------------
+
+    def bulkhead_rejected(self, request: httpx.Request, exc: BulkheadFullError) -> httpx.Response:
+        """A full bulkhead turned the call away: the fallback's answer, or raise ``exc``."""
+        fire(self.emit.on_bulkhead_rejected, self.name)
+        exc._request = request  # httpx's slot behind ``exc.request``
+        if self.config.fallback is None:
+            raise exc
+        return self.config.fallback(request, exc)
 
     def _on_ejection(self, endpoint: Endpoint, ejected: bool) -> None:
         if ejected:

@@ -19,6 +19,7 @@ from ._bulkhead import Bulkhead
 from ._config import ServiceConfig
 from ._defaults import default_hooks, resolve_config
 from ._endpoint import Endpoint
+from ._exceptions import BulkheadFullError
 from ._health import HealthChecker
 from ._hooks import Hooks
 from ._pinned import PinnedTransport, transport_options
@@ -91,9 +92,16 @@ class ResilientTransport(httpx.BaseTransport):
                 pool.close()
         bulkhead = self._bulkhead
         if bulkhead is not None:
-            bulkhead.acquire()
+            try:
+                bulkhead.acquire()
+            except BulkheadFullError as exc:
+                return rt.bulkhead_rejected(request, exc)
+        call = Call(rt, request)
         try:
-            return self._run(Call(rt, request))
+            return self._run(call)
+        except BaseException:
+            call.cancel()  # no-op when the call already settled with the breaker
+            raise
         finally:
             if bulkhead is not None:
                 bulkhead.release()

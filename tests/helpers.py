@@ -37,6 +37,9 @@ class Recorder(Hooks):
     def on_breaker_reject(self, service: str) -> None:
         self.events.append(("reject", service))
 
+    def on_bulkhead_rejected(self, service: str) -> None:
+        self.events.append(("bulkhead", service))
+
     def on_hedge(self, service: str) -> None:
         self.events.append(("hedge", service))
 

@@ -355,3 +355,59 @@ def test_client_exposes_discovery_and_config() -> None:
     with ServiceClient("user-service", url="http://127.0.0.1:9", hooks=[]) as client:
         assert client.discovery.source in ("default", "env", "kubernetes_env")
         assert client.config.name == "user-service"
+
+
+def test_breaker_judges_calls_not_attempts() -> None:
+    """A refused attempt that a retry turns into a 200 is a successful call for the breaker."""
+    script = Script(connect_error(), 200)
+    policy = BreakerPolicy(volume_threshold=2, error_threshold_percentage=50)
+    with make_client(script, breaker=policy) as client:
+        for _ in range(6):
+            script.answers = [connect_error(), 200]
+            assert client.get("/x").status_code == 200
+        stats = client.resilient.runtime.breaker.stats  # type: ignore[union-attr]
+    assert stats.state == "closed"
+    assert stats.failures == 0 and stats.calls == 6
+
+
+def test_breaker_opened_by_others_stops_a_call_retrying() -> None:
+    """When the breaker opens while a call backs off, the call's next attempt is not sent."""
+    clock = FakeClock()
+    script = Script(503)
+    client = make_client(script, clock=clock, breaker=BreakerPolicy(volume_threshold=2))
+    breaker = client.resilient.runtime.breaker
+    assert breaker is not None
+
+    def sleep_and_trip(seconds: float) -> None:
+        clock.now += seconds
+        breaker.open()
+
+    client.resilient._sleep = sleep_and_trip
+    with client, pytest.raises(CircuitOpenError):
+        client.get("/x")
+    assert len(script.received) == 1
+
+
+def test_full_bulkhead_rejects_fast_with_hook_and_fallback(recorder: Recorder) -> None:
+    """Over the bulkhead's limit the call is rejected without sending; fallback answers."""
+    import threading
+
+    from svcclient import BulkheadFullError, BulkheadPolicy
+
+    gate = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        gate.wait(5)
+        return httpx.Response(200)
+
+    policy = BulkheadPolicy(max_concurrent=1, max_waiting=0, wait_timeout=0.01)
+    with make_client(handler, recorder, bulkhead=policy) as client:
+        worker = threading.Thread(target=client.get, args=("/slow",))
+        worker.start()
+        time.sleep(0.05)
+        with pytest.raises(BulkheadFullError) as info:
+            client.get("/x")
+        gate.set()
+        worker.join(5)
+    assert info.value.service == "user-service"
+    assert ("bulkhead", "user-service") in recorder.events
