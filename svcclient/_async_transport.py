@@ -87,13 +87,14 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
             self._pools.retire(rt.retired, rt.clock())
             for pool in self._pools.due(rt.clock()):
                 await pool.aclose()
+        started = rt.clock()
         bulkhead = self._bulkhead
         if bulkhead is not None:
             try:
-                await bulkhead.acquire()
+                await bulkhead.acquire(self.config.deadline)
             except BulkheadFullError as exc:
                 return rt.bulkhead_rejected(request, exc)
-        call = Call(rt, request)
+        call = Call(rt, request, started)
         try:
             if self.config.hedge is not None:
                 return await self._run_hedged(call)

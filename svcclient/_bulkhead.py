@@ -62,6 +62,11 @@ class BulkheadPolicy:
             raise ConfigError(None, "wait_timeout", t, "must be a finite number >= 0")
 
 
+def _wait(policy: BulkheadPolicy, timeout: float | None) -> float:
+    wait = policy.wait_timeout
+    return wait if timeout is None or timeout >= wait else max(timeout, 0.0)
+
+
 class _BulkheadCore(Generic[_W]):
     """Slot counting and the waiter queue; no locking, no waiting, no clock.
 
@@ -150,17 +155,18 @@ class Bulkhead:
         """Calls queued for a slot now."""
         return len(self._core.waiters)
 
-    def acquire(self) -> None:
+    def acquire(self, timeout: float | None = None) -> None:
         """Take a slot, waiting up to ``wait_timeout`` if the queue has room.
 
+        ``timeout`` (e.g. the caller's deadline) can only shorten ``wait_timeout``.
         Raises :class:`~svcclient.BulkheadFullError` at once when the queue is full, or
-        when no slot is handed over within ``wait_timeout``.
+        when no slot is handed over within the wait.
         """
         core = self._core
         with self._lock:
             if core.try_acquire():
                 return
-            timeout = self.policy.wait_timeout
+            timeout = _wait(self.policy, timeout)
             if timeout <= 0:
                 raise _full(self.service, core)
             token = threading.Lock()
@@ -246,16 +252,17 @@ class AsyncBulkhead:
         """Tasks queued for a slot now."""
         return len(self._core.waiters)
 
-    async def acquire(self) -> None:
+    async def acquire(self, timeout: float | None = None) -> None:
         """Take a slot, waiting up to ``wait_timeout`` if the queue has room.
 
+        ``timeout`` (e.g. the caller's deadline) can only shorten ``wait_timeout``.
         Raises :class:`~svcclient.BulkheadFullError` at once when the queue is full, or
-        when no slot is handed over within ``wait_timeout``.
+        when no slot is handed over within the wait.
         """
         core = self._core
         if core.try_acquire():
             return
-        timeout = self.policy.wait_timeout
+        timeout = _wait(self.policy, timeout)
         if timeout <= 0:
             raise _full(self.service, core)
         loop = asyncio.get_running_loop()

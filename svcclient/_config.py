@@ -53,6 +53,18 @@ _SECTIONS: dict[str, type[Any]] = {
     "hedge": HedgePolicy,
 }
 _NOT_FROM_FILE = frozenset({"name", "fallback"})
+
+# The default bulkhead admits as many calls as the connection pool has connections and
+# queues the rest in its O(1) FIFO. Without it, a burst far above the pool size queues
+# inside httpcore's pool, whose scheduling is quadratic in the queue length: measured
+# with 1,000 concurrent requests to one local server, bare httpx finished 766 in 40 s,
+# svcclient with this bulkhead all 1,000 in 5 s.
+@dataclass(frozen=True, slots=True)
+class PoolBulkhead(BulkheadPolicy):
+    """The default bulkhead: re-derived from ``max_connections`` and ``deadline``."""
+
+
+POOL_BULKHEAD = PoolBulkhead(max_concurrent=100, max_waiting=10_000, wait_timeout=3.0)
 _RESOLVE_MODES = ("auto", "dns", "system")
 
 
@@ -62,7 +74,9 @@ class ServiceConfig:
 
     Defaults: per-attempt ``timeout`` 2 s, total ``deadline`` 3 s, retries (3 attempts,
     full-jitter backoff), a 20 % retry budget, a breaker (50 % errors over 10 s, 30 s reset),
-    round-robin balancing with outlier ejection; bulkhead and hedging off.
+    round-robin balancing with outlier ejection, a bulkhead sized to the connection pool
+    (``max_connections`` in flight, up to 10,000 queued, each waiting up to the deadline);
+    hedging off.
 
     ``url`` is the default URL (discovery rule 3); ``namespace``, ``port`` and
     ``cluster_domain`` shape the cluster-DNS rule. ``resolve`` chooses how the host
@@ -96,7 +110,7 @@ class ServiceConfig:
     breaker: BreakerPolicy | None = field(default_factory=BreakerPolicy)
     balancing: BalancingPolicy = field(default_factory=BalancingPolicy)
     outlier: OutlierPolicy = field(default_factory=OutlierPolicy)
-    bulkhead: BulkheadPolicy | None = None
+    bulkhead: BulkheadPolicy | None = field(default_factory=lambda: POOL_BULKHEAD)
     hedge: HedgePolicy | None = None
     fallback: Fallback | None = field(default=None, compare=False)
 
@@ -116,6 +130,13 @@ class ServiceConfig:
             raise ConfigError(name, "resolve", self.resolve, f"one of {', '.join(_RESOLVE_MODES)}")
         if self.max_connections < 1 or self.max_keepalive_connections < 0:
             raise ConfigError(name, "max_connections", self.max_connections, "must be >= 1")
+        if type(self.bulkhead) is PoolBulkhead:
+            # Left at the default: follow the pool size, and let queued calls wait as long
+            # as their deadline allows.
+            sized = dataclasses.replace(
+                POOL_BULKHEAD, max_concurrent=self.max_connections, wait_timeout=self.deadline
+            )
+            object.__setattr__(self, "bulkhead", sized)
         if self.dns_nameservers is not None:
             if isinstance(self.dns_nameservers, str):
                 object.__setattr__(self, "dns_nameservers", (self.dns_nameservers,))
@@ -293,6 +314,9 @@ def _build_policy(service: str, section: str, cls: type[Any], base: Any, data: A
                 service, f"{section}.{key}", raw, f"unknown key; known: {', '.join(sorted(names))}"
             )
         values[key] = _coerce(service, f"{section}.{key}", raw, hints[key])
+    if base is not None and type(base) is not cls:
+        # A derived default (PoolBulkhead) edited by the user becomes the user's own policy.
+        base = cls(**{f.name: getattr(base, f.name) for f in dataclasses.fields(cls)})
     try:
         return dataclasses.replace(base, **values) if base is not None else cls(**values)
     except ConfigError as exc:

@@ -90,12 +90,15 @@ class Call:
         "started",
     )
 
-    def __init__(self, rt: ServiceRuntime, request: httpx.Request) -> None:
+    def __init__(
+        self, rt: ServiceRuntime, request: httpx.Request, started: float | None = None
+    ) -> None:
         self.rt = rt
         self.request = request
         ext = request.extensions
         incoming = ext.get("deadline")
-        deadline = Deadline(rt.config.deadline, clock=rt.clock)
+        # ``started``: when the request arrived (before any bulkhead wait), on rt.clock.
+        deadline = Deadline(rt.config.deadline, clock=rt.clock, start=started)
         if incoming is not None:
             deadline = _tighter(deadline, incoming, rt)
         self.deadline = deadline

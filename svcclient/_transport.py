@@ -90,13 +90,14 @@ class ResilientTransport(httpx.BaseTransport):
             self._pools.retire(rt.retired, rt.clock())
             for pool in self._pools.due(rt.clock()):
                 pool.close()
+        started = rt.clock()
         bulkhead = self._bulkhead
         if bulkhead is not None:
             try:
-                bulkhead.acquire()
+                bulkhead.acquire(self.config.deadline)
             except BulkheadFullError as exc:
                 return rt.bulkhead_rejected(request, exc)
-        call = Call(rt, request)
+        call = Call(rt, request, started)
         try:
             return self._run(call)
         except BaseException:

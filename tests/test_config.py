@@ -11,11 +11,24 @@ from svcclient import ConfigError, RetryPolicy, ServiceConfig, load_config
 
 
 def test_defaults_follow_the_issue() -> None:
-    """Per-attempt timeout 2 s, deadline 3 s, breaker and retry on, bulkhead off."""
+    """Per-attempt timeout 2 s, deadline 3 s, breaker and retry on, hedging off."""
     c = ServiceConfig("user-service")
     assert (c.timeout, c.deadline) == (2.0, 3.0)
     assert c.retry.attempts == 3
-    assert c.breaker is not None and c.bulkhead is None and c.hedge is None
+    assert c.breaker is not None and c.hedge is None
+
+
+def test_default_bulkhead_follows_the_pool_size() -> None:
+    """The default bulkhead admits max_connections calls; a user's own bulkhead is kept."""
+    from svcclient import BulkheadPolicy
+
+    assert ServiceConfig("s").bulkhead is not None
+    assert ServiceConfig("s").bulkhead.max_concurrent == 100  # type: ignore[union-attr]
+    bigger = ServiceConfig("s", max_connections=400)
+    assert bigger.bulkhead is not None and bigger.bulkhead.max_concurrent == 400
+    own = BulkheadPolicy(max_concurrent=7)
+    assert ServiceConfig("s", max_connections=400, bulkhead=own).bulkhead == own
+    assert ServiceConfig("s", bulkhead=None).bulkhead is None
 
 
 @pytest.mark.parametrize("key", ["timeout", "deadline", "dns_timeout"])

@@ -117,7 +117,7 @@ def test_refused_endpoint_get_and_post_go_elsewhere_once(
 def test_refused_only_endpoint_raises_connect_error_within_deadline(
     fault_server: MakeServer, no_fd_leak: LeakCheck
 ) -> None:
-    """Refuse with nowhere else to go: httpx.ConnectError (connect_refused) well inside the deadline."""
+    """Refuse, nowhere else to go: httpx.ConnectError (connect_refused) well within the deadline."""
     server = fault_server("127.0.0.2")
     server.refuse()
     with no_fd_leak():
@@ -201,7 +201,7 @@ def test_fault_after_send_retries_post_with_idempotency_key(
 def test_stall_before_headers_get_is_answered_by_another_endpoint(
     fault_server: MakeServer, dnsmasq: Callable[..., _Dns], no_fd_leak: LeakCheck
 ) -> None:
-    """Stall before headers on one pod: GETs time out there after ``timeout`` and succeed elsewhere."""
+    """Stall before headers on one pod: GETs are cut there at ``timeout`` and succeed elsewhere."""
     (a, b), kw = _cluster(fault_server, dnsmasq, 2)
     a.set_fault(Fault.stall_before_headers(3.0))
     latencies: list[float] = []
@@ -259,7 +259,7 @@ def test_stall_mid_body_once_is_retried_and_the_body_is_whole(
 def test_stall_mid_body_forever_raises_deadline_exceeded_in_time(
     fault_server: MakeServer, no_fd_leak: LeakCheck
 ) -> None:
-    """Stall mid-body on every attempt: DeadlineExceeded at the deadline, attempts all read_timeout."""
+    """Stall mid-body on every attempt: DeadlineExceeded at the deadline, all read_timeout."""
     server = fault_server("127.0.0.2")
     server.set_fault(Fault.stall_mid_body(3.0))
     with no_fd_leak():
@@ -321,9 +321,7 @@ def test_500_is_final_and_goes_to_the_fallback(
     assert bodies == [{"cached": True}] * 3
     assert server.count() == 3  # one attempt per call
     assert all(isinstance(c, httpx.HTTPStatusError) for c in causes)
-    assert {c.response.status_code for c in causes if isinstance(c, httpx.HTTPStatusError)} == {
-        500
-    }
+    assert {c.response.status_code for c in causes if isinstance(c, httpx.HTTPStatusError)} == {500}
 
 
 def test_502_on_every_attempt_returns_the_last_502_after_all_attempts(

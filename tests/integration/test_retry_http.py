@@ -23,6 +23,7 @@ from svcclient import (
     BudgetPolicy,
     DeadlineExceeded,
     HedgePolicy,
+    OutlierPolicy,
     RetryPolicy,
     ServiceClient,
 )
@@ -250,7 +251,13 @@ async def test_async_stall_everywhere_raises_deadline_exceeded_in_time(
         server.set_fault(Fault.stall_before_headers(3.0))
     with no_fd_leak():
         async with AsyncServiceClient(
-            "stall-all", timeout=0.3, deadline=1.0, breaker=None, **kw
+            "stall-all",
+            timeout=0.3,
+            deadline=1.0,
+            # More attempts than fit in the deadline: it is the deadline that ends the call.
+            retry=RetryPolicy(attempts=6, backoff_base=0.01, backoff_cap=0.05),
+            breaker=None,
+            **kw,
         ) as client:
             with _timed() as took, pytest.raises(DeadlineExceeded) as info:
                 await client.get("/x")
@@ -335,13 +342,13 @@ async def test_hedging_cuts_the_p99_a_slow_pod_causes(
     """One pod of three answers after 0.3 s: with a 20 ms hedge the p99 falls well below it."""
     (a, b, c), kw = trio
     a.set_fault(Fault.slow(0.3))
-    outlier_off = {"outlier": {"enabled": False}}  # keep the slow pod in rotation
+    outlier_off = OutlierPolicy(enabled=False)  # keep the slow pod in rotation
     with no_fd_leak():
-        async with AsyncServiceClient("plain", breaker=None, **outlier_off, **kw) as plain:
+        async with AsyncServiceClient("plain", breaker=None, outlier=outlier_off, **kw) as plain:
             await _latencies(plain, 3)  # warm up: one pool and connection per pod
             unhedged = await _latencies(plain, 12)
         async with AsyncServiceClient(
-            "hedged", hedge=HedgePolicy(delay=0.02), breaker=None, **outlier_off, **kw
+            "hedged", hedge=HedgePolicy(delay=0.02), breaker=None, outlier=outlier_off, **kw
         ) as hedged:
             await _latencies(hedged, 3)
             gets_before = a.count() + b.count() + c.count()
