@@ -81,8 +81,11 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         rt = self.runtime
         if self._wants_health and self._health is None:
             self._health = AsyncHealthChecker(rt, self._probe)
-        if rt.endpoint_set is not None and rt.refresh_due():
-            await self._refresh()
+        if rt.endpoint_set is not None:
+            if rt.refresh_due():
+                await self._refresh()
+            elif not rt.first_resolution.is_set():
+                await self._first_resolution()
         if rt.retired or self._pools.has_retiring:
             self._pools.retire(rt.retired, rt.clock())
             for pool in self._pools.due(rt.clock()):
@@ -239,6 +242,13 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         if endpoint == self.runtime.origin:
             return httpx.AsyncHTTPTransport(**self._options)
         return AsyncPinnedTransport(endpoint, self._options)
+
+    async def _first_resolution(self) -> None:
+        # Another task (or thread) holds the first refresh: wait for it, bounded.
+        rt = self.runtime
+        give_up = time.monotonic() + self.config.dns_timeout + 1.0
+        while not rt.first_resolution.is_set() and time.monotonic() < give_up:
+            await asyncio.sleep(0.005)
 
     async def _refresh(self) -> None:
         rt = self.runtime

@@ -76,6 +76,10 @@ class EndpointStats:
         answers fast and must not look attractive for it.
         """
         ewma = self.ewma
+        if failure and latency < _FAILURE_LATENCY:
+            # A refused connection fails in microseconds; scored as measured it would make
+            # the broken pod the cheapest. Score it as a slow answer instead.
+            latency = _FAILURE_LATENCY
         if latency >= ewma:
             self.ewma = latency
         elif not failure:  # a failure never lowers the figure
@@ -84,6 +88,11 @@ class EndpointStats:
                 w = math.exp(-elapsed / decay)
                 self.ewma = ewma * w + (latency if latency > 0.0 else 0.0) * (1.0 - w)
         self.stamp = now
+
+
+# What a failed attempt counts as in the latency average (seconds): slow enough to lose
+# P2C comparisons against healthy pods for a while, decaying like any other sample.
+_FAILURE_LATENCY = 0.1
 
 
 class RoundRobin:

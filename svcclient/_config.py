@@ -54,6 +54,7 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 _NOT_FROM_FILE = frozenset({"name", "fallback"})
 
+
 # The default bulkhead admits as many calls as the connection pool has connections and
 # queues the rest in its O(1) FIFO. Without it, a burst far above the pool size queues
 # inside httpcore's pool, whose scheduling is quadratic in the queue length: measured

@@ -40,7 +40,6 @@ from ._exceptions import (
     AttemptRecord,
     CircuitOpenError,
     DeadlineExceeded,
-    NoHealthyEndpointError,
 )
 from ._hooks import AttemptInfo, CallInfo, fire
 from ._outcome import classify_error
@@ -107,7 +106,10 @@ class Call:
         self.started = _perf()
         self.last_endpoint: Endpoint | None = None
         self.history: list[AttemptRecord] | None = None
-        self.affinity = ext.get("affinity_key")
+        affinity = ext.get("affinity_key")
+        if affinity is None and rt.affinity_from_headers:
+            affinity = rt.config.balancing.affinity_key(request.headers)
+        self.affinity = affinity
         self.opt_in: bool | None = ext.get("retry")
         # Judged before the first send: a transport may buffer a one-shot body it read.
         self.replayable = type(request.stream).__name__ not in _ONE_SHOT_STREAMS
@@ -142,9 +144,7 @@ class Call:
         try:
             endpoint = rt.balancer.pick(self.affinity, self.last_endpoint)
         except LookupError:
-            raise NoHealthyEndpointError(
-                f"{rt.name}: no endpoint to send to", service=rt.name, request=self.request
-            ) from None
+            raise rt.no_endpoint_error(self.request) from None
         rt.balancer.on_start(endpoint)
         self.last_endpoint = endpoint
         request = self.request

@@ -25,7 +25,12 @@ from ._discovery import Discovery, discover
 from ._dns import DnsResolver, Resolution
 from ._endpoint import Endpoint
 from ._endpoints import EndpointSet
-from ._exceptions import BulkheadFullError, DiscoveryError
+from ._exceptions import (
+    BulkheadFullError,
+    DiscoveryError,
+    NoHealthyEndpointError,
+    RequestFailedError,
+)
 from ._hedge import LatencyWindow
 from ._hooks import Hooks, HookTable, fire
 from ._routes import RouteTable
@@ -96,6 +101,15 @@ class ServiceRuntime:
                 config.dns_nameservers, timeout=config.dns_timeout, use_srv=config.use_srv
             )
         self.retired: list[Endpoint] = []
+        # Set once the first DNS answer (or failure) is in: callers that lose the race for
+        # the first refresh wait for it instead of finding no endpoints.
+        self.first_resolution = threading.Event()
+        if self.endpoint_set is None:
+            self.first_resolution.set()
+        policy = config.balancing
+        self.affinity_from_headers = policy.strategy == "affinity" and bool(
+            policy.affinity_header or policy.affinity_cookie
+        )
 
         self.breaker: CircuitBreaker | None = None
         if config.breaker is not None:
@@ -128,12 +142,19 @@ class ServiceRuntime:
         if before != after or not self.balancer.endpoints:
             self.balancer.set_endpoints(list(es.current))
             self.retired.extend(before - after)
+        self.first_resolution.set()
 
     def refresh_failed(self, error: Exception) -> None:
         """Feed a failed lookup in; keeps the last good set, else falls back or raises."""
         es = self.endpoint_set
         assert es is not None
         es.refresh_failed(error, self.clock())
+        try:
+            self._after_failed_refresh(es, error)
+        finally:
+            self.first_resolution.set()
+
+    def _after_failed_refresh(self, es: EndpointSet, error: Exception) -> None:
         if es.current:
             log.warning(
                 "%s: DNS refresh failed, keeping %d endpoints: %s",
@@ -148,7 +169,18 @@ class ServiceRuntime:
                 self.balancer.set_endpoints([self.origin])
             return
         self.balancer.set_endpoints([])
-        raise DiscoveryError(self.name, self.discovery.tried, f"DNS: {error}")
+        raise self.no_endpoint_error(None)
+
+    def no_endpoint_error(self, request: httpx.Request | None) -> RequestFailedError:
+        """Why there is nothing to send to: a DNS failure names the rules it tried."""
+        es = self.endpoint_set
+        if es is not None and not es.current and es.last_error is not None:
+            return DiscoveryError(
+                self.name, self.discovery.tried, f"DNS: {es.last_error}", request=request
+            )
+        return NoHealthyEndpointError(
+            f"{self.name}: no endpoint to send to", service=self.name, request=request
+        )
 
     # -- events ------------------------------------------------------------------------
 

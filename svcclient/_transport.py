@@ -84,8 +84,11 @@ class ResilientTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through deadline, retry, breaker, balancer and attempt timeout."""
         rt = self.runtime
-        if rt.endpoint_set is not None and rt.refresh_due():
-            self._refresh()
+        if rt.endpoint_set is not None:
+            if rt.refresh_due():
+                self._refresh()
+            elif not rt.first_resolution.is_set():
+                rt.first_resolution.wait(self.config.dns_timeout + 1.0)
         if rt.retired or self._pools.has_retiring:
             self._pools.retire(rt.retired, rt.clock())
             for pool in self._pools.due(rt.clock()):

@@ -105,16 +105,6 @@ def test_nxdomain_raises_discovery_error_naming_the_rules(
     assert sum(s.count() for s in trio) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "library bug: after a failed first lookup, calls within EndpointSet.failure_retry "
-        "(5 s) skip DNS and LoadBalancer.pick finds no endpoint, so Call.begin_attempt "
-        "raises NoHealthyEndpointError ('no endpoint to send to') instead of the "
-        "DiscoveryError naming the rules and the NXDOMAIN cause "
-        "(svcclient/_pipeline.py Call.begin_attempt, _runtime.ServiceRuntime.refresh_failed)"
-    ),
-)
 def test_nxdomain_gives_discovery_error_on_every_call(
     trio: list[FaultServer], dnsmasq: StartDns
 ) -> None:
