@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import socket
 import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 import anyio
@@ -34,12 +33,12 @@ from svcclient import (
 )
 from svcclient._faultserver import Fault, FaultServer
 from svcclient._pinned import PinnedTransport
+from tests.integration.netutil import HOSTS, common_port, who
 
 pytestmark = pytest.mark.integration
 
 MakeServer = Callable[..., FaultServer]
 LeakCheck = Callable[..., contextlib.AbstractContextManager[None]]
-HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 
 
 class _Dns(Protocol):
@@ -47,28 +46,12 @@ class _Dns(Protocol):
     def nameserver(self) -> str: ...
 
 
-def _common_port(hosts: Sequence[str]) -> int:
-    """A TCP port free on every one of ``hosts`` (one URL port serves them all)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = int(probe.getsockname()[1])
-        try:
-            for host in hosts[1:]:
-                with socket.socket() as s:
-                    s.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no common free port")
-
-
 @pytest.fixture
 def trio(
     fault_server: MakeServer, dnsmasq: Callable[..., _Dns]
 ) -> tuple[list[FaultServer], dict[str, Any]]:
     """Servers a, b, c on 127.0.0.2-4 behind ``api.svc.test``, and the client kwargs."""
-    port = _common_port(HOSTS)
+    port = common_port(HOSTS)
     servers = [fault_server(h, port, name=n) for h, n in zip(HOSTS, "abc", strict=True)]
     dns = dnsmasq({"api.svc.test": list(HOSTS)}, ttl=30)
     kwargs: dict[str, Any] = {
@@ -149,10 +132,6 @@ def tracked_pools(monkeypatch: pytest.MonkeyPatch) -> Iterator[_TrackedPools]:
         gc.collect()
 
 
-def _who(response: httpx.Response) -> str:
-    return str(response.json()["server"])
-
-
 class _Ejections(Hooks):
     """Records (time, host, ejected) for every ejection and return."""
 
@@ -203,7 +182,7 @@ async def test_least_loaded_keeps_100_percent_and_starves_the_slow_pod(
             await client.get("/warm")  # the first DNS resolution (see the cold-start test)
 
             async def call(i: int) -> str:
-                return _who(await client.get("/l", params={"i": i}))
+                return who(await client.get("/l", params={"i": i}))
 
             results = await _in_tasks(call, tasks=4, per_task=30)
     assert len(results) == 120
@@ -222,7 +201,7 @@ async def test_round_robin_spreads_within_one_under_concurrency(
             await client.get("/warm")
 
             async def call(i: int) -> str:
-                return _who(await client.get("/r"))
+                return who(await client.get("/r"))
 
             results = await _in_tasks(call, tasks=4, per_task=15)
     seen = Counter(results)
@@ -237,7 +216,7 @@ def test_concurrent_first_calls_wait_for_the_first_resolution(
     """4 threads call a fresh client at once: every call succeeds, none finds no endpoints."""
     _, kw = trio
     with ServiceClient("cold-start", hooks=[], **kw) as client:
-        results = _in_threads(lambda i: _who(client.get("/c")), threads=4, per_thread=5)
+        results = _in_threads(lambda i: who(client.get("/c")), threads=4, per_thread=5)
     assert Counter(results).keys() <= {"a", "b", "c"}, Counter(results)
 
 
@@ -249,7 +228,7 @@ def test_threads_reaching_new_pods_together_leave_no_connection_open(
     tracked_pools.delay = 0.05  # widen the race window so it shows every run
     with ServiceClient("pool-race", hooks=[], **kw) as client:
         client.get("/warm")  # resolved; one pod has its pool, two are new
-        results = _in_threads(lambda i: _who(client.get("/p")), threads=8, per_thread=3)
+        results = _in_threads(lambda i: who(client.get("/p")), threads=8, per_thread=3)
     assert Counter(results).keys() <= {"a", "b", "c"}
     assert len(tracked_pools.built) <= 3  # one pool per pod
     assert tracked_pools.unclosed() == []
@@ -272,8 +251,8 @@ def test_affinity_keys_stick_to_one_pod_and_spread_over_pods(
             for round_ in range(3):
                 for k in range(40):
                     key = f"user-{k}"
-                    who = _who(client.get(f"/s/{round_}", extensions={"affinity_key": key}))
-                    placed.setdefault(key, set()).add(who)
+                    pod = who(client.get(f"/s/{round_}", extensions={"affinity_key": key}))
+                    placed.setdefault(key, set()).add(pod)
     assert all(len(pods) == 1 for pods in placed.values()), placed
     assert {next(iter(p)) for p in placed.values()} == {"a", "b", "c"}
 
@@ -290,12 +269,12 @@ def test_affinity_key_of_a_dead_pod_still_gets_answers(
             "sticky-dead", balancing=BalancingPolicy(strategy="affinity"), hooks=[], **kw
         ) as client:
             ext = {"affinity_key": "user-42"}
-            home = _who(client.get("/home", extensions=ext))
+            home = who(client.get("/home", extensions=ext))
             by_name[home].refuse()
             elsewhere = []
             for _ in range(12):
                 try:
-                    elsewhere.append(_who(client.get("/x", extensions=ext)))
+                    elsewhere.append(who(client.get("/x", extensions=ext)))
                 except httpx.TransportError as exc:
                     elsewhere.append(type(exc).__name__)
             state = breakers.get("sticky-dead").state
@@ -311,7 +290,7 @@ def test_affinity_header_from_config_sticks(
     _, kw = trio
     policy = BalancingPolicy(strategy="affinity", affinity_header="X-User-Id")
     with ServiceClient("sticky-header", balancing=policy, hooks=[], **kw) as client:
-        pods = {_who(client.get("/h", headers={"X-User-Id": "u-7"})) for _ in range(6)}
+        pods = {who(client.get("/h", headers={"X-User-Id": "u-7"})) for _ in range(6)}
     assert len(pods) == 1
 
 
@@ -332,11 +311,11 @@ def test_failing_pod_is_ejected_and_returns_after_the_ejection_time(
             assert [(host, out) for _, host, out in events.events] == [("127.0.0.2", True)]
             ejected_at = events.events[0][0]
             assert a.count() == 3
-            during = [_who(client.get("/2")) for _ in range(12)]
+            during = [who(client.get("/2")) for _ in range(12)]
             assert time.monotonic() - ejected_at < 0.5  # still inside the ejection time
             a.set_fault(Fault.ok())
             time.sleep(max(0.0, ejected_at + 0.6 - time.monotonic()))
-            after = Counter(_who(client.get("/3")) for _ in range(12))
+            after = Counter(who(client.get("/3")) for _ in range(12))
     assert first == [200] * 12  # the 503s were retried on the other pods
     assert "a" not in during and a.count(path="/2") == 0
     assert after["a"] == 4  # back in the round-robin rotation

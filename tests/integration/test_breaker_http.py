@@ -11,13 +11,14 @@ import contextlib
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from svcclient import BreakerPolicy, CircuitBreaker, CircuitOpenError, ServiceClient, breakers
 from svcclient._faultserver import Fault, FaultServer
+from tests.integration.netutil import timed
 
 pytestmark = pytest.mark.integration
 
@@ -53,16 +54,6 @@ def _fail_until_open(client: ServiceClient, breaker: CircuitBreaker, limit: int 
     raise AssertionError(f"breaker still {breaker.state} after {limit} failing calls")
 
 
-@contextlib.contextmanager
-def _timed() -> Iterator[list[float]]:
-    box: list[float] = []
-    started = time.monotonic()
-    try:
-        yield box
-    finally:
-        box.append(time.monotonic() - started)
-
-
 def test_breaker_opens_rejects_without_traffic_falls_back_and_closes_again(
     fault_server: MakeServer, no_fd_leak: LeakCheck
 ) -> None:
@@ -82,7 +73,7 @@ def test_breaker_opens_rejects_without_traffic_falls_back_and_closes_again(
             before = server.count()
 
             bodies = []
-            with _timed() as took:
+            with timed() as took:
                 for _ in range(20):
                     bodies.append(client.get("/while-open").json())
             assert took[0] < RESET  # all rejected before half-open could start

@@ -8,10 +8,9 @@ must leave the last good endpoint set serving, with a delay bounded by ``dns_tim
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import httpx
@@ -19,12 +18,12 @@ import pytest
 
 from svcclient import AsyncServiceClient, DiscoveryError, ServiceClient
 from svcclient._faultserver import FaultServer
+from tests.integration.netutil import HOSTS, common_port, timed, who
 
 pytestmark = pytest.mark.integration
 
 MakeServer = Callable[..., FaultServer]
 LeakCheck = Callable[..., contextlib.AbstractContextManager[None]]
-HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 NAME = "api.svc.test"
 SLACK = 0.6
 
@@ -41,41 +40,11 @@ class _Dns(Protocol):
 StartDns = Callable[..., _Dns]
 
 
-def _common_port(hosts: Sequence[str]) -> int:
-    """A TCP port free on every one of ``hosts`` (one URL port serves them all)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = int(probe.getsockname()[1])
-        try:
-            for host in hosts[1:]:
-                with socket.socket() as s:
-                    s.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no common free port")
-
-
 @pytest.fixture
 def trio(fault_server: MakeServer) -> list[FaultServer]:
     """Servers a, b, c on 127.0.0.2-4, one shared port."""
-    port = _common_port(HOSTS)
+    port = common_port(HOSTS)
     return [fault_server(h, port, name=n) for h, n in zip(HOSTS, "abc", strict=True)]
-
-
-def _who(response: httpx.Response) -> str:
-    return str(response.json()["server"])
-
-
-@contextlib.contextmanager
-def _timed() -> Iterator[list[float]]:
-    box: list[float] = []
-    started = time.monotonic()
-    try:
-        yield box
-    finally:
-        box.append(time.monotonic() - started)
 
 
 # -- NXDOMAIN ------------------------------------------------------------------------------
@@ -94,7 +63,7 @@ def test_nxdomain_raises_discovery_error_naming_the_rules(
             dns_nameservers=[dns.nameserver],
             hooks=[],
         ) as client:
-            with _timed() as took, pytest.raises(DiscoveryError) as info:
+            with timed() as took, pytest.raises(DiscoveryError) as info:
                 client.get("/x")
     message = str(info.value)
     assert "NXDOMAIN" in message
@@ -140,7 +109,7 @@ def test_name_that_becomes_nxdomain_keeps_the_last_good_set(
             assert client.get("/before").status_code == 200
             dns.set_records({"other.svc.test": [HOSTS[0]]})  # NAME is now NXDOMAIN
             time.sleep(1.2)  # past the TTL: the next call re-resolves and fails
-            seen = Counter(_who(client.get("/after")) for _ in range(9))
+            seen = Counter(who(client.get("/after")) for _ in range(9))
     assert seen == {"a": 3, "b": 3, "c": 3}
 
 
@@ -161,12 +130,12 @@ def test_changed_answer_is_used_after_the_ttl_not_before(
             hooks=[],
         ) as client:
             resolved_at = time.monotonic()
-            assert _who(client.get("/first")) == "a"
+            assert who(client.get("/first")) == "a"
             dns.set_records({NAME: [b.host]})
             if time.monotonic() - resolved_at < 1.5:  # still well inside the 2 s TTL
-                assert _who(client.get("/cached")) == "a"
+                assert who(client.get("/cached")) == "a"
             time.sleep(max(0.0, resolved_at + 2.3 - time.monotonic()))
-            after = [_who(client.get("/after")) for _ in range(6)]
+            after = [who(client.get("/after")) for _ in range(6)]
     assert after == ["b"] * 6
     assert a.count(path="/after") == 0
 
@@ -185,10 +154,10 @@ async def test_async_changed_answer_is_used_after_the_ttl(
             dns_nameservers=[dns.nameserver],
             hooks=[],
         ) as client:
-            before = Counter([_who(await client.get("/before")) for _ in range(4)])
+            before = Counter([who(await client.get("/before")) for _ in range(4)])
             dns.set_records({NAME: [c.host]})
             time.sleep(1.2)  # blocking on purpose: nothing else runs on this loop
-            after = [_who(await client.get("/after")) for _ in range(4)]
+            after = [who(await client.get("/after")) for _ in range(4)]
     assert before == {"a": 2, "b": 2}
     assert after == ["c"] * 4
 
@@ -215,8 +184,8 @@ def test_dns_outage_keeps_serving_with_one_bounded_delay(
                 time.sleep(1.1)
                 seen: Counter[str] = Counter()
                 for _ in range(9):
-                    with _timed() as took:
-                        seen[_who(client.get("/during"))] += 1
+                    with timed() as took:
+                        seen[who(client.get("/during"))] += 1
                     latencies.append(took[0])
     assert seen == {"a": 3, "b": 3, "c": 3}
     slow = [t for t in latencies if t > 0.2]
@@ -241,7 +210,7 @@ async def test_async_dns_outage_keeps_the_last_good_set(
             assert (await client.get("/warm")).status_code == 200
             with dns.stopped_answering():
                 time.sleep(1.1)
-                with _timed() as took:
+                with timed() as took:
                     codes = [(await client.get("/during")).status_code for _ in range(6)]
     assert codes == [200] * 6
     assert took[0] < 0.4 + SLACK
@@ -261,7 +230,7 @@ def test_dns_silent_from_the_start_raises_discovery_error_within_dns_timeout(
             dns_timeout=0.5,
             hooks=[],
         ) as client:
-            with _timed() as took, pytest.raises(DiscoveryError) as info:
+            with timed() as took, pytest.raises(DiscoveryError) as info:
                 client.get("/x")
     assert 0.4 <= took[0] < 0.5 + SLACK
     assert "DNS" in str(info.value)

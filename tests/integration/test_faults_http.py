@@ -11,9 +11,8 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import random
-import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
@@ -22,12 +21,12 @@ import pytest
 from svcclient import DeadlineExceeded, RequestFailedError, RetryPolicy, ServiceClient
 from svcclient._faultserver import Fault, FaultServer
 from svcclient._outcome import classify_error
+from tests.integration.netutil import HOSTS, common_port, timed, who
 
 pytestmark = pytest.mark.integration
 
 MakeServer = Callable[..., FaultServer]
 LeakCheck = Callable[..., contextlib.AbstractContextManager[None]]
-HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 # Slack for timing bounds: two shared cores, other test suites running alongside.
 SLACK = 0.6
 
@@ -37,28 +36,12 @@ class _Dns(Protocol):
     def nameserver(self) -> str: ...
 
 
-def _common_port(hosts: Sequence[str]) -> int:
-    """A TCP port free on every one of ``hosts`` (one URL port serves them all)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = int(probe.getsockname()[1])
-        try:
-            for host in hosts[1:]:
-                with socket.socket() as s:
-                    s.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no common free port")
-
-
 def _cluster(
     fault_server: MakeServer, dnsmasq: Callable[..., _Dns], n: int
 ) -> tuple[list[FaultServer], dict[str, Any]]:
     """``n`` servers a, b, c on 127.0.0.2.. sharing a port behind ``api.svc.test``."""
     hosts = HOSTS[:n]
-    port = _common_port(hosts)
+    port = common_port(hosts)
     servers = [fault_server(h, port, name=name) for h, name in zip(hosts, "abc", strict=False)]
     dns = dnsmasq({"api.svc.test": list(hosts)}, ttl=30)
     kwargs: dict[str, Any] = {
@@ -81,20 +64,6 @@ def _quiesce(*servers: FaultServer) -> None:
             server.resume()
 
 
-@contextlib.contextmanager
-def _timed() -> Iterator[list[float]]:
-    box: list[float] = []
-    started = time.monotonic()
-    try:
-        yield box
-    finally:
-        box.append(time.monotonic() - started)
-
-
-def _who(response: httpx.Response) -> str:
-    return str(response.json()["server"])
-
-
 # -- refuse --------------------------------------------------------------------------------
 
 
@@ -106,8 +75,8 @@ def test_refused_endpoint_get_and_post_go_elsewhere_once(
     a.refuse()
     with no_fd_leak():
         with ServiceClient("refuse", breaker=None, **kw) as client:
-            gets = [_who(client.get("/g")) for _ in range(8)]
-            posts = [_who(client.post("/p", json={"n": i})) for i in range(8)]
+            gets = [who(client.get("/g")) for _ in range(8)]
+            posts = [who(client.post("/p", json={"n": i})) for i in range(8)]
         _quiesce(a, b)
     assert gets == ["b"] * 8 and posts == ["b"] * 8
     assert b.count("GET", "/g") == 8
@@ -124,7 +93,7 @@ def test_refused_only_endpoint_raises_connect_error_within_deadline(
         with ServiceClient(
             "refuse-only", url=server.url, deadline=2.0, breaker=None, hooks=[]
         ) as client:
-            with _timed() as took, pytest.raises(httpx.ConnectError) as info:
+            with timed() as took, pytest.raises(httpx.ConnectError) as info:
                 client.get("/x")
     assert classify_error(info.value) == "connect_refused"
     assert not isinstance(info.value, RequestFailedError)  # httpx's own error reaches the caller
@@ -150,7 +119,7 @@ def test_fault_after_send_retries_get_on_the_same_endpoint(
     server.push_faults([fault])
     with no_fd_leak():
         with ServiceClient("after-get", url=server.url, timeout=1.0, hooks=[]) as client:
-            with _timed() as took:
+            with timed() as took:
                 response = client.get("/items/1")
         _quiesce(server)
     assert response.status_code == 200
@@ -168,7 +137,7 @@ def test_fault_after_send_is_not_retried_for_post(
     server.push_faults([fault])
     with no_fd_leak():
         with ServiceClient("after-post", url=server.url, timeout=1.0, hooks=[]) as client:
-            with _timed() as took, pytest.raises(httpx.TransportError) as info:
+            with timed() as took, pytest.raises(httpx.TransportError) as info:
                 client.post("/orders", json={"sku": 1})
         _quiesce(server)
     assert isinstance(info.value, httpx.ReadError | httpx.RemoteProtocolError)
@@ -209,8 +178,8 @@ def test_stall_before_headers_get_is_answered_by_another_endpoint(
         with ServiceClient("stall-get", timeout=0.3, deadline=2.0, breaker=None, **kw) as client:
             answered = []
             for _ in range(6):
-                with _timed() as took:
-                    answered.append(_who(client.get("/s")))
+                with timed() as took:
+                    answered.append(who(client.get("/s")))
                 latencies.append(took[0])
         _quiesce(a, b)
     assert answered == ["b"] * 6
@@ -228,7 +197,7 @@ def test_stall_before_headers_post_raises_read_timeout_once(
         with ServiceClient(
             "stall-post", url=server.url, timeout=0.4, deadline=2.0, breaker=None, hooks=[]
         ) as client:
-            with _timed() as took, pytest.raises(httpx.ReadTimeout):
+            with timed() as took, pytest.raises(httpx.ReadTimeout):
                 client.post("/orders", json={"sku": 2})
         _quiesce(server)
     assert server.count("POST", "/orders") == 1
@@ -248,7 +217,7 @@ def test_stall_mid_body_once_is_retried_and_the_body_is_whole(
         with ServiceClient(
             "mid-once", url=server.url, timeout=0.3, deadline=2.0, hooks=[]
         ) as client:
-            with _timed() as took:
+            with timed() as took:
                 response = client.get("/big")
         _quiesce(server)
     assert response.json()["server"] == "mid"
@@ -272,7 +241,7 @@ def test_stall_mid_body_forever_raises_deadline_exceeded_in_time(
             breaker=None,
             hooks=[],
         ) as client:
-            with _timed() as took, pytest.raises(DeadlineExceeded) as info:
+            with timed() as took, pytest.raises(DeadlineExceeded) as info:
                 client.get("/big")
         _quiesce(server)
     assert 0.9 <= took[0] < 1.0 + SLACK
@@ -291,7 +260,7 @@ def test_stall_mid_body_post_is_not_retried(
         with ServiceClient(
             "mid-post", url=server.url, timeout=0.3, deadline=2.0, breaker=None, hooks=[]
         ) as client:
-            with _timed() as took, pytest.raises(httpx.ReadTimeout):
+            with timed() as took, pytest.raises(httpx.ReadTimeout):
                 client.post("/orders", json={"sku": 3})
         _quiesce(server)
     assert server.count("POST", "/orders") == 1
@@ -334,7 +303,7 @@ def test_502_on_every_attempt_returns_the_last_502_after_all_attempts(
         with ServiceClient(
             "five-oh-two", url=server.url, deadline=2.0, breaker=None, hooks=[]
         ) as client:
-            with _timed() as took:
+            with timed() as took:
                 response = client.get("/x")
     assert (response.status_code, response.text) == (502, "bad gateway")
     assert server.count() == 3
@@ -349,7 +318,7 @@ def test_503_on_one_endpoint_is_retried_elsewhere(
     a.set_fault(Fault.status(503))
     with no_fd_leak():
         with ServiceClient("five-oh-three", breaker=None, **kw) as client:
-            answered = [_who(client.get("/g")) for _ in range(8)]
+            answered = [who(client.get("/g")) for _ in range(8)]
             posts = [client.post("/p", json={}).status_code for _ in range(4)]
     assert answered == ["b"] * 8
     assert a.count("POST", "/p") + b.count("POST", "/p") == 4
@@ -367,7 +336,7 @@ def test_503_retry_after_seconds_is_waited_for(
     server.push_faults([Fault.status(503, retry_after=0.6)])
     with no_fd_leak():
         with ServiceClient("ra-seconds", url=server.url, deadline=3.0, hooks=[]) as client:
-            with _timed() as took:
+            with timed() as took:
                 response = client.get("/x")
     assert response.status_code == 200
     assert server.count() == 2
@@ -386,7 +355,7 @@ def test_503_retry_after_http_date_is_waited_for(
         with ServiceClient(
             "ra-date", url=server.url, timeout=1.0, deadline=4.0, hooks=[]
         ) as client:
-            with _timed() as took:
+            with timed() as took:
                 response = client.get("/x")
     assert response.status_code == 200
     assert server.count() == 2
@@ -401,7 +370,7 @@ def test_retry_after_beyond_the_deadline_returns_the_503_at_once(
     server.set_fault(Fault.status(503, retry_after=30))
     with no_fd_leak():
         with ServiceClient("ra-long", url=server.url, deadline=2.0, hooks=[]) as client:
-            with _timed() as took:
+            with timed() as took:
                 response = client.get("/x")
     assert response.status_code == 503
     assert response.headers["retry-after"] == "30"
@@ -436,7 +405,7 @@ def test_slow_by_a_distribution_is_cut_at_the_attempt_timeout(
             hooks=[],
         ) as client:
             for i in range(30):
-                with _timed() as took:
+                with timed() as took:
                     assert client.get(f"/d/{i}").status_code == 200
                 latencies.append(took[0])
         _quiesce(server)

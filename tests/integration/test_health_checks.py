@@ -11,7 +11,8 @@ import pytest
 from svcclient import AsyncServiceClient, OutlierPolicy, ServiceClient
 from svcclient._endpoint import Endpoint
 from svcclient._faultserver import FaultServer
-from tests.integration.test_pipeline_dns import HOSTS, trio  # noqa: F401  (fixture)
+from tests.integration.netutil import HOSTS
+from tests.integration.test_pipeline_dns import trio  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 

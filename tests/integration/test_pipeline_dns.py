@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -19,40 +18,16 @@ from svcclient import (
     ServiceClient,
 )
 from svcclient._faultserver import Fault, FaultServer
+from tests.integration.netutil import HOSTS, common_port, who
 
 pytestmark = pytest.mark.integration
-
-HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
-
-
-def _free_port(hosts: tuple[str, ...]) -> int:
-    """A port free on every one of ``hosts`` (so one URL port serves them all)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = int(probe.getsockname()[1])
-        ok = True
-        for host in hosts[1:]:
-            with socket.socket() as s:
-                try:
-                    s.bind((host, port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return port
-    raise RuntimeError("no common free port")
 
 
 @pytest.fixture
 def trio(fault_server: Callable[..., FaultServer]) -> list[FaultServer]:
     """Three servers on 127.0.0.2-4, same port, named a/b/c."""
-    port = _free_port(HOSTS + ("127.0.0.5",))
+    port = common_port(HOSTS + ("127.0.0.5",))
     return [fault_server(h, port, name=n) for h, n in zip(HOSTS, "abc", strict=True)]
-
-
-def _who(response: httpx.Response) -> str:
-    return str(response.json()["server"])
 
 
 def test_name_with_several_a_records_spreads_over_every_pod(
@@ -64,7 +39,7 @@ def test_name_with_several_a_records_spreads_over_every_pod(
     with ServiceClient(
         "users", url=f"http://users.svc.test:{port}", dns_nameservers=[dns.nameserver], hooks=[]
     ) as client:
-        seen = collections.Counter(_who(client.get("/users/1")) for _ in range(30))
+        seen = collections.Counter(who(client.get("/users/1")) for _ in range(30))
     assert sorted(seen) == ["a", "b", "c"]
     assert max(seen.values()) - min(seen.values()) <= 1
     for server in trio:
@@ -94,7 +69,7 @@ def test_re_resolution_adds_and_removes_endpoints_without_failing_in_flight(
 
         def slow_call() -> None:
             try:
-                in_flight.append(_who(client.get("/slow", extensions={"retry": False})))
+                in_flight.append(who(client.get("/slow", extensions={"retry": False})))
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
@@ -106,7 +81,7 @@ def test_re_resolution_adds_and_removes_endpoints_without_failing_in_flight(
         time.sleep(0.1)
         dns.set_records({"users.svc.test": ["127.0.0.2", "127.0.0.3", "127.0.0.5"]})
         time.sleep(1.2)  # > TTL
-        after = collections.Counter(_who(client.get("/after")) for _ in range(12))
+        after = collections.Counter(who(client.get("/after")) for _ in range(12))
         for t in threads:
             t.join(5)
     assert not errors
@@ -167,7 +142,7 @@ def test_env_url_points_at_a_real_server(
     monkeypatch.setenv("USER_SERVICE_URL", server.url)
     with ServiceClient("user-service", url="http://127.0.0.9:1", hooks=[]) as client:
         assert client.discovery.source == "env"
-        assert _who(client.get("/users/7")) == "env"
+        assert who(client.get("/users/7")) == "env"
 
 
 def test_refused_endpoint_is_retried_elsewhere(
@@ -213,7 +188,7 @@ async def test_async_client_spreads_over_dns_endpoints(
     async with AsyncServiceClient(
         "users", url=f"http://users.svc.test:{port}", dns_nameservers=[dns.nameserver], hooks=[]
     ) as client:
-        seen = collections.Counter([_who(await client.get("/u")) for _ in range(12)])
+        seen = collections.Counter([who(await client.get("/u")) for _ in range(12)])
     assert seen == {"a": 4, "b": 4, "c": 4}
 
 

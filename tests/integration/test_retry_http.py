@@ -9,10 +9,9 @@ pod causes, and never hedges a POST.
 from __future__ import annotations
 
 import contextlib
-import socket
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -28,12 +27,12 @@ from svcclient import (
     ServiceClient,
 )
 from svcclient._faultserver import Fault, FaultServer
+from tests.integration.netutil import HOSTS, common_port, timed
 
 pytestmark = pytest.mark.integration
 
 MakeServer = Callable[..., FaultServer]
 LeakCheck = Callable[..., contextlib.AbstractContextManager[None]]
-HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 SLACK = 0.6
 
 
@@ -42,28 +41,12 @@ class _Dns(Protocol):
     def nameserver(self) -> str: ...
 
 
-def _common_port(hosts: Sequence[str]) -> int:
-    """A TCP port free on every one of ``hosts`` (one URL port serves them all)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = int(probe.getsockname()[1])
-        try:
-            for host in hosts[1:]:
-                with socket.socket() as s:
-                    s.bind((host, port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no common free port")
-
-
 @pytest.fixture
 def trio(
     fault_server: MakeServer, dnsmasq: Callable[..., _Dns]
 ) -> tuple[list[FaultServer], dict[str, Any]]:
     """Servers a, b, c on 127.0.0.2-4 behind ``api.svc.test``, and the client kwargs."""
-    port = _common_port(HOSTS)
+    port = common_port(HOSTS)
     servers = [fault_server(h, port, name=n) for h, n in zip(HOSTS, "abc", strict=True)]
     dns = dnsmasq({"api.svc.test": list(HOSTS)}, ttl=30)
     kwargs: dict[str, Any] = {
@@ -80,16 +63,6 @@ def _quiesce(*servers: FaultServer) -> None:
         if server.listening:
             server.refuse()
             server.resume()
-
-
-@contextlib.contextmanager
-def _timed() -> Iterator[list[float]]:
-    box: list[float] = []
-    started = time.monotonic()
-    try:
-        yield box
-    finally:
-        box.append(time.monotonic() - started)
 
 
 def _p99(samples: Sequence[float]) -> float:
@@ -140,7 +113,7 @@ def test_503_then_200_is_one_successful_call(
     server.push_faults([Fault.status(503), Fault.status(503)])
     with no_fd_leak():
         with ServiceClient("flaky", url=server.url, hooks=[]) as client:
-            with _timed() as took:
+            with timed() as took:
                 response = client.get("/x")
     assert response.status_code == 200
     assert server.count() == 3
@@ -175,7 +148,7 @@ def test_429_retry_after_is_honoured_then_succeeds(
     server.push_faults([Fault.status(429, retry_after=0.5)])
     with no_fd_leak():
         with ServiceClient("throttled", url=server.url, hooks=[]) as client:
-            with _timed() as took:
+            with timed() as took:
                 response = client.get("/x")
     assert response.status_code == 200
     assert server.count() == 2
@@ -259,7 +232,7 @@ async def test_async_stall_everywhere_raises_deadline_exceeded_in_time(
             breaker=None,
             **kw,
         ) as client:
-            with _timed() as took, pytest.raises(DeadlineExceeded) as info:
+            with timed() as took, pytest.raises(DeadlineExceeded) as info:
                 await client.get("/x")
         _quiesce(*servers)
     assert 0.9 <= took[0] < 1.0 + SLACK
@@ -310,7 +283,7 @@ def test_retry_budget_caps_attempts_during_a_full_outage(
             breaker=None,
             hooks=[],
         ) as client:
-            with _timed() as took:
+            with timed() as took:
                 codes = {client.get("/x").status_code for _ in range(requests)}
             budget = client.resilient.runtime.budget
             assert budget is not None
