@@ -138,6 +138,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         policy = self.config.hedge
         latencies = self.runtime.latencies
         assert policy is not None and latencies is not None
+        limit = self.config.retry.attempts + policy.max_hedges  # attempts per call, at most
         while True:
             try:
                 first = call.begin_attempt()
@@ -147,16 +148,24 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                 asyncio.ensure_future(self._send(first, call)): first
             }
             hedges_left = policy.max_hedges
+            # A racer that fails while another still runs is replaced at once (to another
+            # endpoint, on the budget) instead of leaving the call to the slow one.
+            replace_now = False
             outcome: tuple[Attempt, httpx.Response | Exception] | None = None
             try:
                 while racing:
-                    wait = latencies.hedge_delay(policy) if hedges_left else None
+                    if replace_now:
+                        wait: float | None = 0.0
+                    else:
+                        wait = latencies.hedge_delay(policy) if hedges_left else None
                     done, _ = await asyncio.wait(
                         racing, timeout=wait, return_when=asyncio.FIRST_COMPLETED
                     )
                     if not done:
-                        hedges_left -= 1
-                        if call.try_hedge():
+                        if not replace_now:
+                            hedges_left -= 1
+                        replace_now = False
+                        if call.try_hedge(limit):
                             try:
                                 extra = call.begin_attempt()
                             except httpx.TransportError:
@@ -171,10 +180,12 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
                             if not self.runtime.failure_status(response.status_code) or not racing:
                                 outcome = (attempt, response)
                                 break
-                            call.attempt_done(attempt, response)
+                            call.record_response(attempt, response)
                             await response.aclose()
+                            replace_now = True
                         elif isinstance(error, httpx.TransportError) and racing:
                             call.record_error(attempt, error)
+                            replace_now = True
                         elif isinstance(error, Exception):
                             outcome = (attempt, error)
                             break

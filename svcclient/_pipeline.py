@@ -167,6 +167,15 @@ class Call:
 
     def attempt_done(self, attempt: Attempt, response: httpx.Response) -> float | None:
         """Record a response; return a backoff delay to retry, or None when it is final."""
+        if not self.record_response(attempt, response):
+            return None
+        status = response.status_code
+        if status not in self.rt.retry.retry_statuses:
+            return None
+        return self._retry_delay(status, None, response.headers)
+
+    def record_response(self, attempt: Attempt, response: httpx.Response) -> bool:
+        """Book a response on the balancer and observers; True when it is a failure."""
         rt = self.rt
         duration = _perf() - attempt.started
         status = response.status_code
@@ -179,12 +188,9 @@ class Call:
             fire(rt.emit.on_attempt_end, info)
         if rt.latencies is not None and not failed:
             rt.latencies.add(duration)
-        if not failed:
-            return None
-        self._remember(attempt.endpoint, str(status), duration)
-        if status not in rt.retry.retry_statuses:
-            return None
-        return self._retry_delay(status, None, response.headers)
+        if failed:
+            self._remember(attempt.endpoint, str(status), duration)
+        return failed
 
     def attempt_failed(self, attempt: Attempt, exc: Exception) -> float:
         """Record a transport error; return a backoff delay or raise the final error."""
@@ -220,10 +226,13 @@ class Call:
             self.admitted = False
             self.rt.breaker.release()
 
-    def try_hedge(self) -> bool:
-        """May a speculative extra attempt start now? (idempotent, budget allows)."""
+    def try_hedge(self, limit: int) -> bool:
+        """May a speculative extra attempt start now? (idempotent, under ``limit``
+        attempts for the call, and the retry budget allows it)."""
         rt = self.rt
         request = self.request
+        if self.number + 1 >= limit:
+            return False
         idempotent = (
             request.method in rt.retry.idempotent_methods
             or rt.retry.idempotency_header in request.headers
