@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from ._cli_output import Cell, Palette, dumps, palette_for, table
-from ._config import ServiceConfig
+from ._config import ServiceConfig, deep_merge
 from ._discovery import env_name
 from ._exceptions import ConfigError
 
@@ -107,16 +107,6 @@ def _build_env(
     return base, problems
 
 
-def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def check_file(
     path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
 ) -> tuple[list[ServiceReport], list[ConfigProblem]]:
@@ -151,7 +141,7 @@ def check_file(
         if not isinstance(entry, dict):
             problems.append(ConfigProblem("file", name, "services", entry, "must be a table"))
             continue
-        from_file, file_problems = _build_file(name, _deep_merge(defaults, entry))
+        from_file, file_problems = _build_file(name, deep_merge(defaults, entry))
         effective, env_problems = _build_env(name, from_file, env)
         problems += file_problems + env_problems
         reports.append(_report(name, from_file, effective))

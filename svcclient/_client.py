@@ -31,7 +31,23 @@ from ._transport import ResilientTransport
 __all__ = ["AsyncServiceClient", "ServiceClient"]
 
 
-class ServiceClient(httpx.Client):
+class _ServiceInfo:
+    """What both clients tell about their service (``resilient`` is their transport)."""
+
+    resilient: ResilientTransport | AsyncResilientTransport
+
+    @property
+    def config(self) -> ServiceConfig:
+        """The effective configuration."""
+        return self.resilient.config
+
+    @property
+    def discovery(self) -> Discovery:
+        """Which discovery rule gave the base URL, and what the others would give."""
+        return self.resilient.runtime.discovery
+
+
+class ServiceClient(_ServiceInfo, httpx.Client):
     """A sync httpx client for one service, every request through the svcclient pipeline.
 
     ``config`` is a :class:`ServiceConfig` or a service name; keyword ``overrides``
@@ -73,16 +89,6 @@ class ServiceClient(httpx.Client):
             trust_env=False,
         )
 
-    @property
-    def config(self) -> ServiceConfig:
-        """The effective configuration."""
-        return self.resilient.config
-
-    @property
-    def discovery(self) -> Discovery:
-        """Which discovery rule gave the base URL, and what the others would give."""
-        return self.resilient.runtime.discovery
-
     def send(
         self,
         request: httpx.Request,
@@ -97,7 +103,7 @@ class ServiceClient(httpx.Client):
         return super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
 
 
-class AsyncServiceClient(httpx.AsyncClient):
+class AsyncServiceClient(_ServiceInfo, httpx.AsyncClient):
     """The async twin of :class:`ServiceClient` (close with ``aclose``).
 
     >>> async with AsyncServiceClient("user-service") as users:
@@ -133,16 +139,6 @@ class AsyncServiceClient(httpx.AsyncClient):
             timeout=cfg.timeout,
             trust_env=False,
         )
-
-    @property
-    def config(self) -> ServiceConfig:
-        """The effective configuration."""
-        return self.resilient.config
-
-    @property
-    def discovery(self) -> Discovery:
-        """Which discovery rule gave the base URL, and what the others would give."""
-        return self.resilient.runtime.discovery
 
     async def send(
         self,

@@ -38,7 +38,7 @@ from ._hedge import HedgePolicy
 from ._outlier import OutlierPolicy
 from ._retry import RetryPolicy
 
-__all__ = ["ServiceConfig", "load_config"]
+__all__ = ["ServiceConfig", "deep_merge", "load_config"]
 
 Fallback = Callable[[httpx.Request, BaseException], httpx.Response]
 
@@ -221,17 +221,18 @@ def load_config(
     for name, table in services.items():
         if not isinstance(table, dict):
             raise ConfigError(name, "services", table, "a service entry must be a table")
-        merged = _deep_merge(defaults, table)
+        merged = deep_merge(defaults, table)
         config = ServiceConfig.from_mapping(name, merged)
         result[name] = ServiceConfig.from_env(name, config, environ)
     return result
 
 
-def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, merging nested tables (how ``[defaults]`` meet a service)."""
     out = dict(base)
     for key, value in top.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
