@@ -113,7 +113,7 @@ class ServiceRuntime:
 
         self.breaker: CircuitBreaker | None = None
         if config.breaker is not None:
-            self.breaker = breakers.get_or_create(config.name, config.breaker)
+            self.breaker = breakers.get_or_create(config.name, config.breaker, clock=clock)
             self._subscribe_breaker(self.breaker)
         self.budget = RetryBudget.from_policy(config.budget, clock=clock) if config.budget else None
         self.routes = RouteTable()
