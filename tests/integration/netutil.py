@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 import httpx
 
-__all__ = ["HOSTS", "common_port", "timed", "who"]
+from svcclient._faultserver import FaultServer
+
+__all__ = ["HOSTS", "Nameserver", "common_port", "pods_behind_dns", "timed", "who"]
 
 HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 
@@ -42,3 +45,33 @@ def timed() -> Iterator[list[float]]:
 
 def who(response: httpx.Response) -> str:
     return str(response.json()["server"])
+
+
+class Nameserver(Protocol):
+    """What the ``dnsmasq`` fixture's servers offer the tests."""
+
+    @property
+    def nameserver(self) -> str: ...
+
+
+def pods_behind_dns(
+    fault_server: Callable[..., FaultServer],
+    dnsmasq: Callable[..., Nameserver],
+    n: int = 3,
+    **client_kwargs: Any,
+) -> tuple[list[FaultServer], dict[str, Any]]:
+    """``n`` servers a, b, c on 127.0.0.2.. sharing one port behind ``api.svc.test``.
+
+    Returns the servers and the client keyword arguments (URL, nameserver, plus
+    ``client_kwargs``) that make a ServiceClient see them as one service.
+    """
+    hosts = HOSTS[:n]
+    port = common_port(hosts)
+    servers = [fault_server(h, port, name=name) for h, name in zip(hosts, "abc", strict=False)]
+    dns = dnsmasq({"api.svc.test": list(hosts)}, ttl=30)
+    kwargs: dict[str, Any] = {
+        "url": f"http://api.svc.test:{port}",
+        "dns_nameservers": [dns.nameserver],
+        **client_kwargs,
+    }
+    return servers, kwargs

@@ -16,7 +16,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import httpx
@@ -33,7 +33,7 @@ from svcclient import (
 )
 from svcclient._faultserver import Fault, FaultServer
 from svcclient._pinned import PinnedTransport
-from tests.integration.netutil import HOSTS, common_port, who
+from tests.integration.netutil import Nameserver, pods_behind_dns, who
 
 pytestmark = pytest.mark.integration
 
@@ -41,24 +41,12 @@ MakeServer = Callable[..., FaultServer]
 LeakCheck = Callable[..., contextlib.AbstractContextManager[None]]
 
 
-class _Dns(Protocol):
-    @property
-    def nameserver(self) -> str: ...
-
-
 @pytest.fixture
 def trio(
-    fault_server: MakeServer, dnsmasq: Callable[..., _Dns]
+    fault_server: MakeServer, dnsmasq: Callable[..., Nameserver]
 ) -> tuple[list[FaultServer], dict[str, Any]]:
     """Servers a, b, c on 127.0.0.2-4 behind ``api.svc.test``, and the client kwargs."""
-    port = common_port(HOSTS)
-    servers = [fault_server(h, port, name=n) for h, n in zip(HOSTS, "abc", strict=True)]
-    dns = dnsmasq({"api.svc.test": list(HOSTS)}, ttl=30)
-    kwargs: dict[str, Any] = {
-        "url": f"http://api.svc.test:{port}",
-        "dns_nameservers": [dns.nameserver],
-    }
-    return servers, kwargs
+    return pods_behind_dns(fault_server, dnsmasq, 3)
 
 
 def _in_threads(

@@ -13,7 +13,7 @@ import email.utils
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +21,7 @@ import pytest
 from svcclient import DeadlineExceeded, RequestFailedError, RetryPolicy, ServiceClient
 from svcclient._faultserver import Fault, FaultServer
 from svcclient._outcome import classify_error
-from tests.integration.netutil import HOSTS, common_port, timed, who
+from tests.integration.netutil import Nameserver, pods_behind_dns, timed, who
 
 pytestmark = pytest.mark.integration
 
@@ -31,25 +31,11 @@ LeakCheck = Callable[..., contextlib.AbstractContextManager[None]]
 SLACK = 0.6
 
 
-class _Dns(Protocol):
-    @property
-    def nameserver(self) -> str: ...
-
-
 def _cluster(
-    fault_server: MakeServer, dnsmasq: Callable[..., _Dns], n: int
+    fault_server: MakeServer, dnsmasq: Callable[..., Nameserver], n: int
 ) -> tuple[list[FaultServer], dict[str, Any]]:
     """``n`` servers a, b, c on 127.0.0.2.. sharing a port behind ``api.svc.test``."""
-    hosts = HOSTS[:n]
-    port = common_port(hosts)
-    servers = [fault_server(h, port, name=name) for h, name in zip(hosts, "abc", strict=False)]
-    dns = dnsmasq({"api.svc.test": list(hosts)}, ttl=30)
-    kwargs: dict[str, Any] = {
-        "url": f"http://api.svc.test:{port}",
-        "dns_nameservers": [dns.nameserver],
-        "hooks": [],
-    }
-    return servers, kwargs
+    return pods_behind_dns(fault_server, dnsmasq, n, hooks=[])
 
 
 def _quiesce(*servers: FaultServer) -> None:
@@ -68,7 +54,7 @@ def _quiesce(*servers: FaultServer) -> None:
 
 
 def test_refused_endpoint_get_and_post_go_elsewhere_once(
-    fault_server: MakeServer, dnsmasq: Callable[..., _Dns], no_fd_leak: LeakCheck
+    fault_server: MakeServer, dnsmasq: Callable[..., Nameserver], no_fd_leak: LeakCheck
 ) -> None:
     """Refuse: GET and POST retry on the other endpoint; each POST arrives exactly once."""
     (a, b), kw = _cluster(fault_server, dnsmasq, 2)
@@ -168,7 +154,7 @@ def test_fault_after_send_retries_post_with_idempotency_key(
 
 
 def test_stall_before_headers_get_is_answered_by_another_endpoint(
-    fault_server: MakeServer, dnsmasq: Callable[..., _Dns], no_fd_leak: LeakCheck
+    fault_server: MakeServer, dnsmasq: Callable[..., Nameserver], no_fd_leak: LeakCheck
 ) -> None:
     """Stall before headers on one pod: GETs are cut there at ``timeout`` and succeed elsewhere."""
     (a, b), kw = _cluster(fault_server, dnsmasq, 2)
@@ -311,7 +297,7 @@ def test_502_on_every_attempt_returns_the_last_502_after_all_attempts(
 
 
 def test_503_on_one_endpoint_is_retried_elsewhere(
-    fault_server: MakeServer, dnsmasq: Callable[..., _Dns], no_fd_leak: LeakCheck
+    fault_server: MakeServer, dnsmasq: Callable[..., Nameserver], no_fd_leak: LeakCheck
 ) -> None:
     """503 from one pod: every GET ends 200 from the other; a POST gets the 503 once, unretried."""
     (a, b), kw = _cluster(fault_server, dnsmasq, 2)

@@ -12,7 +12,7 @@ import contextlib
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +27,7 @@ from svcclient import (
     ServiceClient,
 )
 from svcclient._faultserver import Fault, FaultServer
-from tests.integration.netutil import HOSTS, common_port, timed
+from tests.integration.netutil import Nameserver, pods_behind_dns, timed
 
 pytestmark = pytest.mark.integration
 
@@ -36,25 +36,12 @@ LeakCheck = Callable[..., contextlib.AbstractContextManager[None]]
 SLACK = 0.6
 
 
-class _Dns(Protocol):
-    @property
-    def nameserver(self) -> str: ...
-
-
 @pytest.fixture
 def trio(
-    fault_server: MakeServer, dnsmasq: Callable[..., _Dns]
+    fault_server: MakeServer, dnsmasq: Callable[..., Nameserver]
 ) -> tuple[list[FaultServer], dict[str, Any]]:
     """Servers a, b, c on 127.0.0.2-4 behind ``api.svc.test``, and the client kwargs."""
-    port = common_port(HOSTS)
-    servers = [fault_server(h, port, name=n) for h, n in zip(HOSTS, "abc", strict=True)]
-    dns = dnsmasq({"api.svc.test": list(HOSTS)}, ttl=30)
-    kwargs: dict[str, Any] = {
-        "url": f"http://api.svc.test:{port}",
-        "dns_nameservers": [dns.nameserver],
-        "hooks": [],
-    }
-    return servers, kwargs
+    return pods_behind_dns(fault_server, dnsmasq, 3, hooks=[])
 
 
 def _quiesce(*servers: FaultServer) -> None:
