@@ -230,7 +230,7 @@ class _Uvicorn:
 
 
 def _child(payload: str) -> int:
-    from svcclient._faultserver import Fault, FaultServer
+    from svcclient.testing._faultserver import Fault, FaultServer
 
     conf = json.loads(payload)
     watchdog = threading.Timer(float(conf.get("lifetime", 900.0)), os._exit, args=(3,))

@@ -16,9 +16,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from svcclient._balancing import BalancingPolicy, LoadBalancer
+from svcclient._balancing.balancer import BalancingPolicy, LoadBalancer
+from svcclient._balancing.outlier import OutlierPolicy
 from svcclient._endpoint import Endpoint
-from svcclient._outlier import OutlierPolicy
 
 SIZES = (1, 10, 100, 1000)
 ROWS = ("round_robin", "least_loaded", "affinity", "affinity (new key)")

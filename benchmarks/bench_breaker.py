@@ -25,8 +25,8 @@ import timeit
 from collections.abc import Callable
 from typing import Any
 
-from svcclient._breaker import CircuitBreaker
 from svcclient._exceptions import CircuitOpenError
+from svcclient._policies.breaker.machine import CircuitBreaker
 
 Case = tuple[str, str, dict[str, Any]]  # (label, statement, namespace)
 

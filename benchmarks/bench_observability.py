@@ -26,10 +26,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from prometheus_client import CollectorRegistry, Histogram
 
-from svcclient._hooks import AttemptInfo, CallInfo, Hooks
-from svcclient._metrics import PrometheusHooks
-from svcclient._routes import RouteTable, normalize_route
-from svcclient._tracing import TRACE_ID_STATE_KEY, TracingHooks
+from svcclient._observability.hooks import AttemptInfo, CallInfo, Hooks
+from svcclient._observability.otel import TRACE_ID_STATE_KEY, TracingHooks
+from svcclient._observability.prometheus import PrometheusHooks
+from svcclient._observability.routes import RouteTable, normalize_route
 
 
 def _sample() -> tuple[CallInfo, AttemptInfo]:

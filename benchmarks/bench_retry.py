@@ -25,10 +25,10 @@ from typing import Any
 
 import tenacity
 
-from svcclient._budget import RetryBudget
-from svcclient._bulkhead import AsyncBulkhead, Bulkhead, BulkheadPolicy
-from svcclient._deadline import Deadline
-from svcclient._retry import RetryPolicy, decide_retry
+from svcclient._policies.budget import RetryBudget
+from svcclient._policies.bulkhead import AsyncBulkhead, Bulkhead, BulkheadPolicy
+from svcclient._policies.deadline import Deadline
+from svcclient._policies.retry import RetryPolicy, decide_retry
 
 Case = tuple[str, str, dict[str, Any]]  # (label, statement, namespace)
 

@@ -39,9 +39,9 @@ from prometheus_client import CollectorRegistry
 from benchmarks._servers import ROOT, ServerProcess
 from benchmarks._timing import Runner, interleave, sync_runner
 from svcclient import AsyncServiceClient, BreakerPolicy, ServiceClient, ServiceConfig
-from svcclient._balancing import BalancingPolicy, LoadBalancer
+from svcclient._balancing.balancer import BalancingPolicy, LoadBalancer
+from svcclient._balancing.outlier import OutlierPolicy
 from svcclient._endpoint import Endpoint
-from svcclient._outlier import OutlierPolicy
 
 __all__ = ["main", "render", "run"]
 

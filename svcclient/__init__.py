@@ -10,19 +10,15 @@ with Prometheus metrics and OpenTelemetry traces on every attempt.
 
 from __future__ import annotations
 
-from ._async_transport import AsyncResilientTransport
-from ._balancing import BalancingPolicy, LoadBalancer
-from ._breaker import BreakerPolicy, BreakerStats, CircuitBreaker
-from ._breaker_registry import BreakerRegistry, breakers
-from ._budget import BudgetPolicy, BudgetStats, RetryBudget
-from ._bulkhead import AsyncBulkhead, Bulkhead, BulkheadPolicy
+from ._balancing.balancer import BalancingPolicy, LoadBalancer
+from ._balancing.outlier import OutlierPolicy
+from ._classify import ERROR_TYPES, classify_error
 from ._client import AsyncServiceClient, ServiceClient
-from ._config import ServiceConfig, load_config
-from ._deadline import Deadline
-from ._discovery import Discovery, discover
-from ._dns import DnsLookupError, DnsResolver, Resolution
+from ._config.model import ServiceConfig, load_config
+from ._discovery.dns import DnsLookupError, DnsResolver, Resolution
+from ._discovery.endpoint_set import EndpointSet
+from ._discovery.rules import Discovery, discover
 from ._endpoint import Endpoint
-from ._endpoints import EndpointSet
 from ._exceptions import (
     AttemptRecord,
     BulkheadFullError,
@@ -35,17 +31,21 @@ from ._exceptions import (
     RequestFailedError,
     SvcClientError,
 )
-from ._hedge import HedgePolicy
-from ._hooks import AttemptInfo, CallInfo, Hooks
-from ._instrument import default_service_name, instrument
-from ._metrics import DEFAULT_BUCKETS, PrometheusHooks
-from ._outcome import ERROR_TYPES, classify_error
-from ._outlier import OutlierPolicy
-from ._retry import RetryDecision, RetryPolicy
-from ._retry_after import parse_retry_after
-from ._routes import RouteTable, normalize_route
-from ._tracing import TracingHooks, redact_url
-from ._transport import ResilientTransport
+from ._observability.hooks import AttemptInfo, CallInfo, Hooks
+from ._observability.instrument import default_service_name, instrument
+from ._observability.otel import TracingHooks, redact_url
+from ._observability.prometheus import DEFAULT_BUCKETS, PrometheusHooks
+from ._observability.routes import RouteTable, normalize_route
+from ._policies.breaker.machine import BreakerPolicy, BreakerStats, CircuitBreaker
+from ._policies.breaker.registry import BreakerRegistry, breakers
+from ._policies.budget import BudgetPolicy, BudgetStats, RetryBudget
+from ._policies.bulkhead import AsyncBulkhead, Bulkhead, BulkheadPolicy
+from ._policies.deadline import Deadline
+from ._policies.hedge import HedgePolicy
+from ._policies.retry import RetryDecision, RetryPolicy
+from ._policies.retry_after import parse_retry_after
+from ._transports.resilient import ResilientTransport
+from ._transports.resilient_async import AsyncResilientTransport
 
 __version__ = "0.1.0"
 

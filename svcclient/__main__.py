@@ -94,11 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            from ._cli_demo import run as run_demo
+            from ._cli.demo import run as run_demo
 
             return run_demo(quick=args.quick)
         if args.command == "doctor":
-            from ._cli_doctor import run as run_doctor
+            from ._cli.doctor import run as run_doctor
 
             return run_doctor(
                 args.service,
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 timeout=args.timeout,
             )
         if args.command == "config" and args.config_command == "check":
-            from ._cli_config import run as run_check
+            from ._cli.config_check import run as run_check
 
             return run_check(args.file, as_json=args.json)
     except KeyboardInterrupt:

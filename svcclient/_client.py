@@ -21,12 +21,12 @@ import httpx
 from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
 from httpx._types import AuthTypes, HeaderTypes
 
-from ._async_transport import AsyncResilientTransport
-from ._config import ServiceConfig
-from ._discovery import Discovery
-from ._hooks import Hooks
-from ._pipeline import STREAM_EXTENSION
-from ._transport import ResilientTransport
+from ._config.model import ServiceConfig
+from ._discovery.rules import Discovery
+from ._observability.hooks import Hooks
+from ._pipeline.call import STREAM_EXTENSION
+from ._transports.resilient import ResilientTransport
+from ._transports.resilient_async import AsyncResilientTransport
 
 __all__ = ["AsyncServiceClient", "ServiceClient"]
 

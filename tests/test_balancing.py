@@ -1,4 +1,4 @@
-"""Tests for svcclient._balancing, _balancers and _hashing: endpoint choice and its health."""
+"""Tests for svcclient._balancing: endpoint choice, strategies, hashing and health."""
 
 from __future__ import annotations
 
@@ -15,18 +15,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from svcclient._balancers import Affinity, LeastLoaded, RoundRobin
-from svcclient._balancing import BalancingPolicy, LoadBalancer
-from svcclient._endpoint import Endpoint
-from svcclient._exceptions import ConfigError
-from svcclient._hashing import (
+from svcclient._balancing.balancer import BalancingPolicy, LoadBalancer
+from svcclient._balancing.hashing import (
     MODULUS,
     endpoint_weight,
     key_hash,
     rendezvous_index,
     rendezvous_order,
 )
-from svcclient._outlier import OutlierPolicy
+from svcclient._balancing.outlier import OutlierPolicy
+from svcclient._balancing.strategies import Affinity, LeastLoaded, RoundRobin
+from svcclient._endpoint import Endpoint
+from svcclient._exceptions import ConfigError
 
 
 class FakeClock:

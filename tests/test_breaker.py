@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from svcclient._breaker import (
+from svcclient._exceptions import ConfigError
+from svcclient._policies.breaker.machine import (
     CLOSED,
     DISABLED,
     HALF_OPEN,
@@ -18,8 +19,7 @@ from svcclient._breaker import (
     BreakerPolicy,
     CircuitBreaker,
 )
-from svcclient._breaker_registry import BreakerRegistry, breakers
-from svcclient._exceptions import ConfigError
+from svcclient._policies.breaker.registry import BreakerRegistry, breakers
 
 
 class FakeClock:

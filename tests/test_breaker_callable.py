@@ -12,8 +12,8 @@ from typing import Any
 import anyio
 import pytest
 
-from svcclient._breaker import CLOSED, DISABLED, HALF_OPEN, OPEN, CircuitBreaker
 from svcclient._exceptions import CallTimeoutError, CircuitOpenError
+from svcclient._policies.breaker.machine import CLOSED, DISABLED, HALF_OPEN, OPEN, CircuitBreaker
 
 
 class FakeClock:

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
-from svcclient._breaker import CLOSED, HALF_OPEN, CircuitBreaker
+from svcclient._policies.breaker.machine import CLOSED, HALF_OPEN, CircuitBreaker
 
 THREADS = 16
 PER_THREAD = 2_000

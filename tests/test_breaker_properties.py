@@ -15,7 +15,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from svcclient._breaker import BreakerPolicy, CircuitBreaker
+from svcclient._policies.breaker.machine import BreakerPolicy, CircuitBreaker
 
 
 class FakeClock:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from svcclient._breaker_window import CountWindow, TimeWindow
+from svcclient._policies.breaker.window import CountWindow, TimeWindow
 
 
 def totals(w: TimeWindow | CountWindow) -> tuple[int, int, int]:

@@ -12,8 +12,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from svcclient._budget import BUCKETS, BudgetPolicy, BudgetStats, RetryBudget
 from svcclient._exceptions import ConfigError
+from svcclient._policies.budget import BUCKETS, BudgetPolicy, BudgetStats, RetryBudget
 
 
 class FakeClock:

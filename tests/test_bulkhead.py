@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from svcclient._bulkhead import AsyncBulkhead, Bulkhead, BulkheadPolicy, _BulkheadCore
 from svcclient._exceptions import BulkheadFullError, ConfigError
+from svcclient._policies.bulkhead import AsyncBulkhead, Bulkhead, BulkheadPolicy, _BulkheadCore
 
 
 @pytest.fixture
@@ -158,7 +158,7 @@ def test_sync_interrupted_waiter_leaks_nothing(
     monkeypatch: pytest.MonkeyPatch, handed_over: bool
 ) -> None:
     """A waiter interrupted mid-wait leaves the queue, passing on a slot handed to it."""
-    import svcclient._bulkhead as mod
+    import svcclient._policies.bulkhead as mod
 
     bh = Bulkhead(BulkheadPolicy(max_concurrent=1, wait_timeout=30.0))
     bh.acquire()

@@ -17,11 +17,11 @@ import pytest
 
 from svcclient import Endpoint
 from svcclient.__main__ import main
-from svcclient._cli_config import check_file
-from svcclient._cli_config import run as config_run
-from svcclient._cli_doctor import REFUSED_HINT, TIMEOUT_HINT, http_check, tcp_connect
-from svcclient._faultserver import Fault, FaultServer
-from svcclient._localdns import LocalDns
+from svcclient._cli.config_check import check_file
+from svcclient._cli.config_check import run as config_run
+from svcclient._cli.doctor import REFUSED_HINT, TIMEOUT_HINT, http_check, tcp_connect
+from svcclient.testing._faultserver import Fault, FaultServer
+from svcclient.testing._localdns import LocalDns
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -352,7 +352,7 @@ def test_demo_quick_runs_the_whole_story() -> None:
 
 def test_config_values_are_shown_compactly() -> None:
     """Long status-code sets print as ranges, as a user would write them."""
-    from svcclient._cli_config import show
+    from svcclient._cli.config_check import show
 
     assert show(frozenset({429, *range(500, 600)})) == "[429, 500-599]"
     assert show(None) == "none" and show(True) == "true" and show(1.5) == "1.5"

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from svcclient._deadline import DEFAULT_DEADLINE_HEADER, Deadline
 from svcclient._exceptions import ConfigError
+from svcclient._policies.deadline import DEFAULT_DEADLINE_HEADER, Deadline
 
 
 class FakeClock:

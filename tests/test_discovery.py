@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from svcclient import ConfigError, discover
-from svcclient._discovery import env_name
+from svcclient._discovery.rules import env_name
 
 NO_NS_FILE = "/nonexistent/namespace"
 

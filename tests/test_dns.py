@@ -1,4 +1,4 @@
-"""Unit tests for svcclient._dns (no network) and svcclient._endpoints (fake clock)."""
+"""Unit tests for svcclient._discovery.dns (no network) and endpoint_set (fake clock)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from svcclient._dns import DnsLookupError, DnsResolver, Resolution, parse_nameserver
+from svcclient._discovery.dns import DnsLookupError, DnsResolver, Resolution, parse_nameserver
+from svcclient._discovery.endpoint_set import EndpointSet
 from svcclient._endpoint import Endpoint
-from svcclient._endpoints import EndpointSet
 from svcclient._exceptions import ConfigError, SvcClientError
 
 # Port 9 (discard) on loopback: nothing answers DNS there, so any real query would time out.

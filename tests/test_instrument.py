@@ -15,16 +15,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
-from svcclient import _instrument
-from svcclient._hooks import AttemptInfo, CallInfo, Hooks
-from svcclient._instrument import (
+from svcclient._observability import instrument as _instrument
+from svcclient._observability.hooks import AttemptInfo, CallInfo, Hooks
+from svcclient._observability.instrument import (
     AsyncInstrumentedTransport,
     InstrumentedTransport,
     default_service_name,
     instrument,
 )
-from svcclient._metrics import PrometheusHooks
-from svcclient._tracing import TracingHooks
+from svcclient._observability.otel import TracingHooks
+from svcclient._observability.prometheus import PrometheusHooks
 
 DUR = "http_request_duration_seconds_count"
 

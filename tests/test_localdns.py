@@ -11,7 +11,7 @@ import dns.rcode
 import pytest
 
 from svcclient import DnsLookupError, DnsResolver, Endpoint
-from svcclient._localdns import LocalDns
+from svcclient.testing._localdns import LocalDns
 
 
 @pytest.fixture

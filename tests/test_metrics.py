@@ -13,13 +13,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
-from svcclient import _metrics
 from svcclient._endpoint import Endpoint
 from svcclient._exceptions import ConfigError
-from svcclient._hooks import AttemptInfo, CallInfo
-from svcclient._metrics import DEFAULT_BUCKETS, PrometheusHooks
-from svcclient._routes import RouteTable
-from svcclient._tracing import TRACE_ID_STATE_KEY, TracingHooks
+from svcclient._observability import prometheus as _metrics
+from svcclient._observability.hooks import AttemptInfo, CallInfo
+from svcclient._observability.otel import TRACE_ID_STATE_KEY, TracingHooks
+from svcclient._observability.prometheus import DEFAULT_BUCKETS, PrometheusHooks
+from svcclient._observability.routes import RouteTable
 
 DUR = "http_request_duration_seconds"
 
@@ -260,7 +260,7 @@ def test_default_registry_can_be_used_repeatedly() -> None:
 
 
 def _second_copy_of_metrics_module() -> object:
-    name = "svcclient._metrics_copy"
+    name = "svcclient._observability._prometheus_copy"
     spec = importlib.util.spec_from_file_location(name, _metrics.__file__)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -17,8 +17,8 @@ WORKER = textwrap.dedent(
     """
     import os, sys, time
     import httpx
-    from svcclient._hooks import AttemptInfo, CallInfo
-    from svcclient._metrics import PrometheusHooks
+    from svcclient._observability.hooks import AttemptInfo, CallInfo
+    from svcclient._observability.prometheus import PrometheusHooks
 
     worker = int(sys.argv[1])
     hooks = PrometheusHooks()

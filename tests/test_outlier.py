@@ -1,4 +1,4 @@
-"""Tests for svcclient._outlier: outlier ejection and the active health-check schedule."""
+"""Tests for svcclient._balancing.outlier: outlier ejection and the active health-check schedule."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from svcclient._balancing.outlier import OutlierDetector, OutlierPolicy
 from svcclient._endpoint import Endpoint
 from svcclient._exceptions import ConfigError
-from svcclient._outlier import OutlierDetector, OutlierPolicy
 
 
 def eps(n: int) -> list[Endpoint]:

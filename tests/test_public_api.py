@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import types
 
 import svcclient
 
@@ -16,6 +17,17 @@ def test_all_is_sorted_and_every_name_exists() -> None:
         assert hasattr(svcclient, name), name
 
 
+def test_all_matches_the_public_names_of_the_package() -> None:
+    """Every public, non-module name in vars(svcclient) is in __all__ and vice versa."""
+    public = {
+        name
+        for name, value in vars(svcclient).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    public.discard("annotations")  # from __future__
+    assert public == set(svcclient.__all__) - {"__version__"}
+
+
 def test_public_objects_come_from_private_modules() -> None:
     """Implementation lives in _modules; the package root only re-exports."""
     for name in svcclient.__all__:
@@ -24,10 +36,12 @@ def test_public_objects_come_from_private_modules() -> None:
         assert module == "svcclient" or module.startswith("svcclient._"), (name, module)
 
 
-def test_every_module_imports_cleanly() -> None:
-    """No module has import-time errors or cycles."""
-    for info in pkgutil.iter_modules(svcclient.__path__):
-        importlib.import_module(f"svcclient.{info.name}")
+def test_every_module_and_subpackage_imports_cleanly() -> None:
+    """Every module, subpackages included, imports on its own (no import-time errors)."""
+    names = [info.name for info in pkgutil.walk_packages(svcclient.__path__, "svcclient.")]
+    assert "svcclient._policies.breaker.machine" in names
+    for name in names:
+        importlib.import_module(name)
 
 
 def test_package_is_typed() -> None:

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from svcclient._classify import ERROR_TYPES
 from svcclient._exceptions import ConfigError
-from svcclient._outcome import ERROR_TYPES
-from svcclient._retry import RetryDecision, RetryPolicy, decide_retry, is_retryable_status
+from svcclient._policies.retry import RetryDecision, RetryPolicy, decide_retry, is_retryable_status
 
 # --- policy -------------------------------------------------------------------------------
 

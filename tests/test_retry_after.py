@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from svcclient._retry_after import MAX_RETRY_AFTER, parse_retry_after
+from svcclient._policies.retry_after import MAX_RETRY_AFTER, parse_retry_after
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 

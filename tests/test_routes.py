@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from svcclient import _routes
 from svcclient._exceptions import ConfigError
-from svcclient._routes import OTHER_ROUTE, RouteTable, normalize_route
+from svcclient._observability import routes as _routes
+from svcclient._observability.routes import OTHER_ROUTE, RouteTable, normalize_route
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,10 @@ from svcclient import (
     RetryPolicy,
     ServiceClient,
     ServiceConfig,
-    _testmode,
-    _transport,
     classify_error,
 )
+from svcclient._pipeline import testmode as _testmode
+from svcclient._transports import resilient as _transport
 from svcclient.testing import (
     AsyncFaultTransport,
     FakeClock,
@@ -343,5 +343,5 @@ def test_plugin_fixtures(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPa
     """Every plugin fixture works in a user's test run."""
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makepyfile(test_user=PLUGIN_TESTS)
-    result = pytester.runpytest_subprocess("-p", "svcclient._pytest_plugin", "-q")
+    result = pytester.runpytest_subprocess("-p", "svcclient.testing._plugin", "-q")
     result.assert_outcomes(passed=7)

@@ -24,8 +24,8 @@ from opentelemetry.trace import (
 )
 
 from svcclient._endpoint import Endpoint
-from svcclient._hooks import AttemptInfo, CallInfo
-from svcclient._tracing import TRACE_ID_STATE_KEY, TracingHooks, redact_url
+from svcclient._observability.hooks import AttemptInfo, CallInfo
+from svcclient._observability.otel import TRACE_ID_STATE_KEY, TracingHooks, redact_url
 
 URL = "http://bob:s3cret@users.prod.svc.cluster.local:8080/users/42?token=abc&page=2"
 

@@ -17,7 +17,7 @@ from svcclient import (
     ServiceConfig,
 )
 from svcclient._endpoint import Endpoint
-from svcclient._pipeline import retarget
+from svcclient._pipeline.call import retarget
 from tests.helpers import Recorder
 
 Handler = Callable[[httpx.Request], httpx.Response]

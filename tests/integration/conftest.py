@@ -31,7 +31,7 @@ import dns.nameserver
 import dns.resolver
 import pytest
 
-from svcclient._faultserver import FaultServer
+from svcclient.testing._faultserver import FaultServer
 
 DNSMASQ_MISSING = "dnsmasq not installed: apt-get install dnsmasq-base"
 

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from svcclient._faultserver import FaultServer
+from svcclient.testing._faultserver import FaultServer
 
 __all__ = ["HOSTS", "Nameserver", "common_port", "pods_behind_dns", "timed", "who"]
 

@@ -31,8 +31,8 @@ from svcclient import (
     ServiceClient,
     breakers,
 )
-from svcclient._faultserver import Fault, FaultServer
-from svcclient._pinned import PinnedTransport
+from svcclient._transports.pinned import PinnedTransport
+from svcclient.testing._faultserver import Fault, FaultServer
 from tests.integration.netutil import Nameserver, pods_behind_dns, who
 
 pytestmark = pytest.mark.integration
@@ -103,7 +103,7 @@ class _TrackedPools:
                 tracker.closed.add(id(self))
                 super().close()
 
-        monkeypatch.setattr("svcclient._transport.PinnedTransport", Tracked)
+        monkeypatch.setattr("svcclient._transports.resilient.PinnedTransport", Tracked)
 
     def unclosed(self) -> list[PinnedTransport]:
         return [p for p in self.built if id(p) not in self.closed]

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from svcclient import BreakerPolicy, CircuitBreaker, CircuitOpenError, ServiceClient, breakers
-from svcclient._faultserver import Fault, FaultServer
+from svcclient.testing._faultserver import Fault, FaultServer
 from tests.integration.netutil import timed
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from svcclient._dns import DnsLookupError, DnsResolver
+from svcclient._discovery.dns import DnsLookupError, DnsResolver
+from svcclient._discovery.endpoint_set import EndpointSet
 from svcclient._endpoint import Endpoint
-from svcclient._endpoints import EndpointSet
-from svcclient._faultserver import FaultServer
+from svcclient.testing._faultserver import FaultServer
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from svcclient import AsyncServiceClient, DiscoveryError, ServiceClient
-from svcclient._faultserver import FaultServer
+from svcclient.testing._faultserver import FaultServer
 from tests.integration.netutil import HOSTS, common_port, timed, who
 
 pytestmark = pytest.mark.integration

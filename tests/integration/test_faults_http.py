@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from svcclient import DeadlineExceeded, RequestFailedError, RetryPolicy, ServiceClient
-from svcclient._faultserver import Fault, FaultServer
-from svcclient._outcome import classify_error
+from svcclient._classify import classify_error
+from svcclient.testing._faultserver import Fault, FaultServer
 from tests.integration.netutil import Nameserver, pods_behind_dns, timed, who
 
 pytestmark = pytest.mark.integration

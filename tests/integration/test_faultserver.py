@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from svcclient._exceptions import ConfigError
-from svcclient._faultserver import Fault, FaultServer
+from svcclient.testing._faultserver import Fault, FaultServer
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 
 from svcclient import AsyncServiceClient, OutlierPolicy, ServiceClient
 from svcclient._endpoint import Endpoint
-from svcclient._faultserver import FaultServer
+from svcclient.testing._faultserver import FaultServer
 from tests.integration.netutil import HOSTS
 from tests.integration.test_pipeline_dns import trio  # noqa: F401  (fixture)
 

@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
 from svcclient import ServiceClient, TracingHooks
-from svcclient._faultserver import Fault, FaultServer
+from svcclient.testing._faultserver import Fault, FaultServer
 
 pytestmark = pytest.mark.integration
 

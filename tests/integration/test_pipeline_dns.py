@@ -17,7 +17,7 @@ from svcclient import (
     OutlierPolicy,
     ServiceClient,
 )
-from svcclient._faultserver import Fault, FaultServer
+from svcclient.testing._faultserver import Fault, FaultServer
 from tests.integration.netutil import HOSTS, common_port, who
 
 pytestmark = pytest.mark.integration

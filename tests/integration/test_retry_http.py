@@ -26,7 +26,7 @@ from svcclient import (
     RetryPolicy,
     ServiceClient,
 )
-from svcclient._faultserver import Fault, FaultServer
+from svcclient.testing._faultserver import Fault, FaultServer
 from tests.integration.netutil import Nameserver, pods_behind_dns, timed
 
 pytestmark = pytest.mark.integration

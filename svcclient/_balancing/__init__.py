@@ -1,0 +1,1 @@
+"""_balancing: see the Design section of the README."""

@@ -1,0 +1,303 @@
+"""The three endpoint-choice strategies behind ``LoadBalancer``.
+
+Each strategy keeps its own snapshot of the eligible endpoints, replaced as a whole by
+``rebuild`` (under the balancer's lock) whenever the endpoint set or the ejection state
+changes, so ``pick`` reads one reference and never sees half an update. ``pick`` raises
+``LookupError`` when the snapshot is empty.
+
+* :class:`RoundRobin` -- one shared ``itertools.count`` (``next()`` on it is atomic in
+  CPython), started at a random offset so that many clients do not march in step.
+* :class:`LeastLoaded` -- Finagle's power of two choices over a peak-EWMA cost.
+* :class:`Affinity` -- rendezvous hashing plus a bounded LRU of sticky assignments that
+  also implements the affinity timeout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from .._endpoint import Endpoint
+from .hashing import endpoint_weight, key_hash, rendezvous_index
+from .outlier import EndpointHealth
+
+__all__ = ["Affinity", "EndpointStats", "LeastLoaded", "RoundRobin", "Strategy"]
+
+_EMPTY = "no endpoint to pick from"
+
+
+class Strategy(Protocol):
+    """What ``LoadBalancer`` needs from a strategy."""
+
+    def rebuild(self, eligible: tuple[Endpoint, ...]) -> None:
+        """Replace the snapshot of endpoints to choose from."""
+
+    def pick(self, affinity_key: str | None, avoid: Endpoint | None) -> Endpoint:
+        """Choose one endpoint; not ``avoid`` when another is eligible."""
+
+
+class EndpointStats:
+    """Load figures for one endpoint, kept by ``LoadBalancer``.
+
+    ``ewma`` is a peak-sensitive moving average of latency in seconds (0.0 until the
+    first response) and ``stamp`` the clock reading of its last update. In-flight
+    requests are tokens in the ``inflight`` list: ``list.append`` and ``list.pop`` are
+    atomic in CPython (see the Python FAQ on thread safety) and ``len`` reads it, so
+    counting needs no lock on the request path. ``live`` turns False once the endpoint
+    left the set (it then lingers only until its in-flight requests finish). ``health``
+    is the outlier detector's record for the endpoint.
+    """
+
+    __slots__ = ("ewma", "health", "inflight", "live", "stamp")
+
+    def __init__(self, health: EndpointHealth | None = None) -> None:
+        self.inflight: list[None] = []
+        self.ewma = 0.0
+        self.stamp = 0.0
+        self.live = True
+        self.health = health
+
+    @property
+    def outstanding(self) -> int:
+        """Requests to this endpoint in flight."""
+        return len(self.inflight)
+
+    def observe(self, latency: float, now: float, decay: float, failure: bool) -> None:
+        """Fold one response time into the peak EWMA (Finagle's PeakEwma).
+
+        A sample above the average replaces it at once (quick to punish a slowing pod); a
+        lower one pulls it down with weight ``1 - exp(-elapsed / decay)`` (slow to
+        forgive). A failure never lowers the figure: a pod that refuses connections
+        answers fast and must not look attractive for it.
+        """
+        ewma = self.ewma
+        if failure and latency < _FAILURE_LATENCY:
+            # A refused connection fails in microseconds; scored as measured it would make
+            # the broken pod the cheapest. Score it as a slow answer instead.
+            latency = _FAILURE_LATENCY
+        if latency >= ewma:
+            self.ewma = latency
+        elif not failure:  # a failure never lowers the figure
+            elapsed = now - self.stamp
+            if elapsed > 0.0:
+                w = math.exp(-elapsed / decay)
+                self.ewma = ewma * w + (latency if latency > 0.0 else 0.0) * (1.0 - w)
+        self.stamp = now
+
+
+# What a failed attempt counts as in the latency average (seconds): slow enough to lose
+# P2C comparisons against healthy pods for a while, decaying like any other sample.
+_FAILURE_LATENCY = 0.1
+
+
+class RoundRobin:
+    """Every eligible endpoint in turn, from a random starting point.
+
+    Over any window each endpoint is picked within one of its fair share (the counter is
+    global, so that holds across threads too). ``affinity_key`` is ignored.
+
+    >>> rr = RoundRobin(random.Random(1))
+    >>> rr.rebuild((Endpoint("10.0.0.1", 80), Endpoint("10.0.0.2", 80)))
+    >>> rr.pick(None, None) != rr.pick(None, None)
+    True
+    """
+
+    __slots__ = ("_counter", "_eligible")
+
+    def __init__(self, rng: random.Random) -> None:
+        self._counter = itertools.count(rng.randrange(1 << 30))
+        self._eligible: tuple[Endpoint, ...] = ()
+
+    def rebuild(self, eligible: tuple[Endpoint, ...]) -> None:
+        """Replace the rotation; the position carries over."""
+        self._eligible = eligible
+
+    def pick(self, affinity_key: str | None = None, avoid: Endpoint | None = None) -> Endpoint:
+        """The next endpoint in rotation (the one after, if that is ``avoid``)."""
+        eligible = self._eligible
+        n = len(eligible)
+        if n == 0:
+            raise LookupError(_EMPTY)
+        i = next(self._counter) % n
+        ep = eligible[i]
+        if avoid is not None and n > 1 and ep.key == avoid.key:
+            ep = eligible[(i + 1) % n]
+        return ep
+
+
+# Cost of an endpoint that has requests in flight but has never answered: we know nothing
+# about it and it may be hanging, so it should lose to any measured endpoint (Finagle's
+# penalty); among such endpoints fewer outstanding still wins.
+_PENALTY = 1e9
+
+
+class LeastLoaded:
+    """Power of two random choices over ``(outstanding + 1) * ewma`` (Finagle's P2C).
+
+    Two distinct eligible endpoints are drawn at random and the cheaper one wins. The
+    latency average decays towards zero while an endpoint gets no responses (over
+    ``decay`` seconds), so an endpoint that was slow is tried again later instead of being
+    starved forever. An endpoint never measured costs 0 while idle (so it gets probed) and
+    a large penalty once requests to it are in flight.
+    """
+
+    __slots__ = ("_clock", "_decay", "_random", "_stats", "_table")
+
+    def __init__(
+        self,
+        stats: Mapping[str, EndpointStats],
+        rng: random.Random,
+        clock: Callable[[], float],
+        decay: float,
+    ) -> None:
+        self._stats = stats
+        self._random = rng.random
+        self._clock = clock
+        self._decay = decay
+        self._table: tuple[tuple[Endpoint, ...], tuple[EndpointStats, ...]] = ((), ())
+
+    def rebuild(self, eligible: tuple[Endpoint, ...]) -> None:
+        """Replace the candidates; their stats objects are looked up once, here."""
+        stats = self._stats
+        self._table = (eligible, tuple(stats[ep.key] for ep in eligible))
+
+    def cost(self, st: EndpointStats, now: float) -> float:
+        """The load figure P2C compares (lower is better)."""
+        ewma = st.ewma
+        outstanding = len(st.inflight)
+        if ewma == 0.0:
+            return _PENALTY + outstanding if outstanding else 0.0
+        elapsed = now - st.stamp
+        if elapsed > 0.0:
+            ewma *= math.exp(-elapsed / self._decay)
+        return ewma * (outstanding + 1)
+
+    def pick(self, affinity_key: str | None = None, avoid: Endpoint | None = None) -> Endpoint:
+        """The less loaded of two random endpoints (the other one, if one is ``avoid``)."""
+        eligible, stats = self._table
+        n = len(eligible)
+        if n < 2:
+            if n == 0:
+                raise LookupError(_EMPTY)
+            return eligible[0]
+        r = self._random
+        i = int(r() * n)
+        j = int(r() * (n - 1))
+        if j >= i:
+            j += 1  # two distinct indexes, uniformly
+        a = eligible[i]
+        b = eligible[j]
+        if avoid is not None:
+            if a.key == avoid.key:
+                return b
+            if b.key == avoid.key:
+                return a
+        now = self._clock()
+        return a if self.cost(stats[i], now) <= self.cost(stats[j], now) else b
+
+
+class _Sticky:
+    __slots__ = ("endpoint", "last_used")
+
+    def __init__(self, endpoint: Endpoint, last_used: float) -> None:
+        self.endpoint = endpoint
+        self.last_used = last_used
+
+
+class Affinity:
+    """Session affinity: one key, one endpoint, while it is eligible and in use.
+
+    A new key goes to its rendezvous-hash winner among the eligible endpoints and the
+    choice is remembered. Later picks with the key return the remembered endpoint while it
+    stays eligible and the key is used at least every ``timeout`` seconds. When the
+    endpoint is ejected or removed the key moves to its next choice and stays there (like
+    ``sessionAffinity: ClientIP``; it does not snap back when the old pod returns). After
+    ``timeout`` idle seconds the key is hashed afresh -- which, unless the set changed,
+    gives the same endpoint anyway.
+
+    The memory holds at most ``max_keys`` keys (least recently used go first); a key
+    forgotten early is simply re-hashed, so the bound costs stickiness only after set
+    changes. Picks without a key fall back to round robin. A retry (``avoid`` is the
+    key's endpoint) goes to the key's runner-up without changing the remembered choice.
+    """
+
+    __slots__ = ("_clock", "_fallback", "_lock", "_max_keys", "_sticky", "_table", "_timeout")
+
+    def __init__(
+        self,
+        rng: random.Random,
+        clock: Callable[[], float],
+        timeout: float,
+        max_keys: int = 65536,
+    ) -> None:
+        self._clock = clock
+        self._timeout = timeout
+        self._max_keys = max(1, max_keys)
+        self._fallback = RoundRobin(rng)
+        self._sticky: OrderedDict[str, _Sticky] = OrderedDict()
+        self._lock = threading.Lock()
+        self._table: tuple[tuple[Endpoint, ...], tuple[int, ...], frozenset[str]] = (
+            (),
+            (),
+            frozenset(),
+        )
+
+    def rebuild(self, eligible: tuple[Endpoint, ...]) -> None:
+        """Replace the candidates and their hash weights."""
+        weights = tuple(endpoint_weight(ep.key) for ep in eligible)
+        self._table = (eligible, weights, frozenset(ep.key for ep in eligible))
+        self._fallback.rebuild(eligible)
+
+    def __len__(self) -> int:
+        """Number of remembered keys."""
+        return len(self._sticky)
+
+    def pick(self, affinity_key: str | None = None, avoid: Endpoint | None = None) -> Endpoint:
+        """The key's endpoint (see the class docstring); round robin without a key."""
+        if affinity_key is None:
+            return self._fallback.pick(None, avoid)
+        eligible, weights, members = self._table
+        if not eligible:
+            raise LookupError(_EMPTY)
+        now = self._clock()
+        sticky = self._sticky
+        with self._lock:
+            entry = sticky.get(affinity_key)
+            if (
+                entry is not None
+                and now - entry.last_used < self._timeout
+                and entry.endpoint.key in members
+            ):
+                entry.last_used = now
+                sticky.move_to_end(affinity_key)
+                ep = entry.endpoint
+            else:
+                ep = eligible[rendezvous_index(key_hash(affinity_key), weights)]
+                if entry is not None:
+                    entry.endpoint = ep
+                    entry.last_used = now
+                    sticky.move_to_end(affinity_key)
+                else:
+                    self._forget_old(now)
+                    sticky[affinity_key] = _Sticky(ep, now)
+        if avoid is not None and len(eligible) > 1 and ep.key == avoid.key:
+            ep = eligible[rendezvous_index(key_hash(affinity_key), weights, eligible.index(ep))]
+        return ep
+
+    def _forget_old(self, now: float) -> None:
+        """Drop expired keys (oldest first) and make room for one more."""
+        sticky = self._sticky
+        timeout = self._timeout
+        # LRU order == last-use order, so the expired ones are all at the front.
+        while sticky:
+            oldest = next(iter(sticky.values()))
+            if now - oldest.last_used < timeout:
+                break
+            sticky.popitem(last=False)
+        if len(sticky) >= self._max_keys:
+            sticky.popitem(last=False)

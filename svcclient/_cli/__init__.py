@@ -1,0 +1,1 @@
+"""_cli: see the Design section of the README."""

@@ -1,0 +1,1 @@
+"""_config: see the Design section of the README."""

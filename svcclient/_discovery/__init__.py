@@ -1,0 +1,1 @@
+"""_discovery: see the Design section of the README."""

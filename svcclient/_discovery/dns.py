@@ -1,0 +1,456 @@
+"""Resolving a service host name to endpoints with dnspython.
+
+Theory of operation
+-------------------
+A lookup is a short *plan* of DNS queries whose next step depends on the last answer
+(SRV first when asked for, then A and AAAA for each target).  The plan is written once,
+as a generator that yields the query it wants and receives the answer or the exception
+(``_plan``); ``DnsResolver.resolve`` drives it with ``dns.resolver`` and
+``DnsResolver.aresolve`` with ``dns.asyncresolver``.  That keeps the rules (which
+errors are fatal, how TTLs combine, SRV fallback) in one place for sync and async.
+
+Rules
+-----
+* IP literals (``10.0.0.7``, ``::1``, ``[::1]``) and ``localhost`` return at once with no
+  query and ``ttl = inf``.
+* Every A and AAAA record becomes an endpoint.  NXDOMAIN on the A query ends the lookup
+  (the name does not exist, so AAAA cannot exist either).  An empty AAAA answer, or an
+  AAAA query that fails after A succeeded, is not an error: many names are IPv4 only.
+* With ``use_srv`` the plan first asks ``_http._tcp.<host>`` (or ``srv_name``) for SRV
+  records; the lowest priority group whose targets resolve gives the endpoints (weights
+  are ignored: the balancer decides).  If the SRV name does not exist or has no records,
+  the plan falls back to A/AAAA of ``host`` with the caller's port.
+* TTL = the smallest TTL of every record used (CNAME chains included), clamped to
+  ``[min_ttl, max_ttl]`` = ``[1 s, 300 s]`` by default: the floor stops a TTL of 0 from
+  turning every request into a lookup, the cap bounds how long a moved pod is remembered.
+* One ``resolve`` call takes at most ``timeout`` seconds in total (all queries share it;
+  each nameserver gets ``timeout / len(nameservers)`` per try so a dead first server does
+  not eat the budget).  Below 0.2 s dnspython's fixed 0.1 s retry back-off can overrun it.
+* Failures raise ``DnsLookupError`` with ``kind`` one of ``nxdomain``, ``no_answer``,
+  ``timeout`` or ``error`` (SERVFAIL/REFUSED from every nameserver, bad name ...).
+
+Nameservers are ``"ip"`` or ``"ip:port"`` strings (``"[::1]:5353"`` for IPv6); ``None``
+reads the system's ``/etc/resolv.conf`` (search domains and ``ndots`` included, which is
+what makes ``user-service`` find ``user-service.<ns>.svc.cluster.local`` in a pod).
+dnspython does not read ``/etc/hosts``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeVar
+
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from .._endpoint import Endpoint
+from .._exceptions import ConfigError, SvcClientError
+
+__all__ = [
+    "DEFAULT_MAX_TTL",
+    "DEFAULT_MIN_TTL",
+    "DnsLookupError",
+    "DnsResolver",
+    "Resolution",
+    "parse_nameserver",
+]
+
+DEFAULT_MIN_TTL: Final = 1.0
+DEFAULT_MAX_TTL: Final = 300.0
+
+LookupKind = Literal["nxdomain", "no_answer", "timeout", "error"]
+_R = TypeVar("_R", bound=dns.resolver.BaseResolver)
+
+
+class DnsLookupError(SvcClientError):
+    """A DNS lookup for ``host`` failed.
+
+    ``kind`` says how: ``"nxdomain"`` (the name does not exist), ``"no_answer"`` (it exists
+    but has no usable record), ``"timeout"`` (no nameserver answered in time) or
+    ``"error"`` (SERVFAIL/REFUSED or another DNS failure).  ``nxdomain`` is
+    ``kind == "nxdomain"``.
+
+    >>> raise DnsLookupError("user-service", "name does not exist", nxdomain=True)
+    """
+
+    def __init__(
+        self,
+        host: str,
+        reason: str,
+        nxdomain: bool = False,
+        *,
+        kind: LookupKind | None = None,
+        service: str | None = None,
+    ) -> None:
+        super().__init__(f"DNS lookup for {host!r} failed: {reason}", service=service)
+        self.host = host
+        self.reason = reason
+        self.kind: LookupKind = kind or ("nxdomain" if nxdomain else "error")
+        self.nxdomain = self.kind == "nxdomain"
+
+    @property
+    def timed_out(self) -> bool:
+        """True when no nameserver answered within the timeout."""
+        return self.kind == "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The endpoints a name resolved to, how long they stay valid, and how they were found.
+
+    ``endpoints`` is sorted (IPv4 before IPv6, then by address and port) and free of
+    duplicates, so two resolutions of an unchanged name compare equal whatever order the
+    server rotated the records into.  ``ttl`` is in seconds (``inf`` for IP literals).
+    ``source`` is ``"literal"``, ``"dns"`` (A/AAAA) or ``"srv"``.
+    """
+
+    endpoints: tuple[Endpoint, ...]
+    ttl: float
+    source: str
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """Split ``"ip"``, ``"ip:port"``, ``"ipv6"`` or ``"[ipv6]:port"`` into ``(ip, port)``.
+
+    The port defaults to 53.  Host names are refused: a resolver needs an address.
+
+    >>> parse_nameserver("127.0.0.1:5353")
+    ('127.0.0.1', 5353)
+    >>> parse_nameserver("[::1]:5353")
+    ('::1', 5353)
+    """
+    raw = text.strip()
+    port_text = ""
+    if raw.startswith("["):
+        addr, sep, rest = raw[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(None, "dns_nameservers", text, "expected '[ipv6]' or '[ipv6]:port'")
+        port_text = rest[1:] if rest else ""
+        if rest and not port_text:
+            raise ConfigError(None, "dns_nameservers", text, "empty port")
+    elif raw.count(":") == 1:
+        addr, _, port_text = raw.partition(":")
+        if not port_text:
+            raise ConfigError(None, "dns_nameservers", text, "empty port")
+    else:
+        addr = raw  # IPv4 without a port, or a bare IPv6 address (its colons are no port)
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        raise ConfigError(
+            None, "dns_nameservers", text, "must be an IP address, optionally with :port"
+        ) from None
+    port = 53
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ConfigError(None, "dns_nameservers", text, "port must be 1-65535")
+        port = int(port_text)
+    return str(ip), port
+
+
+def _literal(host: str) -> str | None:
+    """The normalised address if ``host`` is an IP literal (or localhost), else None."""
+    h = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if h in {"localhost", "localhost."}:
+        return "127.0.0.1"  # RFC 6761: never ask a nameserver about localhost
+    if not h or not (h[0].isdigit() or ":" in h):
+        return None  # cheap reject: names like "user-service" never parse as addresses
+    try:
+        return str(ipaddress.ip_address(h))
+    except ValueError:
+        return None
+
+
+def _sort_key(ep: Endpoint) -> tuple[int, int, int]:
+    ip = ipaddress.ip_address(ep.host.partition("%")[0])
+    return (ip.version, int(ip), ep.port)
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    name: str
+    rdtype: dns.rdatatype.RdataType
+
+
+_A: Final = dns.rdatatype.A
+_AAAA: Final = dns.rdatatype.AAAA
+_SRV: Final = dns.rdatatype.SRV
+
+# What the plan receives for a query: the Answer, or the DNSException it raised.
+_Reply = Any
+_Plan = Generator[_Query, _Reply, Resolution]
+
+
+def _out_of_time() -> dns.exception.Timeout:
+    """The error raised into the plan when the time budget is spent before a query."""
+    return dns.exception.Timeout("resolve() time budget spent")  # type: ignore[no-untyped-call]
+
+
+# dnspython sleeps a back-off (0.1 s at first) after a round in which every nameserver
+# failed, *then* notices the lifetime is spent; keep that sleep inside our budget.
+_BACKOFF: Final = 0.1
+
+
+def _lifetime(remaining: float) -> float:
+    return remaining - _BACKOFF if remaining > 2 * _BACKOFF else remaining
+
+
+def _answer_ttl(answer: Any) -> float:
+    # chaining_result.minimum_ttl covers the CNAME chain as well as the final RRset.
+    return float(answer.chaining_result.minimum_ttl)
+
+
+def _failure(host: str, exc: BaseException) -> DnsLookupError:
+    """Translate a dnspython exception into the most specific DnsLookupError."""
+    if isinstance(exc, dns.resolver.NXDOMAIN):
+        return DnsLookupError(host, "name does not exist (NXDOMAIN)", kind="nxdomain")
+    if isinstance(exc, dns.resolver.NoAnswer):
+        return DnsLookupError(host, "no A/AAAA record", kind="no_answer")
+    if isinstance(exc, dns.exception.Timeout):
+        return DnsLookupError(host, f"timed out ({exc})", kind="timeout")
+    if isinstance(exc, dns.resolver.NoNameservers):
+        return DnsLookupError(host, f"no nameserver gave an answer ({exc})", kind="error")
+    return DnsLookupError(host, f"{type(exc).__name__}: {exc}", kind="error")
+
+
+class DnsResolver:
+    """Resolves a host name to a ``Resolution`` (all A/AAAA records, optional SRV ports).
+
+    ``nameservers``: ``["127.0.0.1:5353"]``-style strings; ``None`` (default) uses the
+    system resolv.conf.  ``timeout``: total seconds one ``resolve`` may take (default 1 s).
+    ``use_srv``: ask SRV ``_http._tcp.<host>`` (or ``srv_name``) for targets and ports
+    first.  Without a usable system configuration (no resolv.conf) construction still
+    succeeds and every lookup raises ``DnsLookupError(kind="error")``.
+    ``min_ttl``/``max_ttl`` clamp the returned TTL (defaults 1 s and 300 s).
+    dnspython's own cache is off: ``EndpointSet`` decides when to ask again.
+
+    >>> r = DnsResolver(["127.0.0.1:5353"], timeout=0.5)
+    >>> r.resolve("api.svc.test", 8080).endpoints  # doctest: +SKIP
+    (Endpoint(host='127.0.0.2', port=8080), Endpoint(host='127.0.0.3', port=8080))
+    """
+
+    __slots__ = (
+        "_async",
+        "_max_ttl",
+        "_min_ttl",
+        "_search",
+        "_sync",
+        "_unusable",
+        "nameservers",
+        "srv_name",
+        "timeout",
+        "use_srv",
+    )
+
+    def __init__(
+        self,
+        nameservers: Sequence[str] | None = None,
+        *,
+        timeout: float = 1.0,
+        use_srv: bool = False,
+        srv_name: str | None = None,
+        min_ttl: float = DEFAULT_MIN_TTL,
+        max_ttl: float = DEFAULT_MAX_TTL,
+    ) -> None:
+        if isinstance(nameservers, str):
+            raise ConfigError(None, "dns_nameservers", nameservers, "must be a list of strings")
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ConfigError(None, "dns_timeout", timeout, "must be a finite number > 0")
+        if not 0 <= min_ttl <= max_ttl:
+            raise ConfigError(None, "dns_min_ttl", min_ttl, "need 0 <= min_ttl <= max_ttl")
+        parsed = None if nameservers is None else [parse_nameserver(n) for n in nameservers]
+        if parsed is not None and not parsed:
+            raise ConfigError(None, "dns_nameservers", [], "must not be empty (None = system)")
+        self.nameservers: tuple[tuple[str, int], ...] | None = (
+            None if parsed is None else tuple(parsed)
+        )
+        self.timeout = float(timeout)
+        self.use_srv = use_srv or srv_name is not None
+        self.srv_name = srv_name
+        self._min_ttl = float(min_ttl)
+        self._max_ttl = float(max_ttl)
+        self._sync: dns.resolver.Resolver | None
+        try:
+            self._sync = self._configure(dns.resolver.Resolver)
+            self._unusable = ""
+        except DnsLookupError as exc:
+            self._sync, self._unusable = None, exc.reason
+        self._async: dns.asyncresolver.Resolver | None = None  # built on first aresolve
+        # Search domains only make sense with the system configuration (a pod's
+        # resolv.conf lists "<ns>.svc.cluster.local" etc.); explicit servers get FQDNs.
+        self._search = self.nameservers is None
+
+    def _configure(self, cls: type[_R]) -> _R:
+        if self.nameservers is None:
+            try:
+                res = cls(configure=True)
+            except dns.resolver.NoResolverConfiguration as exc:
+                # Not a ConfigError: a container without resolv.conf must still be able to
+                # build clients (the pipeline can fall back to the system's getaddrinfo).
+                reason = f"no system resolver configuration ({exc})"
+                raise DnsLookupError("<system>", reason, kind="error") from exc
+        else:
+            res = cls(configure=False)
+            res.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in self.nameservers]
+        # Give every nameserver a turn inside the budget instead of letting the first
+        # silent one eat all of it.
+        res.timeout = self.timeout / max(1, len(res.nameservers))
+        res.lifetime = self.timeout
+        res.cache = None
+        return res
+
+    def __repr__(self) -> str:
+        servers = "system" if self.nameservers is None else list(self.nameservers)
+        return f"DnsResolver({servers!r}, timeout={self.timeout:g}, use_srv={self.use_srv})"
+
+    # -- drivers ---------------------------------------------------------------------
+
+    def resolve(self, host: str, port: int) -> Resolution:
+        """Resolve ``host`` now (blocking, at most ``timeout`` seconds); ``port`` is used
+        for every endpoint unless SRV records give ports.  Raises ``DnsLookupError``."""
+        addr = _literal(host)
+        if addr is not None:
+            return Resolution((Endpoint(addr, port),), math.inf, "literal")
+        sync = self._sync
+        if sync is None:
+            raise DnsLookupError(host, self._unusable, kind="error")
+        deadline = time.monotonic() + self.timeout
+        plan = self._plan(host.rstrip("."), port)
+        try:
+            query = next(plan)
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    if remaining <= 0:
+                        raise _out_of_time()
+                    reply: _Reply = sync.resolve(
+                        query.name,
+                        query.rdtype,
+                        raise_on_no_answer=False,
+                        lifetime=_lifetime(remaining),
+                        search=self._search,
+                    )
+                except dns.exception.DNSException as exc:
+                    query = plan.throw(exc)
+                else:
+                    query = plan.send(reply)
+        except StopIteration as done:
+            result: Resolution = done.value
+            return result
+
+    async def aresolve(self, host: str, port: int) -> Resolution:
+        """Async twin of ``resolve`` (``dns.asyncresolver``; asyncio or trio)."""
+        addr = _literal(host)
+        if addr is not None:
+            return Resolution((Endpoint(addr, port),), math.inf, "literal")
+        res = self._async
+        if res is None:
+            if self._sync is None:
+                raise DnsLookupError(host, self._unusable, kind="error")
+            res = self._async = self._configure(dns.asyncresolver.Resolver)
+        deadline = time.monotonic() + self.timeout
+        plan = self._plan(host.rstrip("."), port)
+        try:
+            query = next(plan)
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    if remaining <= 0:
+                        raise _out_of_time()
+                    reply: _Reply = await res.resolve(
+                        query.name,
+                        query.rdtype,
+                        raise_on_no_answer=False,
+                        lifetime=_lifetime(remaining),
+                        search=self._search,
+                    )
+                except dns.exception.DNSException as exc:
+                    query = plan.throw(exc)
+                else:
+                    query = plan.send(reply)
+        except StopIteration as done:
+            result: Resolution = done.value
+            return result
+
+    # -- the plan (no I/O) --------------------------------------------------------------
+
+    def _addresses(self, host: str) -> Generator[_Query, _Reply, tuple[list[str], float]]:
+        """Query A then AAAA for ``host``; return (addresses, min TTL) or raise."""
+        try:
+            a = yield _Query(host, _A)
+        except dns.exception.DNSException as exc:
+            raise _failure(host, exc) from exc
+        addrs: list[str] = []
+        ttl = math.inf
+        if a.rrset is not None:
+            addrs.extend(r.address for r in a.rrset)
+            ttl = _answer_ttl(a)
+        try:
+            aaaa = yield _Query(host, _AAAA)
+        except dns.exception.DNSException as exc:
+            # A worked, so the name exists; an AAAA failure must not hide the IPv4 set.
+            if not addrs:
+                raise _failure(host, exc) from exc
+        else:
+            if aaaa.rrset is not None:
+                addrs.extend(r.address for r in aaaa.rrset)
+                ttl = min(ttl, _answer_ttl(aaaa))
+        if not addrs:
+            raise DnsLookupError(host, "no A or AAAA record", kind="no_answer")
+        return addrs, ttl
+
+    def _finish(self, endpoints: list[Endpoint], ttl: float, source: str) -> Resolution:
+        unique = sorted(set(endpoints), key=_sort_key)
+        clamped = min(max(ttl, self._min_ttl), self._max_ttl)
+        return Resolution(tuple(unique), clamped, source)
+
+    def _plan(self, host: str, port: int) -> _Plan:
+        if not host:
+            raise DnsLookupError(host, "empty host name", kind="error")
+        if self.use_srv:
+            srv_name = self.srv_name or f"_http._tcp.{host}"
+            try:
+                srv = yield _Query(srv_name, _SRV)
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                srv = None  # no SRV published: fall back to A/AAAA with the caller's port
+            except dns.exception.DNSException as exc:
+                raise _failure(srv_name, exc) from exc
+            if srv is not None and srv.rrset is not None:
+                srv_ttl = _answer_ttl(srv)
+                groups: dict[int, list[tuple[str, int]]] = {}
+                for rec in srv.rrset:
+                    target = rec.target.to_text(omit_final_dot=True)
+                    if target and target != ".":  # "." means "service not available here"
+                        groups.setdefault(rec.priority, []).append((target, rec.port))
+                last_error: DnsLookupError | None = None
+                for priority in sorted(groups):
+                    endpoints: list[Endpoint] = []
+                    ttl = srv_ttl
+                    for target, target_port in groups[priority]:
+                        literal = _literal(target)
+                        if literal is not None:
+                            endpoints.append(Endpoint(literal, target_port))
+                            continue
+                        try:
+                            addrs, t_ttl = yield from self._addresses(target)
+                        except DnsLookupError as exc:
+                            if exc.timed_out:
+                                raise  # the time budget is gone; lower groups cannot run
+                            last_error = exc
+                            continue
+                        ttl = min(ttl, t_ttl)
+                        endpoints.extend(Endpoint(a, target_port) for a in addrs)
+                    if endpoints:
+                        return self._finish(endpoints, ttl, "srv")
+                raise last_error or DnsLookupError(
+                    srv_name, "SRV records name no usable target", kind="no_answer"
+                )
+        addrs, ttl = yield from self._addresses(host)
+        return self._finish([Endpoint(a, port) for a in addrs], ttl, "dns")

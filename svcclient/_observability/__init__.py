@@ -1,0 +1,1 @@
+"""_observability: see the Design section of the README."""

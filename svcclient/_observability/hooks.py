@@ -1,0 +1,127 @@
+"""The observer interface every pipeline event goes through.
+
+Prometheus metrics and OpenTelemetry tracing are observers like any user's: subclass
+:class:`Hooks`, override what you need, and pass it in ``hooks=[...]``. A hook that
+raises is logged and ignored; it never breaks the call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .._endpoint import Endpoint
+
+__all__ = ["AttemptInfo", "CallInfo", "HookTable", "Hooks", "fire"]
+
+log = logging.getLogger("svcclient")
+
+
+@dataclass(slots=True, eq=False)
+class CallInfo:
+    """One logical call (all its attempts). ``state`` is free for observers to use."""
+
+    service: str
+    method: str
+    route: str
+    request: httpx.Request
+    started: float
+    attempts: int = 0
+    status_code: int | None = None
+    error_type: str | None = None
+    duration: float = 0.0
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class AttemptInfo:
+    """One attempt of a call, to one endpoint.
+
+    ``number`` is the resend count (0 for the first attempt). ``request`` may be given
+    headers by ``on_attempt_start`` (trace context). ``state`` is for observers.
+    """
+
+    call: CallInfo
+    number: int
+    endpoint: Endpoint | None
+    request: httpx.Request
+    started: float
+    status_code: int | None = None
+    error_type: str | None = None
+    duration: float = 0.0
+    state: Any = None
+
+
+class Hooks:
+    """Base observer: every method is a no-op. Override the events you care about."""
+
+    def on_request_start(self, call: CallInfo) -> None:
+        """A logical call entered the pipeline."""
+
+    def on_request_end(self, call: CallInfo) -> None:
+        """A logical call left the pipeline (``call.status_code`` or ``call.error_type``)."""
+
+    def on_attempt_start(self, attempt: AttemptInfo) -> None:
+        """An attempt is about to be sent; ``attempt.request`` headers may be edited."""
+
+    def on_attempt_end(self, attempt: AttemptInfo) -> None:
+        """An attempt finished with a status code or an error type."""
+
+    def on_retry(self, call: CallInfo, delay: float, reason: str) -> None:
+        """The pipeline will retry ``call`` after ``delay`` seconds."""
+
+    def on_retry_budget_exhausted(self, service: str) -> None:
+        """A retry was denied because the service's retry budget is spent."""
+
+    def on_breaker_transition(self, service: str, old: str, new: str) -> None:
+        """A circuit breaker changed state (``closed``/``open``/``half_open``/...)."""
+
+    def on_breaker_reject(self, service: str) -> None:
+        """A call was rejected by an open breaker."""
+
+    def on_ejection(self, service: str, endpoint: Endpoint, ejected: bool) -> None:
+        """An endpoint was ejected (``ejected=True``) or returned to rotation."""
+
+    def on_bulkhead_rejected(self, service: str) -> None:
+        """A call was rejected because the bulkhead was full."""
+
+    def on_hedge(self, service: str) -> None:
+        """A hedged (speculative) attempt was sent."""
+
+
+_EVENTS = tuple(name for name in vars(Hooks) if name.startswith("on_"))
+
+
+class HookTable:
+    """For each event, the bound methods of the observers that override it.
+
+    Built once per transport, so an event nobody listens to costs one empty-tuple test
+    and a listened-to event skips every observer that kept the base no-op.
+    """
+
+    __slots__ = _EVENTS
+
+    def __init__(self, hooks: Sequence[Hooks]) -> None:
+        for event in _EVENTS:
+            base = getattr(Hooks, event)
+            methods = tuple(
+                getattr(hook, event) for hook in hooks if getattr(type(hook), event) is not base
+            )
+            setattr(self, event, methods)
+
+    def __getattr__(self, name: str) -> tuple[Callable[..., None], ...]:  # for mypy only
+        raise AttributeError(name)
+
+
+def fire(methods: tuple[Callable[..., None], ...], *args: Any) -> None:
+    """Call each observer method; one that raises is logged and skipped."""
+    for method in methods:
+        try:
+            method(*args)
+        except Exception:
+            log.exception("svcclient hook %r failed", method)

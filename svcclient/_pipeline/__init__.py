@@ -1,0 +1,1 @@
+"""_pipeline: see the Design section of the README."""

@@ -1,0 +1,221 @@
+"""Per-service runtime state shared by the sync and async transports.
+
+One ``ServiceRuntime`` per transport holds what outlives a single call: the discovered
+URL, the endpoint set and its DNS TTL state, the balancer, the (shared, named) breaker,
+the retry budget, the route table and the observers. It performs no I/O: the transports
+resolve DNS and send requests, then report back here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import httpx
+
+from .._balancing.balancer import LoadBalancer
+from .._config.model import ServiceConfig
+from .._discovery.dns import DnsResolver, Resolution
+from .._discovery.endpoint_set import EndpointSet
+from .._discovery.rules import Discovery, discover
+from .._endpoint import Endpoint
+from .._exceptions import (
+    BulkheadFullError,
+    DiscoveryError,
+    NoHealthyEndpointError,
+    RequestFailedError,
+)
+from .._observability.hooks import Hooks, HookTable, fire
+from .._observability.routes import RouteTable
+from .._policies.breaker.machine import CircuitBreaker
+from .._policies.breaker.registry import breakers
+from .._policies.budget import RetryBudget
+from .._policies.hedge import LatencyWindow
+
+__all__ = ["ServiceRuntime"]
+
+log = logging.getLogger("svcclient")
+
+_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain"})
+_subscribed_lock = threading.Lock()
+_subscribed: set[tuple[int, int]] = set()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class ServiceRuntime:
+    """Shared state for one target service (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        hooks: Sequence[Hooks],
+        *,
+        owns_transport: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.clock = clock
+        self.hooks = tuple(hooks)
+        self.emit = HookTable(self.hooks)
+        self.discovery: Discovery = discover(
+            config.name,
+            config.url,
+            namespace=config.namespace,
+            port=config.port,
+            cluster_domain=config.cluster_domain,
+        )
+        self.base_url = httpx.URL(self.discovery.url)
+        host = self.base_url.host
+        port = self.base_url.port or (443 if self.base_url.scheme == "https" else 80)
+        self.origin = Endpoint(host, port)
+
+        mode = config.resolve
+        if mode == "auto" and not owns_transport and not config.dns_nameservers:
+            # A caller-supplied transport (a mock, a proxy) decides where bytes go.
+            mode = "system"
+        if _is_ip(host) or host.lower() in _LOCAL_NAMES:
+            mode = "system"
+        self.resolve_mode = mode
+
+        self.balancer = LoadBalancer(
+            config.balancing, config.outlier, clock=clock, on_ejection=self._on_ejection
+        )
+        self.endpoint_set: EndpointSet | None = None
+        self.resolver: DnsResolver | None = None
+        if mode == "system":
+            self.balancer.set_endpoints([self.origin])
+        else:
+            self.endpoint_set = EndpointSet(config.name, host, port, clock=clock)
+            self.resolver = DnsResolver(
+                config.dns_nameservers, timeout=config.dns_timeout, use_srv=config.use_srv
+            )
+        self.retired: list[Endpoint] = []
+        # Set once the first DNS answer (or failure) is in: callers that lose the race for
+        # the first refresh wait for it instead of finding no endpoints.
+        self.first_resolution = threading.Event()
+        if self.endpoint_set is None:
+            self.first_resolution.set()
+        policy = config.balancing
+        self.affinity_from_headers = policy.strategy == "affinity" and bool(
+            policy.affinity_header or policy.affinity_cookie
+        )
+
+        self.breaker: CircuitBreaker | None = None
+        if config.breaker is not None:
+            self.breaker = breakers.get_or_create(config.name, config.breaker, clock=clock)
+            self._subscribe_breaker(self.breaker)
+        self.budget = RetryBudget.from_policy(config.budget, clock=clock) if config.budget else None
+        self.routes = RouteTable()
+        self.retry = config.retry
+        t = config.timeout
+        self.attempt_timeouts = {"connect": t, "read": t, "write": t, "pool": t}
+        self.latencies = LatencyWindow() if config.hedge is not None else None
+        self.failure_status = (
+            config.breaker.is_failure_status if config.breaker is not None else _default_failure
+        )
+
+    # -- DNS ---------------------------------------------------------------------------
+
+    def refresh_due(self) -> bool:
+        """True when this call should re-resolve the service's host (TTL expired)."""
+        es = self.endpoint_set
+        return es is not None and es.needs_refresh(self.clock()) and es.begin_refresh(self.clock())
+
+    def refreshed(self, resolution: Resolution) -> None:
+        """Feed a successful DNS answer in; the balancer sees the new endpoint set."""
+        es = self.endpoint_set
+        assert es is not None
+        before = set(es.current)
+        es.update(resolution, self.clock())
+        after = set(es.current)
+        if before != after or not self.balancer.endpoints:
+            self.balancer.set_endpoints(list(es.current))
+            self.retired.extend(before - after)
+        self.first_resolution.set()
+
+    def refresh_failed(self, error: Exception) -> None:
+        """Feed a failed lookup in; keeps the last good set, else falls back or raises."""
+        es = self.endpoint_set
+        assert es is not None
+        es.refresh_failed(error, self.clock())
+        try:
+            self._after_failed_refresh(es, error)
+        finally:
+            self.first_resolution.set()
+
+    def _after_failed_refresh(self, es: EndpointSet, error: Exception) -> None:
+        if es.current:
+            log.warning(
+                "%s: DNS refresh failed, keeping %d endpoints: %s",
+                self.name,
+                len(es.current),
+                error,
+            )
+            return
+        if self.resolve_mode == "auto" and self.discovery.source != "cluster_dns":
+            # Not in DNS (a docker-compose or /etc/hosts name): let the system resolver try.
+            if not self.balancer.endpoints:
+                self.balancer.set_endpoints([self.origin])
+            return
+        self.balancer.set_endpoints([])
+        raise self.no_endpoint_error(None)
+
+    def no_endpoint_error(self, request: httpx.Request | None) -> RequestFailedError:
+        """Why there is nothing to send to: a DNS failure names the rules it tried."""
+        es = self.endpoint_set
+        if es is not None and not es.current and es.last_error is not None:
+            return DiscoveryError(
+                self.name, self.discovery.tried, f"DNS: {es.last_error}", request=request
+            )
+        return NoHealthyEndpointError(
+            f"{self.name}: no endpoint to send to", service=self.name, request=request
+        )
+
+    # -- events ------------------------------------------------------------------------
+
+    def bulkhead_rejected(self, request: httpx.Request, exc: BulkheadFullError) -> httpx.Response:
+        """A full bulkhead turned the call away: the fallback's answer, or raise ``exc``."""
+        fire(self.emit.on_bulkhead_rejected, self.name)
+        exc._request = request  # httpx's slot behind ``exc.request``
+        if self.config.fallback is None:
+            raise exc
+        return self.config.fallback(request, exc)
+
+    def _on_ejection(self, endpoint: Endpoint, ejected: bool) -> None:
+        if ejected:
+            self.retired.append(endpoint)
+        fire(self.emit.on_ejection, self.name, endpoint, ejected)
+
+    def _subscribe_breaker(self, breaker: CircuitBreaker) -> None:
+        # Breakers are shared by name; subscribe each observer once per breaker.
+        for hook in self.hooks:
+            if type(hook).on_breaker_transition is Hooks.on_breaker_transition:
+                continue
+            key = (id(breaker), id(hook))
+            with _subscribed_lock:
+                if key in _subscribed:
+                    continue
+                _subscribed.add(key)
+            breaker.on("state_change", _transition_relay(self.name, hook))
+
+
+def _default_failure(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _transition_relay(service: str, hook: Hooks) -> Callable[[str, str], None]:
+    def relay(old: str, new: str) -> None:
+        hook.on_breaker_transition(service, old, new)
+
+    return relay

@@ -1,0 +1,1 @@
+"""_policies: see the Design section of the README."""

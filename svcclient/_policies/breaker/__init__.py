@@ -1,0 +1,1 @@
+"""breaker: see the Design section of the README."""

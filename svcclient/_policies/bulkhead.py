@@ -1,0 +1,319 @@
+"""A per-service bulkhead: a limit on calls in flight and on calls waiting for a slot.
+
+Theory of operation
+-------------------
+One I/O-free core (:class:`_BulkheadCore`) counts slots and keeps a FIFO queue of waiter
+tokens; two short drivers give it a thread flavour (:class:`Bulkhead`, a lock and one
+``threading.Lock`` per waiter as its wake-up call) and an asyncio flavour
+(:class:`AsyncBulkhead`, one future per waiter).
+
+* A caller takes a free slot at once, unless someone is already queued (no barging: a
+  newcomer must not overtake a waiter).
+* Otherwise it queues if fewer than ``max_waiting`` wait, and else is refused at once
+  with :class:`~svcclient.BulkheadFullError`.
+* A release with waiters queued hands the slot directly to the oldest waiter (the count
+  of calls in flight does not change); with nobody queued the slot is freed.
+* A waiter that gives up (timeout, cancellation) removes its token. If the token is gone,
+  a release has already handed it a slot, and it must use or release that slot: this is
+  what makes timeouts and cancellation leak-free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Generic, TypeVar
+
+from .._exceptions import BulkheadFullError, ConfigError
+
+__all__ = ["AsyncBulkhead", "Bulkhead", "BulkheadPolicy"]
+
+_W = TypeVar("_W")
+
+
+@dataclass(frozen=True, slots=True)
+class BulkheadPolicy:
+    """Limits for a :class:`Bulkhead` / :class:`AsyncBulkhead`.
+
+    * ``max_concurrent`` (1024): calls in flight at once; at least 1.
+    * ``max_waiting`` (1024): calls allowed to queue for a slot; 0 refuses at once when full.
+    * ``wait_timeout`` (1.0 s): how long a queued call waits before it is refused;
+      0 refuses at once when full.
+
+    >>> BulkheadPolicy(max_concurrent=10, max_waiting=0).max_waiting
+    0
+    """
+
+    max_concurrent: int = 1024
+    max_waiting: int = 1024
+    wait_timeout: float = 1.0
+
+    def __post_init__(self) -> None:
+        for key, low in (("max_concurrent", 1), ("max_waiting", 0)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(None, key, value, f"must be an integer >= {low}")
+        t = self.wait_timeout
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t < math.inf:
+            raise ConfigError(None, "wait_timeout", t, "must be a finite number >= 0")
+
+
+def _wait(policy: BulkheadPolicy, timeout: float | None) -> float:
+    wait = policy.wait_timeout
+    return wait if timeout is None or timeout >= wait else max(timeout, 0.0)
+
+
+class _BulkheadCore(Generic[_W]):
+    """Slot counting and the waiter queue; no locking, no waiting, no clock.
+
+    The thread driver calls it under its lock; the asyncio driver from the event loop.
+    """
+
+    __slots__ = ("in_flight", "max_concurrent", "max_waiting", "waiters")
+
+    def __init__(self, policy: BulkheadPolicy) -> None:
+        self.max_concurrent = policy.max_concurrent
+        self.max_waiting = policy.max_waiting
+        self.in_flight = 0
+        self.waiters: deque[_W] = deque()
+
+    def try_acquire(self) -> bool:
+        """Take a free slot if there is one and nobody is queued ahead."""
+        if self.in_flight < self.max_concurrent and not self.waiters:
+            self.in_flight += 1
+            return True
+        return False
+
+    def enqueue(self, waiter: _W) -> bool:
+        """Queue ``waiter`` for the next free slot; False when the queue is full."""
+        if len(self.waiters) >= self.max_waiting:
+            return False
+        self.waiters.append(waiter)
+        return True
+
+    def release(self) -> _W | None:
+        """Give up a slot: returns the waiter it was handed to, or None if it was freed."""
+        if self.waiters:
+            return self.waiters.popleft()
+        if self.in_flight <= 0:
+            raise RuntimeError("bulkhead released more times than acquired")
+        self.in_flight -= 1
+        return None
+
+    def withdraw(self, waiter: _W) -> bool:
+        """Remove a waiter that gives up; False if it was already handed a slot."""
+        try:
+            self.waiters.remove(waiter)
+        except ValueError:
+            return False
+        return True
+
+
+def _full(service: str | None, core: _BulkheadCore[_W]) -> BulkheadFullError:
+    return BulkheadFullError(
+        f"{service or 'call'}: bulkhead full "
+        f"({core.in_flight}/{core.max_concurrent} in flight, "
+        f"{len(core.waiters)}/{core.max_waiting} waiting)",
+        service=service,
+    )
+
+
+def _timed_out(service: str | None, timeout: float) -> BulkheadFullError:
+    return BulkheadFullError(
+        f"{service or 'call'}: no bulkhead slot freed within {timeout:g}s", service=service
+    )
+
+
+class Bulkhead:
+    """A thread-safe bulkhead for synchronous code.
+
+    >>> bulkhead = Bulkhead(BulkheadPolicy(max_concurrent=2), service="users")
+    >>> with bulkhead:
+    ...     bulkhead.in_flight
+    1
+    """
+
+    __slots__ = ("_core", "_lock", "policy", "service")
+
+    def __init__(self, policy: BulkheadPolicy | None = None, service: str | None = None) -> None:
+        self.policy = policy if policy is not None else BulkheadPolicy()
+        self.service = service
+        self._core: _BulkheadCore[threading.Lock] = _BulkheadCore(self.policy)
+        self._lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        """Calls holding a slot now."""
+        return self._core.in_flight
+
+    @property
+    def waiting(self) -> int:
+        """Calls queued for a slot now."""
+        return len(self._core.waiters)
+
+    def acquire(self, timeout: float | None = None) -> None:
+        """Take a slot, waiting up to ``wait_timeout`` if the queue has room.
+
+        ``timeout`` (e.g. the caller's deadline) can only shorten ``wait_timeout``.
+        Raises :class:`~svcclient.BulkheadFullError` at once when the queue is full, or
+        when no slot is handed over within the wait.
+        """
+        core = self._core
+        with self._lock:
+            if core.try_acquire():
+                return
+            timeout = _wait(self.policy, timeout)
+            if timeout <= 0:
+                raise _full(self.service, core)
+            token = threading.Lock()
+            token.acquire()  # held until a release hands us the slot
+            if not core.enqueue(token):
+                raise _full(self.service, core)
+        try:
+            got = token.acquire(timeout=timeout)
+        except BaseException:
+            # Interrupted (KeyboardInterrupt in the main thread): leave the queue, and pass
+            # the slot on if a release handed it to us meanwhile.
+            with self._lock:
+                handed_over = not core.withdraw(token)
+            if handed_over:
+                self.release()
+            raise
+        if got:
+            return
+        with self._lock:
+            if core.withdraw(token):
+                raise _timed_out(self.service, timeout)
+        # A release handed us the slot between our timeout and taking the lock: keep it.
+
+    def release(self) -> None:
+        """Give the slot back (to the oldest waiter if any)."""
+        with self._lock:
+            token = self._core.release()
+            if token is not None:
+                token.release()
+
+    def __enter__(self) -> Bulkhead:
+        # The uncontended path inlined (one call fewer on every request); acquire() repeats
+        # the check under the lock, so a slot freed in between is still taken.
+        with self._lock:
+            if self._core.try_acquire():
+                return self
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with self._lock:
+            token = self._core.release()
+            if token is not None:
+                token.release()
+
+    def __repr__(self) -> str:
+        return (
+            f"Bulkhead(service={self.service!r}, in_flight={self.in_flight}, "
+            f"waiting={self.waiting}, policy={self.policy!r})"
+        )
+
+
+class AsyncBulkhead:
+    """A bulkhead for asyncio tasks of one event loop (not thread-safe).
+
+    A task cancelled while it waits never leaks a slot: if the slot had already been
+    handed over, it is passed on before the cancellation propagates.
+
+    >>> async def call(bulkhead: AsyncBulkhead) -> None:
+    ...     async with bulkhead:
+    ...         ...  # at most policy.max_concurrent tasks run this at once
+    """
+
+    __slots__ = ("_core", "policy", "service")
+
+    def __init__(self, policy: BulkheadPolicy | None = None, service: str | None = None) -> None:
+        self.policy = policy if policy is not None else BulkheadPolicy()
+        self.service = service
+        self._core: _BulkheadCore[asyncio.Future[None]] = _BulkheadCore(self.policy)
+
+    @property
+    def in_flight(self) -> int:
+        """Tasks holding a slot now."""
+        return self._core.in_flight
+
+    @property
+    def waiting(self) -> int:
+        """Tasks queued for a slot now."""
+        return len(self._core.waiters)
+
+    async def acquire(self, timeout: float | None = None) -> None:
+        """Take a slot, waiting up to ``wait_timeout`` if the queue has room.
+
+        ``timeout`` (e.g. the caller's deadline) can only shorten ``wait_timeout``.
+        Raises :class:`~svcclient.BulkheadFullError` at once when the queue is full, or
+        when no slot is handed over within the wait.
+        """
+        core = self._core
+        if core.try_acquire():
+            return
+        timeout = _wait(self.policy, timeout)
+        if timeout <= 0:
+            raise _full(self.service, core)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        if not core.enqueue(waiter):
+            raise _full(self.service, core)
+        # The timer runs on the loop, like release(), so "time out" and "hand over" can
+        # never interleave: whichever runs first settles the future.
+        timer = loop.call_later(timeout, self._expire, waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if (
+                not core.withdraw(waiter)
+                and waiter.done()
+                and not waiter.cancelled()
+                and waiter.exception() is None
+            ):
+                # Handed a slot, then cancelled before we could run: pass the slot on.
+                self.release()
+            raise
+        finally:
+            timer.cancel()
+
+    def _expire(self, waiter: asyncio.Future[None]) -> None:
+        if self._core.withdraw(waiter):
+            waiter.set_exception(_timed_out(self.service, self.policy.wait_timeout))
+
+    def release(self) -> None:
+        """Give the slot back (to the oldest waiting task if any)."""
+        core = self._core
+        while (waiter := core.release()) is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+            # That waiter was cancelled before it could be withdrawn: try the next one.
+
+    async def __aenter__(self) -> AsyncBulkhead:
+        await self.acquire()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return (
+            f"AsyncBulkhead(service={self.service!r}, in_flight={self.in_flight}, "
+            f"waiting={self.waiting}, policy={self.policy!r})"
+        )

@@ -1,0 +1,327 @@
+"""Retry policy and the retry decision, without I/O.
+
+The pipeline sends an attempt; only when it fails (an error, or a status such as 503) does it
+call :func:`decide_retry`, which answers "retry after ``delay`` seconds" or "stop, because
+``reason``". The function reads no clock and sleeps nowhere: time comes in as arguments
+(``remaining`` from the call's :class:`~svcclient._policies.deadline.Deadline`, ``now_wall`` for
+HTTP-date ``Retry-After`` values), so the sync and async transports share it and tests are
+exact. A first attempt that succeeds never reaches this module.
+
+Rules, in the order they are applied:
+
+1. ``opt_in=False`` forbids retrying the request at all.
+2. At most ``attempts - 1`` retries.
+3. Outcomes that retry:
+
+   * ``connect_refused``, ``connect_timeout``, ``dns_failure``: always, even for POST; the
+     request never reached a server, so a retry cannot duplicate it.
+   * ``read_timeout`` (unless ``retry_read_timeouts=False``), ``reset``, ``protocol_error``
+     and statuses in ``retry_statuses``: only if the request is idempotent (its method is in
+     ``idempotent_methods``, it carries the idempotency header, or ``opt_in=True``).
+   * Nothing else: ``tls_error`` (a retry will fail the same way), ``deadline_exceeded``,
+     ``circuit_open`` (the breaker has already spoken) and ``unknown`` (an error we cannot
+     classify may be a bug; retrying it hides the bug and triples its cost).
+
+4. A body that cannot be replayed (a one-shot stream) is never resent.
+5. The delay is a full-jitter exponential backoff (tenacity's ``wait_random_exponential``).
+   For 429 and 503 a parsable ``Retry-After`` raises it to at least the server's value; if
+   that does not fit in the time left, the call stops with the original outcome. The delay
+   always fits: a jittered backoff longer than half the time left is cut to half (the
+   other half is for the attempt), and no retry is made once the deadline has passed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import tenacity
+
+from .._classify import ERROR_TYPES
+from .._exceptions import ConfigError
+from .retry_after import parse_retry_after
+
+__all__ = [
+    "DEFAULT_IDEMPOTENT_METHODS",
+    "DEFAULT_RETRY_STATUSES",
+    "RetryDecision",
+    "RetryPolicy",
+    "decide_retry",
+    "is_retryable_status",
+]
+
+DEFAULT_RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
+DEFAULT_IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+# Errors raised before the request reached any server: resending cannot duplicate it.
+_NEVER_SENT: Final = frozenset({"connect_refused", "connect_timeout", "dns_failure"})
+# Errors after the request may have been (partly) processed: resend only if idempotent.
+_MAYBE_SENT: Final = frozenset({"read_timeout", "reset", "protocol_error"})
+# Statuses whose Retry-After we honour (RFC 9110 defines it for 503 and 3xx, RFC 6585 for 429).
+_RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+# More distinct backoff windows than any float ratio cap/base can produce (log2 of
+# 1.8e308 / 5e-324 is about 2100): bounds the loop in RetryPolicy.__post_init__.
+_MAX_WINDOWS: Final = 2200
+# RFC 9110 token characters, for method and header names.
+_TCHARS: Final = frozenset(
+    "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How many times, after which outcomes and how long to wait between attempts.
+
+    Defaults: 3 attempts (2 retries); backoff with full jitter, the n-th retry waiting a
+    random time in ``[0, min(backoff_cap, backoff_base * 2**(n-1))]`` (0.05 s, 0.1 s, ...
+    capped at 1 s); retry 429, 502, 503, 504; read timeouts retried for idempotent requests;
+    ``Idempotency-Key`` makes a POST/PATCH retryable; ``Retry-After`` honoured.
+
+    ``retry_statuses`` must be explicit integer codes between 400 and 599. Status classes
+    such as ``"5xx"`` are rejected on purpose: a class would also retry 500 and 501, which
+    are rarely transient. Any iterable is accepted and stored as a frozenset; method names
+    are upper-cased. Invalid values raise :class:`~svcclient.ConfigError`.
+
+    >>> policy = RetryPolicy(attempts=5, backoff_base=0.1, backoff_cap=2.0)
+    >>> policy.worst_case_delay()  # 0.1 + 0.2 + 0.4 + 0.8
+    1.5
+    >>> RetryPolicy.disabled().attempts
+    1
+    """
+
+    attempts: int = 3
+    backoff_base: float = 0.05
+    backoff_cap: float = 1.0
+    retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
+    retry_read_timeouts: bool = True
+    idempotent_methods: frozenset[str] = DEFAULT_IDEMPOTENT_METHODS
+    idempotency_header: str = "Idempotency-Key"
+    respect_retry_after: bool = True
+    # Built once per policy: tenacity's jittered wait, and one read-only RetryCallState per
+    # distinct backoff window (see __post_init__).
+    _wait: tenacity.wait_random_exponential = field(init=False, repr=False, compare=False)
+    _states: tuple[tenacity.RetryCallState, ...] = field(init=False, repr=False, compare=False)
+    _worst_case: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        a = self.attempts
+        if isinstance(a, bool) or not isinstance(a, int) or a < 1:
+            raise ConfigError(None, "attempts", a, "must be an integer >= 1")
+        base, cap = self.backoff_base, self.backoff_cap
+        if _not_number(base) or not (0 < base < math.inf):
+            raise ConfigError(None, "backoff_base", base, "must be a finite number > 0")
+        if _not_number(cap) or not (base <= cap < math.inf):
+            raise ConfigError(
+                None, "backoff_cap", cap, f"must be finite and >= backoff_base={base}"
+            )
+        for flag in ("retry_read_timeouts", "respect_retry_after"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(None, flag, getattr(self, flag), "must be True or False")
+        set_ = object.__setattr__  # frozen: normalise in place, once, at construction
+        set_(self, "retry_statuses", _statuses(self.retry_statuses))
+        set_(self, "idempotent_methods", _methods(self.idempotent_methods))
+        header = self.idempotency_header
+        if not isinstance(header, str) or not header or not set(header) <= _TCHARS:
+            raise ConfigError(None, "idempotency_header", header, "must be a header name")
+
+        wait = tenacity.wait_random_exponential(multiplier=base, max=cap)
+        set_(self, "_wait", wait)
+        # tenacity's wait strategies read only ``attempt_number`` from the RetryCallState.
+        # The windows stop growing once base * 2**(n-1) reaches the cap, so one state per
+        # retry number up to that point covers every retry. The states are built here and
+        # never mutated: backoff() then allocates nothing, reads no clock (the state's
+        # constructor does) and is safe to call from any thread. The Retrying they point at
+        # mirrors this policy but never runs a loop (the pipeline is the loop).
+        retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(a), wait=wait)
+        # The upper bound of each jittered sleep is the jitter-free exponential with the
+        # same parameters; both come from tenacity so they cannot drift apart.
+        bound = tenacity.wait_exponential(multiplier=base, max=cap)
+        states: list[tenacity.RetryCallState] = []
+        for n in range(1, _MAX_WINDOWS + 1):
+            state = tenacity.RetryCallState(retrying, None, (), {})
+            state.attempt_number = n  # the sleep after attempt n precedes retry n
+            states.append(state)
+            if bound(state) >= cap:
+                break
+        set_(self, "_states", tuple(states))
+        retries = a - 1
+        worst = sum(bound(st) for st in states[:retries])
+        if retries > len(states):  # the rest all wait the cap
+            worst += bound(states[-1]) * (retries - len(states))
+        set_(self, "_worst_case", worst)
+
+    @classmethod
+    def disabled(cls) -> RetryPolicy:
+        """A policy that never retries (``attempts=1``)."""
+        return cls(attempts=1)
+
+    @property
+    def max_retries(self) -> int:
+        """Retries after the first attempt: ``attempts - 1``."""
+        return self.attempts - 1
+
+    def worst_case_delay(self) -> float:
+        """Sum of the longest backoff sleeps over ``attempts - 1`` retries, in seconds.
+
+        Checked by the config against the total deadline. A ``Retry-After`` from the
+        server can ask for longer; such a retry is only made if it fits in the deadline.
+        """
+        return self._worst_case
+
+    def backoff(self, retry_number: int) -> float:
+        """A random backoff before retry number ``retry_number`` (1-based), in seconds.
+
+        Full jitter: uniform in ``[0, min(backoff_cap, backoff_base * 2**(retry_number-1))]``,
+        computed by tenacity's ``wait_random_exponential``.
+        """
+        states = self._states
+        if retry_number >= len(states):
+            return float(self._wait(states[-1]))
+        return float(self._wait(states[retry_number - 1 if retry_number > 1 else 0]))
+
+
+def _not_number(value: object) -> bool:
+    return isinstance(value, bool) or not isinstance(value, int | float)
+
+
+def _statuses(value: object) -> frozenset[int]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ConfigError(None, "retry_statuses", value, "must be a collection of status codes")
+    out: set[int] = set()
+    for code in value:
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise ConfigError(
+                None,
+                "retry_statuses",
+                code,
+                "must be an integer status code (classes such as '5xx' are not accepted)",
+            )
+        if not 400 <= code <= 599:
+            raise ConfigError(None, "retry_statuses", code, "must be an error status, 400-599")
+        out.add(code)
+    return frozenset(out)
+
+
+def _methods(value: object) -> frozenset[str]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ConfigError(None, "idempotent_methods", value, "must be a collection of methods")
+    out: set[str] = set()
+    for method in value:
+        if not isinstance(method, str) or not method or not set(method) <= _TCHARS:
+            raise ConfigError(None, "idempotent_methods", method, "must be an HTTP method name")
+        out.add(method.upper())
+    return frozenset(out)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """What :func:`decide_retry` answered.
+
+    ``retry``: whether to send another attempt; ``delay``: seconds to sleep first (0.0 when
+    not retrying); ``reason``: a short human explanation for logs, spans and errors, e.g.
+    ``"status 503"`` or ``"not idempotent: POST without Idempotency-Key"``.
+    """
+
+    retry: bool
+    delay: float
+    reason: str
+
+
+def is_retryable_status(policy: RetryPolicy, status: int) -> bool:
+    """Whether ``status`` is one the policy may retry (before idempotency and budget)."""
+    return status in policy.retry_statuses
+
+
+def _stop(reason: str) -> RetryDecision:
+    return RetryDecision(False, 0.0, reason)
+
+
+def decide_retry(
+    policy: RetryPolicy,
+    *,
+    method: str,
+    has_idempotency_key: bool,
+    opt_in: bool | None,
+    replayable: bool,
+    retry_number: int,
+    status: int | None,
+    error_type: str | None,
+    response_headers: Mapping[str, str] | None,
+    remaining: float,
+    now_wall: float,
+) -> RetryDecision:
+    """Decide whether a failed attempt is retried, and after how long.
+
+    * ``retry_number``: 1-based number of the retry that would happen next (1 after the
+      first attempt failed).
+    * ``status`` / ``error_type``: how the attempt ended; ``error_type`` is from
+      ``svcclient._classify.ERROR_TYPES`` and wins when both are given (an error while
+      reading the body of a response).
+    * ``opt_in``: the caller's per-request choice; True allows retrying a non-idempotent
+      request, False forbids retrying at all, None applies the rules.
+    * ``replayable``: False when the body is a one-shot stream.
+    * ``remaining``: seconds left on the call's deadline; ``now_wall``: ``time.time()``
+      for HTTP-date ``Retry-After`` values.
+
+    Pure: no clock, no I/O. The retry budget is consulted by the caller after a "yes".
+
+    >>> decide_retry(RetryPolicy(), method="POST", has_idempotency_key=False, opt_in=None,
+    ...              replayable=True, retry_number=1, status=503, error_type=None,
+    ...              response_headers=None, remaining=2.0, now_wall=0.0).reason
+    'not idempotent: POST without Idempotency-Key'
+    """
+    if opt_in is False:
+        return _stop("retries disabled for this request")
+    if retry_number > policy.attempts - 1:
+        return _stop("attempts exhausted")
+
+    if error_type is not None:
+        outcome = error_type
+        if error_type in _NEVER_SENT:
+            needs_idempotency = False
+        elif error_type in _MAYBE_SENT:
+            if error_type == "read_timeout" and not policy.retry_read_timeouts:
+                return _stop("read timeouts are not retried")
+            needs_idempotency = True
+        elif error_type in ERROR_TYPES:
+            return _stop(f"{error_type} is not retryable")
+        else:
+            return _stop(f"unknown error type {error_type!r}")
+    elif status is not None:
+        outcome = f"status {status}"
+        if status not in policy.retry_statuses:
+            return _stop(f"status {status} is not retryable")
+        needs_idempotency = True
+    else:
+        return _stop("nothing to retry")
+
+    if needs_idempotency and not (
+        opt_in or has_idempotency_key or method.upper() in policy.idempotent_methods
+    ):
+        return _stop(f"not idempotent: {method.upper()} without {policy.idempotency_header}")
+    if not replayable:
+        return _stop("body not replayable")
+    if not remaining > 0.0:
+        return _stop("deadline exceeded")
+
+    # Full jitter can draw anything up to the cap; rather than give up on an unlucky draw,
+    # shrink it so the retry keeps half of the time left to run in.
+    delay = policy.backoff(retry_number)
+    delay = min(delay, remaining * 0.5)
+    if (
+        status in _RETRY_AFTER_STATUSES
+        and error_type is None
+        and policy.respect_retry_after
+        and response_headers
+    ):
+        header = response_headers.get("Retry-After")
+        if header is None:
+            header = response_headers.get("retry-after")
+        server_wait = parse_retry_after(header, now_wall)
+        if server_wait is not None:
+            if server_wait >= remaining:
+                return _stop("deadline too short for Retry-After")
+            delay = max(delay, server_wait)
+    return RetryDecision(True, delay, outcome)

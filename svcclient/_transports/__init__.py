@@ -1,0 +1,1 @@
+"""_transports: see the Design section of the README."""

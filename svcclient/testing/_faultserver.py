@@ -1,0 +1,649 @@
+"""A small local HTTP/1.1 server that misbehaves on demand, for tests and the demo.
+
+Theory of operation
+-------------------
+``FaultServer`` runs plain asyncio (HTTP parsing by h11, which httpx already depends on)
+on its own event loop in a daemon thread, so sync tests, async tests and the CLI demo can
+all use it.  Every request takes one ``Fault`` from the *script*: first the per-request
+queue filled by ``push_faults``, else the standing fault from ``set_fault`` (``Fault.ok()``
+at start).  The request is recorded (``requests``, ``count``) *before* the fault is acted
+on, so when the client sees the failure the server has already counted the request.
+
+Faults::
+
+    Fault.ok()                       200 + JSON {"server", "method", "path"[, "headers"]}
+    Fault.status(503, retry_after=2) any status, headers and body
+    Fault.refuse()                   stop listening (set_fault only; or .refuse()/.resume())
+    Fault.reset()                    read the request, then close with RST (SO_LINGER 0)
+    Fault.close()                    read the request, then close cleanly with no response
+    Fault.stall_before_headers(s)    wait s seconds before the status line
+    Fault.stall_mid_body(s)          headers + part of the body, wait s, then the rest
+    Fault.slow(0.2) / slow(fn) / slow(fraction=0.1, after=1.0)
+                                     delay, then respond (``then``, default ok)
+    Fault.truncated()                Content-Length larger than the body, then close
+    Fault.malformed()                a garbage status line, then close
+
+Safety: binds loopback addresses only (127.0.0.0/8, ::1); every wait is bounded by
+``MAX_FAULT_SECONDS``; ``stop()`` aborts connections, cancels tasks and joins the thread
+with a timeout, so it cannot hang.
+
+>>> with FaultServer("127.0.0.2", name="users") as srv:       # doctest: +SKIP
+...     srv.push_faults([Fault.status(503, retry_after=1), Fault.ok()])
+...     httpx.get(srv.url + "/users/1").status_code
+503
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import json
+import math
+import socket
+import struct
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, NamedTuple
+
+import h11
+
+from .._exceptions import ConfigError
+
+__all__ = ["MAX_FAULT_SECONDS", "Fault", "FaultServer", "RecordedRequest"]
+
+MAX_FAULT_SECONDS: Final = 600.0
+_KINDS: Final = frozenset(
+    {
+        "ok",
+        "status",
+        "refuse",
+        "reset",
+        "close",
+        "stall_before_headers",
+        "stall_mid_body",
+        "slow",
+        "truncated",
+        "malformed",
+    }
+)
+_STOP_TIMEOUT: Final = 5.0
+
+HeaderArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
+
+
+def _headers(h: HeaderArg) -> tuple[tuple[str, str], ...]:
+    if h is None:
+        return ()
+    items = h.items() if isinstance(h, Mapping) else h
+    return tuple((str(k), str(v)) for k, v in items)
+
+
+def _check_seconds(key: str, value: float) -> float:
+    if not (math.isfinite(value) and 0 <= value <= MAX_FAULT_SECONDS):
+        raise ConfigError(None, key, value, f"must be between 0 and {MAX_FAULT_SECONDS:g} s")
+    return float(value)
+
+
+class _EveryNth:
+    """Delay exactly ``fraction`` of calls by ``after`` seconds, spread evenly.
+
+    Deterministic on purpose: "10 % of requests after 1 s" over 2,000 requests is exactly
+    200 slow ones, so benchmark runs compare like with like.
+    """
+
+    __slots__ = ("_count", "after", "fraction")
+
+    def __init__(self, fraction: float, after: float) -> None:
+        self.fraction = fraction
+        self.after = after
+        self._count = itertools.count()
+
+    def __call__(self) -> float:
+        i = next(self._count)
+        # Slow when the running total of "owed" slow requests crosses an integer.
+        slow = math.floor((i + 1) * self.fraction) > math.floor(i * self.fraction)
+        return self.after if slow else 0.0
+
+    def __repr__(self) -> str:
+        return f"{self.fraction:.0%} after {self.after:g}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One scripted server behaviour; build them with the static constructors
+    (``Fault.ok()``, ``Fault.status(503)``, ``Fault.reset()`` ...)."""
+
+    kind: str
+    code: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None  # None: the JSON echo body
+    seconds: float = 0.0
+    delay: Callable[[], float] | None = None
+    then: Fault | None = None
+    echo_headers: bool = False
+    missing: int = 0  # truncated: bytes promised by Content-Length but never sent
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ConfigError(None, "kind", self.kind, f"must be one of {sorted(_KINDS)}")
+        if not 200 <= self.code <= 599:
+            raise ConfigError(None, "status", self.code, "must be 200-599")
+        if self.kind == "truncated" and self.missing < 1:
+            raise ConfigError(None, "missing", self.missing, "must be >= 1")
+        _check_seconds("seconds", self.seconds)
+        if self.then is not None and self.then.kind == "refuse":
+            raise ConfigError(None, "then", "refuse", "refuse is a server state, not a reply")
+
+    # -- constructors -------------------------------------------------------------------
+
+    @staticmethod
+    def ok(
+        status: int = 200,
+        *,
+        body: bytes | str | None = None,
+        headers: HeaderArg = None,
+        echo_headers: bool = False,
+    ) -> Fault:
+        """A normal response; the default body is JSON naming the server, method and path
+        (plus the received headers when ``echo_headers``)."""
+        raw = body.encode() if isinstance(body, str) else body
+        return Fault("ok", status, _headers(headers), raw, echo_headers=echo_headers)
+
+    @staticmethod
+    def status(
+        code: int,
+        headers: HeaderArg = None,
+        body: bytes | str = b"",
+        *,
+        retry_after: float | None = None,
+    ) -> Fault:
+        """Respond ``code`` (e.g. 503, 429) with these headers and body;
+        ``retry_after`` adds a ``Retry-After`` header (seconds)."""
+        hs = _headers(headers)
+        if retry_after is not None:
+            hs += (("Retry-After", f"{retry_after:g}"),)
+        raw = body.encode() if isinstance(body, str) else body
+        return Fault("status", code, hs, raw)
+
+    @staticmethod
+    def refuse() -> Fault:
+        """Stop listening: new connections are refused (``httpx.ConnectError``).
+        Only for ``set_fault``; any later ``set_fault`` of another kind listens again."""
+        return Fault("refuse")
+
+    @staticmethod
+    def reset() -> Fault:
+        """Read the request, then abort the connection with a TCP RST."""
+        return Fault("reset")
+
+    @staticmethod
+    def close() -> Fault:
+        """Read the request, then close the connection cleanly without answering."""
+        return Fault("close")
+
+    @staticmethod
+    def stall_before_headers(seconds: float, then: Fault | None = None) -> Fault:
+        """Wait ``seconds`` before sending anything, then reply ``then`` (default ok)."""
+        return Fault("stall_before_headers", seconds=seconds, then=then)
+
+    @staticmethod
+    def stall_mid_body(seconds: float) -> Fault:
+        """Send the headers and the first part of a ~2 KB body, wait ``seconds``, then the rest."""
+        return Fault("stall_mid_body", seconds=seconds)
+
+    @staticmethod
+    def slow(
+        delay: float | Callable[[], float] | None = None,
+        *,
+        fraction: float | None = None,
+        after: float | None = None,
+        then: Fault | None = None,
+    ) -> Fault:
+        """Delay, then reply ``then`` (default ok).
+
+        ``slow(0.2)``: every request waits 0.2 s.  ``slow(lambda: rng.expovariate(50))``: a
+        distribution (results are clamped to ``[0, MAX_FAULT_SECONDS]``).
+        ``slow(fraction=0.1, after=1.0)``: exactly 10 % of requests, evenly spread, wait 1 s.
+        """
+        if fraction is not None or after is not None:
+            if delay is not None or fraction is None or after is None:
+                raise ConfigError(None, "slow", delay, "give delay, or fraction with after")
+            if not 0 <= fraction <= 1:
+                raise ConfigError(None, "fraction", fraction, "must be between 0 and 1")
+            delay_fn = _EveryNth(fraction, _check_seconds("after", after))
+            return Fault("slow", delay=delay_fn, then=then)
+        if delay is None:
+            raise ConfigError(None, "slow", None, "give delay, or fraction with after")
+        if callable(delay):
+            return Fault("slow", delay=delay, then=then)
+        return Fault("slow", seconds=delay, then=then)
+
+    @staticmethod
+    def truncated(missing: int = 100) -> Fault:
+        """Declare ``missing`` more bytes in Content-Length than are sent, then close."""
+        return Fault("truncated", missing=missing)
+
+    @staticmethod
+    def malformed(data: bytes = b"HTTP/1.1 OOPS not-a-status\r\n\r\n") -> Fault:
+        """Send ``data`` (a garbage status line by default) and close."""
+        return Fault("malformed", body=data)
+
+
+class RecordedRequest(NamedTuple):
+    """A request as the server saw it; header names are lower-case."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class FaultServer:
+    """A local HTTP/1.1 server driven by a fault script (see the module docstring).
+
+    ``host`` must be a loopback address (default ``127.0.0.1``; any 127.x, ``::1`` or
+    ``localhost``); ``port=0`` picks a free port.  ``name`` (default ``host:port``) is
+    echoed in the default JSON body so a test can see which server answered.
+    ``echo_headers=True`` makes every default body include the received headers.
+    ``requests`` keeps the last ``max_recorded`` requests (default 10,000) so long
+    benchmark runs stay flat in memory; ``count`` stays exact for any number.
+
+    >>> with FaultServer("127.0.0.3", name="b") as srv:         # doctest: +SKIP
+    ...     srv.set_fault(Fault.status(429, retry_after=2))
+    ...     r = httpx.get(srv.url + "/x")
+    ...     (r.status_code, r.headers["retry-after"], srv.count("GET", "/x"))
+    (429, '2', 1)
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        name: str | None = None,
+        echo_headers: bool = False,
+        max_recorded: int = 10_000,
+    ) -> None:
+        if host == "localhost":
+            host = "127.0.0.1"
+        if not _is_loopback(host):
+            raise ValueError(f"FaultServer binds loopback addresses only, not {host!r}")
+        if not 0 <= port < 65536:
+            raise ValueError(f"port must be 0-65535, not {port!r}")
+        self.host = str(ipaddress.ip_address(host))
+        self.port = port
+        self._name = name
+        self.echo_headers = echo_headers
+        self._lock = threading.Lock()
+        self._default = Fault.ok()
+        self._queue: deque[Fault] = deque()
+        self._requests: deque[RecordedRequest] = deque(maxlen=max(1, max_recorded))
+        # Exact counts by (method, path without query), independent of the bounded log.
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._accepted = 0
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._conns: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+
+    # -- public surface -------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The name echoed in default bodies."""
+        return self._name or f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` (IPv6 in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def listening(self) -> bool:
+        """True while the listening socket is open (False after ``refuse()``/``stop()``)."""
+        return self._server is not None
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A copy of the recorded requests (the last ``max_recorded``), oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def accepted(self) -> int:
+        """How many TCP connections were accepted (keep-alive reuse shows as fewer)."""
+        return self._accepted
+
+    @property
+    def open_connections(self) -> int:
+        """Connections currently open on the server side."""
+        return len(self._conns)
+
+    def count(self, method: str | None = None, path: str | None = None) -> int:
+        """Requests received, optionally only one method and/or path.  A ``path`` without
+        ``?`` matches regardless of the query string (exact for any number of requests);
+        a ``path`` with ``?`` is matched in the recorded log (the last ``max_recorded``)."""
+        m = method.upper() if method else None
+        with self._lock:
+            if path is not None and "?" in path:
+                return sum(
+                    1 for r in self._requests if r.path == path and (m is None or r.method == m)
+                )
+            return sum(
+                n
+                for (rm, rp), n in self._counts.items()
+                if (m is None or rm == m) and (path is None or rp == path)
+            )
+
+    def clear(self) -> None:
+        """Forget recorded requests and counts (the fault script is kept)."""
+        with self._lock:
+            self._requests.clear()
+            self._counts.clear()
+
+    def set_fault(self, fault: Fault) -> None:
+        """Apply ``fault`` to every later request (after any queued ``push_faults``).
+        ``Fault.refuse()`` stops listening; any other fault resumes listening."""
+        if fault.kind == "refuse":
+            self.refuse()
+            return
+        with self._lock:
+            self._default = fault
+        if self._thread is not None and not self.listening:
+            self.resume()
+
+    def push_faults(self, faults: Iterable[Fault]) -> None:
+        """Queue faults for the next requests, one each, before the standing fault."""
+        items = list(faults)
+        for f in items:
+            if f.kind == "refuse":
+                raise ConfigError(None, "fault", "refuse", "use set_fault or refuse()")
+        with self._lock:
+            self._queue.extend(items)
+
+    def reset_faults(self) -> None:
+        """Drop queued faults and go back to ``Fault.ok()`` (listening)."""
+        with self._lock:
+            self._queue.clear()
+        self.set_fault(Fault.ok())
+
+    def refuse(self) -> None:
+        """Close the listening socket and every open connection: new connections get
+        ECONNREFUSED, as when the process behind the port has died."""
+        self._call(self._close_listener(abort_connections=True))
+
+    def resume(self) -> None:
+        """Listen again on the same host and port."""
+        self._call(self._listen())
+
+    def start(self) -> FaultServer:
+        """Start the server thread; returns once the socket listens (5 s at most)."""
+        if self._thread is not None:
+            raise RuntimeError("FaultServer already started")
+        self._thread = threading.Thread(
+            target=self._run, name=f"FaultServer-{self.host}", daemon=True
+        )
+        self._thread.start()
+        if not self._started.wait(_STOP_TIMEOUT):
+            raise RuntimeError("FaultServer did not start within 5 s")
+        if self._start_error is not None:
+            self._thread.join(_STOP_TIMEOUT)
+            self._thread = None
+            raise self._start_error
+        return self
+
+    def stop(self) -> None:
+        """Stop listening, abort connections, cancel handlers and join the thread.
+        Bounded: never waits more than ~5 s; calling it twice is harmless."""
+        thread, loop, event = self._thread, self._loop, self._stop_event
+        if thread is None:
+            return
+        if loop is not None and event is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # loop already finished
+                loop.call_soon_threadsafe(event.set)
+        thread.join(_STOP_TIMEOUT)
+        self._thread = None
+        if thread.is_alive():
+            raise RuntimeError("FaultServer thread did not stop within 5 s")
+
+    def __enter__(self) -> FaultServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<FaultServer {self.name} {self.url} fault={self._default.kind}>"
+
+    # -- loop thread ------------------------------------------------------------------------
+
+    def _call(self, coro: Coroutine[Any, Any, None]) -> None:
+        loop = self._loop
+        if loop is None or self._thread is None:
+            coro.close()  # never scheduled: close it so no "never awaited" warning fires
+            raise RuntimeError("FaultServer is not running")
+        fut = asyncio.run_coroutine_threadsafe(coro, loop)
+        fut.result(_STOP_TIMEOUT)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # surfaced by start(); never leave start() waiting
+            if not self._started.is_set():
+                self._start_error = exc
+                self._started.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        try:
+            await self._listen()
+        except OSError as exc:
+            self._start_error = exc
+            self._started.set()
+            return
+        self._started.set()
+        try:
+            await self._stop_event.wait()
+        finally:
+            await self._close_listener(abort_connections=True)
+
+    async def _listen(self) -> None:
+        if self._server is not None:
+            return
+        server = await asyncio.start_server(
+            self._on_connect, self.host, self.port, reuse_address=True, backlog=256
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        self._server = server
+
+    async def _close_listener(self, *, abort_connections: bool) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            # CPython 3.11: an accept already scheduled when Server.close() runs fails in
+            # Server._attach and leaks its socket. Stop accepting first, let accepts under
+            # way finish, then close.
+            loop = asyncio.get_running_loop()
+            for sock in server.sockets:
+                loop.remove_reader(sock.fileno())
+            await asyncio.sleep(0.005)
+            server.close()
+        if abort_connections:
+            tasks = list(self._conns)
+            for writer in list(self._conns.values()):
+                writer.transport.abort()
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=_STOP_TIMEOUT)
+        if server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.wait_closed(), _STOP_TIMEOUT)
+
+    def _next_fault(self) -> Fault:
+        with self._lock:
+            return self._queue.popleft() if self._queue else self._default
+
+    def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Registered here, synchronously, not inside the handler: a handler task cancelled
+        # before it ever ran (stop() right after a connect) would otherwise leak its socket.
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self._conns[task] = writer
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._accepted += 1
+        conn = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                request = await self._read_request(conn, reader, writer)
+                if request is None:
+                    return
+                fault = self._next_fault()
+                with self._lock:
+                    self._requests.append(request)
+                    self._counts[request.method, request.path.partition("?")[0]] += 1
+                if not await self._reply(fault, conn, request, writer):
+                    return
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return  # Connection: close, HTTP/1.0 ...
+                conn.start_next_cycle()
+        except (ConnectionError, h11.ProtocolError, OSError):
+            pass  # the client went away or spoke nonsense: that connection is over
+        except asyncio.CancelledError:
+            # stop()/refuse() cancel handlers.  Ending normally instead of re-raising is
+            # deliberate: Python 3.11's stream callback logs cancelled handler tasks as
+            # errors, and nothing awaits this task except our own bounded asyncio.wait.
+            return
+        finally:
+            self._conns.pop(task, None)
+            writer.close()
+
+    async def _read_request(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> RecordedRequest | None:
+        head: h11.Request | None = None
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                status = exc.error_status_hint
+                writer.write(
+                    f"HTTP/1.1 {status} Bad Request\r\nContent-Length: 0\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                return None
+            if event is h11.NEED_DATA:
+                data = await reader.read(65536)
+                conn.receive_data(data)  # b"" tells h11 the peer closed
+            elif isinstance(event, h11.Request):
+                head = event
+            elif isinstance(event, h11.EndOfMessage):
+                assert head is not None
+                headers: dict[str, str] = {}
+                for k, v in head.headers:
+                    name = k.decode("latin-1")
+                    value = v.decode("latin-1")
+                    headers[name] = f"{headers[name]}, {value}" if name in headers else value
+                return RecordedRequest(
+                    head.method.decode("ascii"), head.target.decode("latin-1"), headers
+                )
+            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                return None
+            # h11.Data: request bodies are read and dropped; only their arrival matters.
+
+    def _body(self, fault: Fault, req: RecordedRequest) -> bytes:
+        if fault.body is not None:
+            return fault.body
+        doc: dict[str, object] = {"server": self.name, "method": req.method, "path": req.path}
+        if fault.echo_headers or self.echo_headers:
+            doc["headers"] = req.headers
+        return json.dumps(doc).encode()
+
+    def _head(
+        self, fault: Fault, conn: h11.Connection, length: int, content_type: str | None
+    ) -> bytes:
+        headers = list(fault.headers)
+        if content_type and not any(k.lower() == "content-type" for k, _ in headers):
+            headers.append(("Content-Type", content_type))
+        if fault.code not in (204, 304):
+            headers.append(("Content-Length", str(length)))
+        return conn.send(h11.Response(status_code=fault.code, headers=headers)) or b""
+
+    async def _reply(
+        self,
+        fault: Fault,
+        conn: h11.Connection,
+        req: RecordedRequest,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        """Act out ``fault``; True when the connection may serve another request."""
+        kind = fault.kind
+        if kind in ("stall_before_headers", "slow"):
+            wait = fault.seconds if fault.delay is None else fault.delay()
+            await asyncio.sleep(min(max(float(wait), 0.0), MAX_FAULT_SECONDS))
+            fault = fault.then or Fault.ok()
+            kind = fault.kind
+        if kind == "reset":
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                # Linger on, timeout 0: close() sends RST instead of FIN.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return False
+        if kind == "close":
+            writer.close()
+            return False
+        if kind == "malformed":
+            writer.write(fault.body or b"")
+            await writer.drain()
+            writer.close()
+            return False
+        is_head = req.method == "HEAD"
+        body = self._body(fault, req)
+        ctype = "application/json" if fault.body is None else None
+        if kind == "truncated":
+            writer.write(self._head(fault, conn, len(body) + fault.missing, ctype) + body)
+            await writer.drain()
+            writer.close()
+            return False
+        if kind == "stall_mid_body":
+            # Pad the JSON with spaces (still valid JSON) so there is a middle to stall in.
+            body = body + b" " * max(0, 2048 - len(body))
+            cut = len(body) // 4
+            writer.write(self._head(fault, conn, len(body), ctype) + body[:cut])
+            await writer.drain()
+            await asyncio.sleep(fault.seconds)
+            writer.write(conn.send(h11.Data(data=body[cut:])) or b"")
+            writer.write(conn.send(h11.EndOfMessage()) or b"")
+            await writer.drain()
+            return True
+        # ok / status
+        out = self._head(fault, conn, len(body), ctype)
+        if body and not is_head and fault.code not in (204, 304):
+            out += conn.send(h11.Data(data=body)) or b""
+        out += conn.send(h11.EndOfMessage()) or b""
+        writer.write(out)
+        await writer.drain()
+        return True
