@@ -24,12 +24,14 @@ from ._exceptions import (
     BulkheadFullError,
     CallTimeoutError,
     CircuitOpenError,
+    ConcurrencyLimitError,
     ConfigError,
     DeadlineExceeded,
     DiscoveryError,
     NoHealthyEndpointError,
     RequestFailedError,
     SvcClientError,
+    ThrottledError,
 )
 from ._observability.hooks import AttemptInfo, CallInfo, Hooks
 from ._observability.instrument import default_service_name, instrument
@@ -40,10 +42,12 @@ from ._policies.breaker.machine import BreakerPolicy, BreakerStats, CircuitBreak
 from ._policies.breaker.registry import BreakerRegistry, breakers
 from ._policies.budget import BudgetPolicy, BudgetStats, RetryBudget
 from ._policies.bulkhead import AsyncBulkhead, Bulkhead, BulkheadPolicy
+from ._policies.concurrency import ConcurrencyLimiter, ConcurrencyPolicy
 from ._policies.deadline import Deadline
 from ._policies.hedge import HedgePolicy
 from ._policies.retry import RetryDecision, RetryPolicy
 from ._policies.retry_after import parse_retry_after
+from ._policies.throttle import Throttle, ThrottlePolicy
 from ._transports.resilient import ResilientTransport
 from ._transports.resilient_async import AsyncResilientTransport
 
@@ -70,6 +74,9 @@ __all__ = [
     "CallTimeoutError",
     "CircuitBreaker",
     "CircuitOpenError",
+    "ConcurrencyLimitError",
+    "ConcurrencyLimiter",
+    "ConcurrencyPolicy",
     "ConfigError",
     "Deadline",
     "DeadlineExceeded",
@@ -95,6 +102,9 @@ __all__ = [
     "ServiceClient",
     "ServiceConfig",
     "SvcClientError",
+    "Throttle",
+    "ThrottlePolicy",
+    "ThrottledError",
     "TracingHooks",
     "breakers",
     "classify_error",

@@ -13,6 +13,9 @@
                                   the total deadline ran out; ``.attempts``
     - NoHealthyEndpointError      discovery gave no endpoint to send to
     - BulkheadFullError           too many calls in flight and waiting
+      - ConcurrencyLimitError     the adaptive concurrency limit is reached; ``.limit``
+    - ThrottledError              adaptive throttling rejected the call locally;
+                                  ``.probability``
 
 Transport errors raised by httpx (``httpx.ConnectError``, ``httpx.ReadTimeout`` ...)
 reach the caller unchanged when retries are exhausted, so they stay recognisable.
@@ -30,12 +33,14 @@ __all__ = [
     "BulkheadFullError",
     "CallTimeoutError",
     "CircuitOpenError",
+    "ConcurrencyLimitError",
     "ConfigError",
     "DeadlineExceeded",
     "DiscoveryError",
     "NoHealthyEndpointError",
     "RequestFailedError",
     "SvcClientError",
+    "ThrottledError",
 ]
 
 
@@ -156,3 +161,42 @@ class NoHealthyEndpointError(RequestFailedError):
 
 class BulkheadFullError(RequestFailedError):
     """The bulkhead's concurrency limit and wait queue are both full."""
+
+
+class ConcurrencyLimitError(BulkheadFullError):
+    """The adaptive concurrency limit is reached; ``limit`` is its value at the time."""
+
+    def __init__(
+        self, service: str | None, limit: int, *, request: httpx.Request | None = None
+    ) -> None:
+        Exception.__init__(self, service, limit)
+        self._request = request
+        self.service = service
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return (
+            f"{self.service or 'call'}: concurrency limit of {self.limit} calls in flight reached"
+        )
+
+
+class ThrottledError(RequestFailedError):
+    """Adaptive throttling rejected the call before it was sent.
+
+    ``probability`` is the local rejection probability the call lost to. The message is
+    formatted only when shown: rejecting must stay cheap.
+    """
+
+    def __init__(
+        self, service: str | None, probability: float, *, request: httpx.Request | None = None
+    ) -> None:
+        Exception.__init__(self, service, probability)
+        self._request = request
+        self.service = service
+        self.probability = probability
+
+    def __str__(self) -> str:
+        return (
+            f"{self.service or 'call'}: throttled locally "
+            f"(rejection probability {self.probability:.2f}; the service is refusing requests)"
+        )

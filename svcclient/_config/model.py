@@ -7,7 +7,9 @@ is a :class:`ConfigError` naming the service, the key and the bad value. Cross-f
 
 * per-attempt ``timeout`` <= total ``deadline``;
 * the breaker's sampling window >= 2 x the per-attempt timeout;
-* the sum of the worst-case retry backoff sleeps <= the total deadline.
+* the sum of the worst-case retry backoff sleeps <= the total deadline;
+* an adaptive ``concurrency`` limit replaces the bulkhead: not both (the default bulkhead
+  steps aside), and its ``max_limit`` <= ``max_connections``.
 
 Environment overrides: ``SVCCLIENT_<NAME>_<KEY>`` for top-level keys and
 ``SVCCLIENT_<NAME>_<SECTION>_<KEY>`` for policy keys, e.g.
@@ -35,8 +37,10 @@ from .._exceptions import ConfigError
 from .._policies.breaker.machine import BreakerPolicy
 from .._policies.budget import BudgetPolicy
 from .._policies.bulkhead import BulkheadPolicy
+from .._policies.concurrency import ConcurrencyPolicy
 from .._policies.hedge import HedgePolicy
 from .._policies.retry import RetryPolicy
+from .._policies.throttle import ThrottlePolicy
 
 __all__ = ["ServiceConfig", "deep_merge", "load_config"]
 
@@ -51,6 +55,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "outlier": OutlierPolicy,
     "bulkhead": BulkheadPolicy,
     "hedge": HedgePolicy,
+    "throttle": ThrottlePolicy,
+    "concurrency": ConcurrencyPolicy,
 }
 _NOT_FROM_FILE = frozenset({"name", "fallback"})
 
@@ -77,7 +83,8 @@ class ServiceConfig:
     full-jitter backoff), a 20 % retry budget, a breaker (50 % errors over 10 s, 30 s reset),
     round-robin balancing with outlier ejection, a bulkhead sized to the connection pool
     (``max_connections`` in flight, up to 10,000 queued, each waiting up to the deadline);
-    hedging off.
+    hedging, adaptive throttling (``throttle``) and the adaptive concurrency limit
+    (``concurrency``, used instead of the bulkhead) off.
 
     ``url`` is the default URL (discovery rule 3); ``namespace``, ``port`` and
     ``cluster_domain`` shape the cluster-DNS rule. ``resolve`` chooses how the host
@@ -113,6 +120,8 @@ class ServiceConfig:
     outlier: OutlierPolicy = field(default_factory=OutlierPolicy)
     bulkhead: BulkheadPolicy | None = field(default_factory=lambda: POOL_BULKHEAD)
     hedge: HedgePolicy | None = None
+    throttle: ThrottlePolicy | None = None
+    concurrency: ConcurrencyPolicy | None = None
     fallback: Fallback | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -156,6 +165,23 @@ class ServiceConfig:
                 self.breaker.sampling_window,
                 f"sampling window must be >= 2 x timeout ({2 * self.timeout:g}s)",
             )
+        limit = self.concurrency
+        if limit is not None:
+            if self.bulkhead is not None and type(self.bulkhead) is not PoolBulkhead:
+                raise ConfigError(
+                    name,
+                    "concurrency",
+                    limit.algorithm,
+                    "an adaptive concurrency limit replaces the bulkhead: set bulkhead = false",
+                )
+            if limit.max_limit > self.max_connections:
+                raise ConfigError(
+                    name,
+                    "concurrency.max_limit",
+                    limit.max_limit,
+                    f"exceeds max_connections {self.max_connections}: the excess would queue "
+                    "inside the connection pool",
+                )
         worst = self.retry.worst_case_delay()
         if worst > self.deadline:
             raise ConfigError(

@@ -93,6 +93,12 @@ class Hooks:
     def on_hedge(self, service: str) -> None:
         """A hedged (speculative) attempt was sent."""
 
+    def on_throttled(self, service: str) -> None:
+        """Adaptive throttling rejected a call locally (it was never sent)."""
+
+    def on_concurrency_limit(self, service: str, limit: int) -> None:
+        """The adaptive concurrency limit changed (also reported once at start)."""
+
 
 _EVENTS = tuple(name for name in vars(Hooks) if name.startswith("on_"))
 

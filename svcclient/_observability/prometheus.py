@@ -15,6 +15,8 @@ name                                            type    labels
 ``svcclient_hedged_requests_total``             counter target_service
 ``svcclient_ejected_endpoints``                 gauge   target_service
 ``svcclient_bulkhead_rejections_total``         counter target_service
+``svcclient_throttled_requests_total``          counter target_service
+``svcclient_concurrency_limit``                 gauge   target_service
 =============================================== ======= ==========================================
 
 * The histogram is observed once per **attempt** (a retried call counts each attempt).
@@ -57,9 +59,10 @@ merges them. Steps:
        def child_exit(server, worker):
            multiprocess.mark_process_dead(worker.pid)
 
-Gauges use a multiprocess mode suited to their meaning: in-flight requests are summed
-over live workers (``livesum``); breaker state and ejected endpoints take the worst live
-worker (``livemax``: each worker has its own breaker, and ``open`` is the highest value).
+Gauges use a multiprocess mode suited to their meaning: in-flight requests and adaptive
+concurrency limits are summed over live workers (``livesum``); breaker state and ejected
+endpoints take the worst live worker (``livemax``: each worker has its own breaker, and
+``open`` is the highest value).
 Exemplars are not supported by prometheus-client in this mode and are dropped.
 """
 
@@ -229,6 +232,19 @@ class _Metrics:
             "svcclient_bulkhead_rejections",
             "Calls rejected because the bulkhead was full.",
             svc,
+        )
+        self.throttled = mk(
+            Counter,
+            "svcclient_throttled_requests",
+            "Calls rejected locally by adaptive throttling (never sent).",
+            svc,
+        )
+        self.concurrency_limit = mk(
+            Gauge,
+            "svcclient_concurrency_limit",
+            "Current adaptive concurrency limit (calls in flight).",
+            svc,
+            multiprocess_mode="livesum",
         )
         # Label-children caches: the hot path is one dict lookup, then observe/inc.
         self.duration_children: dict[tuple[str, str, int | None, str], Histogram] = {}
@@ -444,3 +460,11 @@ class PrometheusHooks(Hooks):
     def on_hedge(self, service: str) -> None:
         """Count a hedged attempt."""
         self._m.hedges.labels(service).inc()
+
+    def on_throttled(self, service: str) -> None:
+        """Count a call rejected locally by adaptive throttling."""
+        self._m.throttled.labels(service).inc()
+
+    def on_concurrency_limit(self, service: str, limit: int) -> None:
+        """Set the adaptive concurrency limit gauge."""
+        self._m.concurrency_limit.labels(service).set(limit)

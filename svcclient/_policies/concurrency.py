@@ -1,0 +1,375 @@
+"""An adaptive concurrency limit (Netflix concurrency-limits: Vegas and Gradient2).
+
+Theory of operation
+-------------------
+A static bulkhead needs someone to know the right number of calls in flight. By Little's
+law the right number is ``throughput x no-load latency``; above it, extra calls only wait
+in a queue somewhere (the server's accept backlog, its worker pool) and latency grows with
+no gain in throughput. A :class:`ConcurrencyLimiter` finds that number from the latencies
+it measures, as TCP congestion control does:
+
+* every attempt's round-trip time is a *sample*, with the calls in flight when it ended;
+* an algorithm turns samples into an estimated limit; calls beyond ``int(limit)`` are
+  refused at once (:class:`~svcclient.ConcurrencyLimitError`), never queued - a queue is
+  exactly what the limit exists to prevent;
+* a *drop* (an overload status, 429/503 by default, or a timeout) lowers the limit. Its
+  round-trip time is not used as a latency sample: a shed is fast and a timeout is capped,
+  so neither says how long a served request waits. (Netflix feeds drops to Vegas as
+  samples too, which lets a server that sheds quickly drag the no-load RTT down.) Other
+  transport errors (refused, reset) carry no information about queueing and are ignored.
+
+Two algorithms, as Netflix describes them:
+
+``vegas`` (default) - TCP Vegas. ``rtt_noload`` is the smallest RTT seen. The queue the
+limit causes is estimated as
+``queue = ceil(limit x (1 - rtt_noload / rtt))``; with ``lg = max(1, int(log10(limit)))``:
+queue <= lg grows the limit by ``6 lg``, queue < ``3 lg`` by ``lg``, queue > ``6 lg`` shrinks
+it by ``lg``; a drop shrinks it by ``lg``. Samples taken while fewer than half the limit are
+in flight do not grow it (the client, not the server, was the bottleneck).
+Every ``probe_multiplier x limit`` samples (times a random 0.5-1) ``rtt_noload`` is measured
+again, so it can rise when the service really got slower. Netflix takes the next sample as
+the new no-load RTT; a client that keeps its limit full never sees a sample without
+queueing, so that baseline ratchets up at every probe and the limit with it. Instead, as
+Envoy's adaptive-concurrency filter and BBR's ProbeRTT do, the limit drops to ``min_limit``
+until ``PROBE_SAMPLES`` calls have run at that concurrency, and their fastest becomes
+``rtt_noload``.
+
+``gradient2`` - the gradient between a long-term exponential average RTT (``long_window``
+samples) and the latest one: ``gradient = clamp(rtt_tolerance x long_rtt / rtt, 0.5, 1)``,
+``new = limit x gradient + queue_size``, smoothed by ``smoothing``. When the long average
+is more than twice the latest sample (recovery after a long overload) it decays by 5 % per
+sample. A drop counts as the smallest gradient, 0.5.
+
+The limiter does no I/O and takes no clock (the pipeline measures RTTs); a lock makes it
+safe for threads, and the async driver uses the same object: nothing ever waits on it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from .._exceptions import ConfigError
+from .throttle import DEFAULT_OVERLOAD_STATUSES, status_set
+
+__all__ = [
+    "ALGORITHMS",
+    "PROBE_SAMPLES",
+    "ConcurrencyLimiter",
+    "ConcurrencyPolicy",
+    "Gradient2Limit",
+    "VegasLimit",
+]
+
+ALGORITHMS: Final = ("vegas", "gradient2")
+_DEFAULT_SMOOTHING: Final = {"vegas": 1.0, "gradient2": 0.2}
+_DROP_ERRORS: Final = frozenset({"read_timeout", "connect_timeout"})
+PROBE_SAMPLES: Final = 5
+"""Samples at ``min_limit`` in flight whose minimum becomes Vegas' new no-load RTT."""
+
+
+def _integer(key: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(None, key, value, f"must be an integer >= {low}")
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyPolicy:
+    """Settings of an adaptive concurrency limit, used instead of the static bulkhead.
+
+    * ``algorithm`` (``"vegas"``): ``"vegas"`` or ``"gradient2"`` (see the module docs).
+    * ``initial_limit`` (20), ``min_limit`` (1), ``max_limit`` (100): the limit starts at
+      ``initial_limit`` and stays within ``[min_limit, max_limit]``.
+    * ``smoothing`` (None: 1.0 for vegas, 0.2 for gradient2): how much of a new estimate is
+      taken at once, in (0, 1].
+    * ``probe_multiplier`` (30, vegas): re-measure the no-load RTT every
+      ``probe_multiplier x limit`` samples (times a random 0.5-1).
+    * ``rtt_tolerance`` (1.5, gradient2): latency growth accepted before shrinking, >= 1.
+    * ``queue_size`` (4, gradient2): how far the limit may grow per estimate.
+    * ``long_window`` (600, gradient2): samples in the long-term RTT average.
+    * ``overload_statuses`` ({429, 503}): responses that count as drops.
+
+    >>> ConcurrencyPolicy(algorithm="gradient2", max_limit=50).smoothing_factor
+    0.2
+    """
+
+    algorithm: Literal["vegas", "gradient2"] = "vegas"
+    initial_limit: int = 20
+    min_limit: int = 1
+    max_limit: int = 100
+    smoothing: float | None = None
+    probe_multiplier: int = 30
+    rtt_tolerance: float = 1.5
+    queue_size: int = 4
+    long_window: int = 600
+    overload_statuses: frozenset[int] = DEFAULT_OVERLOAD_STATUSES
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(None, "algorithm", self.algorithm, "one of vegas, gradient2")
+        _integer("min_limit", self.min_limit, 1)
+        _integer("max_limit", self.max_limit, self.min_limit)
+        _integer("initial_limit", self.initial_limit, self.min_limit)
+        if self.initial_limit > self.max_limit:
+            raise ConfigError(
+                None, "initial_limit", self.initial_limit, f"exceeds max_limit {self.max_limit}"
+            )
+        s = self.smoothing
+        if s is not None and (
+            isinstance(s, bool) or not isinstance(s, int | float) or not 0.0 < s <= 1.0
+        ):
+            raise ConfigError(None, "smoothing", s, "must be a number in (0, 1]")
+        _integer("probe_multiplier", self.probe_multiplier, 1)
+        t = self.rtt_tolerance
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 1.0 <= t < math.inf:
+            raise ConfigError(None, "rtt_tolerance", t, "must be a finite number >= 1")
+        _integer("queue_size", self.queue_size, 0)
+        _integer("long_window", self.long_window, 1)
+        frozen = status_set("overload_statuses", self.overload_statuses)
+        object.__setattr__(self, "overload_statuses", frozen)
+
+    @property
+    def smoothing_factor(self) -> float:
+        """``smoothing``, or the algorithm's default when it is None."""
+        return (
+            float(self.smoothing)
+            if self.smoothing is not None
+            else _DEFAULT_SMOOTHING[self.algorithm]
+        )
+
+
+def _lg(limit: float) -> int:
+    """Netflix's ``log10`` step: ``max(1, int(log10(limit)))``."""
+    return max(1, int(math.log10(limit))) if limit >= 1.0 else 1
+
+
+class VegasLimit:
+    """The Vegas estimate (see the module docstring); ``update`` returns the limit to apply.
+
+    >>> v = VegasLimit(ConcurrencyPolicy(initial_limit=10), rng=lambda: 0.999)
+    >>> v.update(0.010, 10, False)   # the first sample only sets rtt_noload
+    10.0
+    >>> v.update(0.010, 10, False)   # no queueing: grow by 6 x lg(10)
+    16.0
+    """
+
+    __slots__ = (
+        "_hi",
+        "_jitter",
+        "_lo",
+        "_mult",
+        "_rng",
+        "_smooth",
+        "estimate",
+        "probe_min",
+        "probe_seen",
+        "probes",
+        "probing",
+        "rtt_noload",
+    )
+
+    def __init__(self, policy: ConcurrencyPolicy, *, rng: Callable[[], float]) -> None:
+        self.estimate = float(policy.initial_limit)
+        self.rtt_noload = 0.0
+        self.probes = 0
+        self.probing = False
+        self.probe_min = math.inf
+        self.probe_seen = 0
+        self._lo = float(policy.min_limit)
+        self._hi = float(policy.max_limit)
+        self._mult = policy.probe_multiplier
+        self._smooth = policy.smoothing_factor
+        self._rng = rng
+        self._jitter = 0.5 + 0.5 * rng()
+
+    @property
+    def limit(self) -> float:
+        """The limit to apply now: ``min_limit`` while probing, else the estimate."""
+        return self._lo if self.probing else self.estimate
+
+    def update(self, rtt: float, inflight: int, dropped: bool) -> float:
+        """Feed one sample: ``rtt`` seconds, ``inflight`` calls, and whether it was a drop."""
+        est = self.estimate
+        lg = _lg(est)
+        if dropped:
+            new = est - lg
+        elif self.probing:
+            # Only calls that ran with at most min_limit in flight measure the no-load RTT;
+            # the others were admitted before the probe began.
+            if inflight <= self._lo:
+                self.probe_seen += 1
+                self.probe_min = min(self.probe_min, rtt)
+                if self.probe_seen >= PROBE_SAMPLES:
+                    self.rtt_noload = self.probe_min
+                    self.probing = False
+                    self.probes = 0
+                    self._jitter = 0.5 + 0.5 * self._rng()
+            return self.limit
+        else:
+            self.probes += 1
+            if self._jitter * self._mult * est <= self.probes:
+                # Re-measure the no-load RTT: the service may have got slower for good.
+                self.probing = True
+                self.probe_min = math.inf
+                self.probe_seen = 0
+                return self.limit
+            if self.rtt_noload == 0.0 or rtt < self.rtt_noload:
+                self.rtt_noload = rtt
+                return est
+            if inflight * 2 < est:
+                return est  # the client is the bottleneck: this sample says nothing
+            queue = math.ceil(est * (1.0 - self.rtt_noload / rtt))
+            if queue <= lg:
+                new = est + 6 * lg
+            elif queue < 3 * lg:
+                new = est + lg
+            elif queue > 6 * lg:
+                new = est - lg
+            else:
+                return est
+        new = min(self._hi, max(self._lo, new))
+        self.estimate = (1.0 - self._smooth) * est + self._smooth * new
+        return self.limit
+
+
+class Gradient2Limit:
+    """The Gradient2 estimate (see the module docstring); ``update`` returns the new limit.
+
+    >>> g = Gradient2Limit(ConcurrencyPolicy(algorithm="gradient2", initial_limit=10))
+    >>> g.update(0.010, 10, True)    # a drop: gradient 0.5, smoothed by 0.2
+    9.8
+    """
+
+    __slots__ = (
+        "_factor",
+        "_hi",
+        "_lo",
+        "_queue",
+        "_smooth",
+        "_tol",
+        "_warm",
+        "estimate",
+        "long_rtt",
+        "samples",
+    )
+
+    _WARMUP: Final = 10  # samples averaged plainly before the exponential average starts
+
+    def __init__(self, policy: ConcurrencyPolicy) -> None:
+        self.estimate = float(policy.initial_limit)
+        self.long_rtt = 0.0
+        self.samples = 0
+        self._lo = float(policy.min_limit)
+        self._hi = float(policy.max_limit)
+        self._smooth = policy.smoothing_factor
+        self._tol = float(policy.rtt_tolerance)
+        self._queue = float(policy.queue_size)
+        self._factor = 2.0 / (policy.long_window + 1)
+
+    def update(self, rtt: float, inflight: int, dropped: bool) -> float:
+        """Feed one sample: ``rtt`` seconds, ``inflight`` calls, and whether it was a drop."""
+        est = self.estimate
+        if dropped:
+            gradient = 0.5
+        else:
+            if self.samples < self._WARMUP:
+                self.samples += 1
+                self.long_rtt += (rtt - self.long_rtt) / self.samples
+            else:
+                self.long_rtt += (rtt - self.long_rtt) * self._factor
+            long_rtt = self.long_rtt
+            if long_rtt / rtt > 2.0:
+                # Latency is back to normal after a long overload: let the baseline follow
+                # faster than the average would.
+                self.long_rtt = long_rtt * 0.95
+            if inflight < est / 2:
+                return est
+            gradient = max(0.5, min(1.0, self._tol * long_rtt / rtt))
+        new = est * gradient + self._queue
+        new = est * (1.0 - self._smooth) + new * self._smooth
+        self.estimate = est = min(self._hi, max(self._lo, new))
+        return est
+
+
+class ConcurrencyLimiter:
+    """Calls in flight under an adaptive limit, shared by threads and tasks (never waits).
+
+    ``on_limit(limit)`` is called (outside the lock) whenever the integer limit changes.
+
+    >>> limiter = ConcurrencyLimiter(ConcurrencyPolicy(initial_limit=1))
+    >>> limiter.try_acquire(), limiter.try_acquire()
+    (True, False)
+    >>> limiter.release(); limiter.in_flight
+    0
+    """
+
+    __slots__ = ("_algo", "_lock", "_statuses", "in_flight", "limit", "on_limit", "policy")
+
+    def __init__(
+        self,
+        policy: ConcurrencyPolicy | None = None,
+        *,
+        rng: Callable[[], float] = random.random,
+        on_limit: Callable[[int], None] | None = None,
+    ) -> None:
+        self.policy = policy if policy is not None else ConcurrencyPolicy()
+        self._algo: VegasLimit | Gradient2Limit = (
+            VegasLimit(self.policy, rng=rng)
+            if self.policy.algorithm == "vegas"
+            else Gradient2Limit(self.policy)
+        )
+        self._statuses = self.policy.overload_statuses
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.limit = self.policy.initial_limit
+        self.on_limit = on_limit
+
+    def try_acquire(self) -> bool:
+        """Take a slot if fewer than ``limit`` calls are in flight."""
+        with self._lock:
+            if self.in_flight < self.limit:
+                self.in_flight += 1
+                return True
+            return False
+
+    def release(self) -> None:
+        """Give a slot back."""
+        with self._lock:
+            if self.in_flight <= 0:
+                raise RuntimeError("concurrency limiter released more times than acquired")
+            self.in_flight -= 1
+
+    def sample(self, rtt: float, dropped: bool) -> None:
+        """Feed one attempt's round-trip time (seconds) and whether it was a drop."""
+        if not rtt > 0.0:
+            return
+        with self._lock:
+            old = self.limit
+            new = int(self._algo.update(rtt, self.in_flight, dropped))
+            self.limit = new
+        if new != old and self.on_limit is not None:
+            self.on_limit(new)
+
+    def record_status(self, rtt: float, status: int) -> None:
+        """Feed a response: a drop when ``status`` is an overload status."""
+        self.sample(rtt, status in self._statuses)
+
+    def record_error(self, rtt: float, error_type: str) -> None:
+        """Feed a transport error: timeouts are drops, other errors say nothing."""
+        if error_type in _DROP_ERRORS:
+            self.sample(rtt, True)
+
+    @property
+    def estimate(self) -> float:
+        """The algorithm's unrounded limit."""
+        return self._algo.estimate
+
+    def __repr__(self) -> str:
+        return (
+            f"ConcurrencyLimiter(limit={self.limit}, in_flight={self.in_flight}, "
+            f"algorithm={self.policy.algorithm!r})"
+        )

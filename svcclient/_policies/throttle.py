@@ -1,0 +1,213 @@
+"""Client-side adaptive throttling (Google SRE book, "Handling Overload").
+
+Theory of operation
+-------------------
+A :class:`Throttle` remembers, over the last ``window`` seconds, how many *requests* the
+client made and how many of them the backend *accepted*. Before a new request it draws a
+random number and rejects the request locally with probability
+
+    p = min(max_reject_probability, max(0, (requests - k * accepts) / (requests + 1)))
+
+* While the backend accepts everything, ``requests == accepts`` and, with ``k >= 1``, the
+  numerator is never positive: throttling a healthy service costs one comparison.
+* When the backend starts refusing (by default 429, 503 and transport errors), ``p`` rises
+  smoothly so that the traffic that still reaches it tends to ``k`` times what it accepts:
+  the backend stops spending its capacity on rejections, and the surplus is the probe
+  that notices recovery. A smaller ``k`` is more aggressive.
+* A local rejection counts as a request and never as an accept, so ``p`` keeps rising as
+  long as the backend refuses, and falls again as soon as the requests that do get through
+  are accepted.
+* ``max_reject_probability`` keeps some traffic flowing even in a total outage;
+  ``min_requests`` keeps a quiet client from being throttled by its first failure (with 1
+  request and 0 accepts the bare formula says 1/2).
+
+Counts live in a bucketed time window (the breaker's :class:`TimeWindow`: ``buckets``
+buckets of ``window / buckets`` seconds). Every attempt sent counts once when its outcome is
+known; a local rejection counts at once. The object does no I/O and takes the clock and the
+random source as arguments, so the arithmetic is tested with plain numbers; a lock makes it
+safe to share between threads, and the async driver uses the same object.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from .._exceptions import ConfigError
+from .breaker.window import TimeWindow
+
+__all__ = ["DEFAULT_OVERLOAD_STATUSES", "Throttle", "ThrottlePolicy"]
+
+DEFAULT_OVERLOAD_STATUSES: Final = frozenset({429, 503})
+"""Statuses that mean "the backend refused this request": never counted as accepts."""
+
+
+def _number(key: str, value: object, low: float, high: float, *, open_low: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(None, key, value, "must be a finite number")
+    if (value <= low if open_low else value < low) or value > high:
+        bracket = "(" if open_low else "["
+        raise ConfigError(None, key, value, f"must be in {bracket}{low:g}, {high:g}]")
+
+
+def _integer(key: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(None, key, value, f"must be an integer >= {low}")
+
+
+def status_set(key: str, codes: object) -> frozenset[int]:
+    """``codes`` as a frozenset of HTTP status codes, or a :class:`ConfigError`."""
+    if isinstance(codes, int | str | bytes) or not isinstance(codes, Iterable):
+        raise ConfigError(None, key, codes, "must be a set of HTTP status codes")
+    frozen = frozenset(codes)
+    for code in frozen:
+        if not isinstance(code, int) or isinstance(code, bool) or not 100 <= code <= 599:
+            raise ConfigError(None, key, code, "must be HTTP status codes 100-599")
+    return frozen
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottlePolicy:
+    """Settings of client-side adaptive throttling (off unless ``ServiceConfig.throttle`` is set).
+
+    * ``k`` (2.0): the backend is sent up to ``k`` times what it accepts; at least 1 (below 1
+      a healthy backend would be throttled).
+    * ``window`` (120 s) in ``buckets`` (12) buckets: the history that requests and accepts
+      are counted over.
+    * ``max_reject_probability`` (0.9): the ceiling on ``p``, in (0, 1].
+    * ``min_requests`` (10): no local rejection until the window holds this many requests.
+    * ``overload_statuses`` ({429, 503}): responses that are not accepts. Every other
+      response is an accept; a transport error (refused, reset, timeout) never is.
+
+    A locally rejected call raises :class:`~svcclient.ThrottledError` (or gets the fallback).
+
+    >>> ThrottlePolicy(k=1.5, window=60.0, buckets=6).max_reject_probability
+    0.9
+    """
+
+    k: float = 2.0
+    window: float = 120.0
+    buckets: int = 12
+    max_reject_probability: float = 0.9
+    min_requests: int = 10
+    overload_statuses: frozenset[int] = DEFAULT_OVERLOAD_STATUSES
+
+    def __post_init__(self) -> None:
+        _number("k", self.k, 1.0, 1e6, open_low=False)
+        _number("window", self.window, 0.0, 1e9, open_low=True)
+        _integer("buckets", self.buckets, 1)
+        if self.window / self.buckets < 0.001:
+            raise ConfigError(None, "buckets", self.buckets, "buckets narrower than 1 ms")
+        _number("max_reject_probability", self.max_reject_probability, 0.0, 1.0, open_low=True)
+        _integer("min_requests", self.min_requests, 0)
+        frozen = status_set("overload_statuses", self.overload_statuses)
+        object.__setattr__(self, "overload_statuses", frozen)
+
+    def is_accept(self, status: int) -> bool:
+        """True when a response with ``status`` counts as accepted by the backend."""
+        return status not in self.overload_statuses
+
+
+class Throttle:
+    """The runtime state of one service's throttle (see the module docstring).
+
+    ``clock`` gives seconds (monotonic); ``rng`` gives floats in [0, 1).
+
+    >>> t = Throttle(ThrottlePolicy(min_requests=0), clock=lambda: 0.0)
+    >>> for _ in range(3):
+    ...     t.record(False)
+    >>> t.probability()            # (3 - 2 * 0) / (3 + 1)
+    0.75
+    """
+
+    __slots__ = ("_k", "_lock", "_max_p", "_min", "_window", "clock", "policy", "rng")
+
+    def __init__(
+        self,
+        policy: ThrottlePolicy | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.policy = policy if policy is not None else ThrottlePolicy()
+        self.clock = clock
+        self.rng = rng
+        self._k = float(self.policy.k)
+        self._max_p = float(self.policy.max_reject_probability)
+        self._min = self.policy.min_requests
+        self._window = TimeWindow(self.policy.window, self.policy.buckets)
+        self._lock = threading.Lock()
+
+    @property
+    def requests(self) -> int:
+        """Requests in the window (attempts sent plus local rejections)."""
+        with self._lock:
+            self._window.advance(self.clock())
+            return self._window.calls
+
+    @property
+    def accepts(self) -> int:
+        """Requests in the window that the backend accepted."""
+        with self._lock:
+            w = self._window
+            w.advance(self.clock())
+            return w.calls - w.failures
+
+    def probability(self) -> float:
+        """The probability that a request made now is rejected locally."""
+        with self._lock:
+            w = self._window
+            w.advance(self.clock())
+            return self._p(w.calls, w.calls - w.failures)
+
+    def _p(self, requests: int, accepts: int) -> float:
+        excess = requests - self._k * accepts
+        if excess <= 0 or requests < self._min:
+            return 0.0
+        p = excess / (requests + 1)
+        return p if p < self._max_p else self._max_p
+
+    def admit(self) -> float:
+        """Decide on one request: 0.0 to send it, else the rejection probability it lost to.
+
+        A rejection is counted at once as a request that was not accepted; an admitted
+        request is counted when :meth:`record` reports its outcome.
+        """
+        with self._lock:
+            w = self._window
+            now = self.clock()
+            w.advance(now)
+            requests = w.calls
+            accepts = requests - w.failures
+            if requests - self._k * accepts <= 0:  # the healthy path: no draw
+                return 0.0
+            p = self._p(requests, accepts)
+            if p <= 0.0 or self.rng() >= p:
+                return 0.0
+            w.record(now, failed=True, slow=False)
+            return p
+
+    def record(self, accepted: bool) -> None:
+        """Count the outcome of one request that was sent."""
+        with self._lock:
+            if accepted:
+                self._window.success(self.clock())
+            else:
+                self._window.record(self.clock(), failed=True, slow=False)
+
+    def record_status(self, status: int) -> None:
+        """Count a response: an accept unless ``status`` is an overload status."""
+        self.record(status not in self.policy.overload_statuses)
+
+    def reset(self) -> None:
+        """Forget the window (tests, or after reconfiguration)."""
+        with self._lock:
+            self._window.reset()
+
+    def __repr__(self) -> str:
+        return f"Throttle(p={self.probability():.3f}, policy={self.policy!r})"

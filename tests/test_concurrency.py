@@ -1,0 +1,298 @@
+"""Adaptive concurrency limit: validation, the Vegas and Gradient2 arithmetic step by step,
+drops, the limiter's slots and change notifications, and convergence against a model
+server whose latency grows with the queue."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+
+import pytest
+
+from svcclient._exceptions import ConfigError
+from svcclient._policies.concurrency import (
+    PROBE_SAMPLES,
+    ConcurrencyLimiter,
+    ConcurrencyPolicy,
+    Gradient2Limit,
+    VegasLimit,
+)
+
+NO_PROBE = 0.999  # a jitter draw that puts the next probe far away
+
+
+def _vegas(**kw: object) -> VegasLimit:
+    return VegasLimit(ConcurrencyPolicy(**kw), rng=lambda: NO_PROBE)  # type: ignore[arg-type]
+
+
+def _gradient(**kw: object) -> Gradient2Limit:
+    return Gradient2Limit(ConcurrencyPolicy(algorithm="gradient2", **kw))  # type: ignore[arg-type]
+
+
+# --- policy -------------------------------------------------------------------------------
+
+
+def test_policy_defaults_and_frozen() -> None:
+    """Defaults: Vegas, limit 20 within [1, 100], Netflix's tuning constants."""
+    p = ConcurrencyPolicy()
+    assert (p.algorithm, p.initial_limit, p.min_limit, p.max_limit) == ("vegas", 20, 1, 100)
+    assert (p.probe_multiplier, p.rtt_tolerance, p.queue_size, p.long_window) == (30, 1.5, 4, 600)
+    assert p.smoothing_factor == 1.0
+    assert ConcurrencyPolicy(algorithm="gradient2").smoothing_factor == 0.2
+    assert ConcurrencyPolicy(smoothing=0.5).smoothing_factor == 0.5
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.max_limit = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"algorithm": "aimd"}, "algorithm"),
+        ({"min_limit": 0}, "min_limit"),
+        ({"max_limit": 0}, "max_limit"),
+        ({"min_limit": 10, "max_limit": 5, "initial_limit": 10}, "max_limit"),
+        ({"initial_limit": 200}, "initial_limit"),
+        ({"initial_limit": True}, "initial_limit"),
+        ({"smoothing": 0.0}, "smoothing"),
+        ({"smoothing": 1.5}, "smoothing"),
+        ({"probe_multiplier": 0}, "probe_multiplier"),
+        ({"rtt_tolerance": 0.9}, "rtt_tolerance"),
+        ({"queue_size": -1}, "queue_size"),
+        ({"long_window": 0}, "long_window"),
+        ({"overload_statuses": [99]}, "overload_statuses"),
+    ],
+)
+def test_policy_rejects_bad_values(kwargs: dict[str, object], key: str) -> None:
+    """Each out-of-range setting raises ConfigError naming that setting."""
+    with pytest.raises(ConfigError) as info:
+        ConcurrencyPolicy(**kwargs)  # type: ignore[arg-type]
+    assert info.value.key == key
+
+
+# --- Vegas --------------------------------------------------------------------------------
+
+
+def test_vegas_first_sample_sets_the_no_load_rtt() -> None:
+    """The first sample only becomes rtt_noload; a faster one later replaces it."""
+    v = _vegas(initial_limit=10)
+    assert v.update(0.020, 10, False) == 10.0
+    assert v.rtt_noload == 0.020
+    assert v.update(0.010, 10, False) == 10.0
+    assert v.rtt_noload == 0.010
+
+
+def test_vegas_grows_fast_without_queueing_and_slowly_with_little() -> None:
+    """queue <= lg grows by 6 lg; lg < queue < 3 lg grows by lg (limit 10: lg = 1)."""
+    v = _vegas(initial_limit=10)
+    v.update(0.010, 10, False)
+    assert v.update(0.010, 10, False) == 16.0  # queue = ceil(10 x 0) = 0
+    v.estimate = 10.0
+    # queue = ceil(10 x (1 - 10/12)) = 2: between lg = 1 and 3 lg = 3
+    assert v.update(0.012, 10, False) == 11.0
+
+
+def test_vegas_holds_in_the_sweet_spot_and_shrinks_beyond_beta() -> None:
+    """3 lg <= queue <= 6 lg keeps the limit; queue > 6 lg shrinks it by lg."""
+    v = _vegas(initial_limit=20)
+    v.update(0.010, 20, False)
+    # queue = ceil(20 x (1 - 10/14)) = 6: within [3, 6]
+    assert v.update(0.014, 20, False) == 20.0
+    # queue = ceil(20 x (1 - 10/20)) = 10 > 6
+    assert v.update(0.020, 20, False) == 19.0
+
+
+def test_vegas_uses_log10_steps_at_high_limits() -> None:
+    """At limit 200, lg = 2: no queueing grows it by 12."""
+    v = _vegas(initial_limit=200, max_limit=1000)
+    v.update(0.010, 200, False)
+    assert v.update(0.010, 200, False) == 212.0
+
+
+def test_vegas_drop_shrinks_and_leaves_the_no_load_rtt_alone() -> None:
+    """A drop lowers the limit by lg, and its (fast) RTT does not become rtt_noload."""
+    v = _vegas(initial_limit=10)
+    v.update(0.010, 10, False)
+    assert v.update(0.0001, 10, True) == 9.0
+    assert v.rtt_noload == 0.010
+
+
+def test_vegas_does_not_grow_when_the_client_is_the_bottleneck() -> None:
+    """With fewer than half the limit in flight, a sample leaves the limit alone."""
+    v = _vegas(initial_limit=20)
+    v.update(0.010, 20, False)
+    assert v.update(0.010, 9, False) == 20.0
+    assert v.update(0.010, 10, False) == 26.0  # lg(20) = 1
+
+
+def test_vegas_clamps_and_smooths() -> None:
+    """The new limit is clamped to [min, max], then smoothed toward the old one."""
+    v = _vegas(initial_limit=95, max_limit=100)
+    v.update(0.010, 95, False)
+    assert v.update(0.010, 95, False) == 100.0  # 95 + 6 clamped
+    s = _vegas(initial_limit=10, smoothing=0.5)
+    s.update(0.010, 10, False)
+    assert s.update(0.010, 10, False) == 13.0  # 0.5 x 10 + 0.5 x 16
+    low = _vegas(initial_limit=2, min_limit=2)
+    low.update(0.010, 2, False)
+    assert low.update(0.010, 2, True) == 2.0
+
+
+def test_vegas_probes_the_no_load_rtt_at_min_limit() -> None:
+    """After jitter x probe_multiplier x limit samples the limit drops to min_limit until
+    PROBE_SAMPLES calls ran at that concurrency; their fastest is the new rtt_noload."""
+    draws = iter([0.0, NO_PROBE])  # first jitter 0.5: probe after 0.5 x 2 x 10 = 10 samples
+    v = VegasLimit(
+        ConcurrencyPolicy(initial_limit=10, min_limit=2, max_limit=10, probe_multiplier=2),
+        rng=lambda: next(draws),
+    )
+    v.update(0.010, 10, False)
+    for _ in range(8):
+        assert v.update(0.050, 1, False) == 10.0  # app-limited: the limit stays
+    assert v.rtt_noload == 0.010 and not v.probing
+    assert v.update(0.050, 10, False) == 2.0  # the tenth sample starts the probe
+    assert v.probing
+    assert v.update(0.030, 10, False) == 2.0  # admitted before the probe: ignored
+    for rtt in (0.040, 0.031, 0.035, 0.045):
+        assert v.update(rtt, 2, False) == 2.0
+    assert v.probing and v.probe_seen == 4 == PROBE_SAMPLES - 1
+    assert v.update(0.060, 1, False) == 10.0  # the fifth: the probe ends
+    assert v.rtt_noload == 0.031 and not v.probing and v.probes == 0
+
+
+# --- Gradient2 ----------------------------------------------------------------------------
+
+
+def test_gradient2_warms_up_with_a_plain_average() -> None:
+    """The first ten samples are averaged plainly, then exponentially (factor 2/601)."""
+    g = _gradient(initial_limit=10, queue_size=0)
+    for rtt in (0.010, 0.020, 0.030):
+        g.update(rtt, 10, False)
+    assert g.long_rtt == pytest.approx(0.020)
+    for _ in range(7):
+        g.update(0.020, 10, False)
+    before = g.long_rtt
+    g.update(0.030, 10, False)
+    assert g.long_rtt == pytest.approx(before + (0.030 - before) * 2 / 601)
+
+
+def test_gradient2_formula() -> None:
+    """new = limit x clamp(1.5 long/rtt, 0.5, 1) + 4, smoothed by 0.2."""
+    g = _gradient(initial_limit=20)
+    assert g.update(0.010, 20, False) == pytest.approx(20 * 0.8 + (20 * 1.0 + 4) * 0.2)
+    g = _gradient(initial_limit=20)
+    g.long_rtt, g.samples = 0.010, 10
+    # long becomes 0.010 + (0.020 - 0.010) x 2/601; gradient = 1.5 x long / 0.020
+    long_rtt = 0.010 + 0.010 * 2 / 601
+    gradient = 1.5 * long_rtt / 0.020
+    assert g.update(0.020, 20, False) == pytest.approx(20 * 0.8 + (20 * gradient + 4) * 0.2)
+
+
+def test_gradient2_drop_is_the_smallest_gradient() -> None:
+    """A drop counts as gradient 0.5 and does not touch the long-term RTT."""
+    g = _gradient(initial_limit=10)
+    assert g.update(0.001, 10, True) == pytest.approx(10 * 0.8 + (10 * 0.5 + 4) * 0.2)
+    assert g.long_rtt == 0.0 and g.samples == 0
+
+
+def test_gradient2_baseline_decays_after_overload() -> None:
+    """When the long RTT is over twice the latest, it is cut by 5 % on top of averaging."""
+    g = _gradient(initial_limit=10)
+    g.long_rtt, g.samples = 0.100, 10
+    g.update(0.010, 10, False)
+    assert g.long_rtt == pytest.approx((0.100 + (0.010 - 0.100) * 2 / 601) * 0.95)
+
+
+def test_gradient2_app_limited_and_min_limit() -> None:
+    """Few calls in flight leave the limit; a long run of drops stops at min_limit."""
+    g = _gradient(initial_limit=20, min_limit=5, queue_size=0)
+    assert g.update(0.010, 9, False) == 20.0
+    for _ in range(200):
+        g.update(0.010, 20, True)
+    assert g.estimate == 5.0
+
+
+# --- limiter ------------------------------------------------------------------------------
+
+
+def test_limiter_admits_up_to_the_limit() -> None:
+    """try_acquire succeeds limit times, then refuses until a slot is released."""
+    limiter = ConcurrencyLimiter(ConcurrencyPolicy(initial_limit=3))
+    assert [limiter.try_acquire() for _ in range(4)] == [True, True, True, False]
+    limiter.release()
+    assert limiter.try_acquire()
+    for _ in range(3):
+        limiter.release()
+    with pytest.raises(RuntimeError):
+        limiter.release()
+
+
+def test_limiter_reports_integer_limit_changes() -> None:
+    """on_limit sees each new integer limit once; fractional moves are not reported."""
+    seen: list[int] = []
+    limiter = ConcurrencyLimiter(
+        ConcurrencyPolicy(algorithm="gradient2", initial_limit=10), on_limit=seen.append
+    )
+    for _ in range(10):
+        limiter.try_acquire()
+    limiter.record_status(0.010, 503)  # 10 -> 9.8: int 9
+    limiter.record_status(0.010, 503)  # 9.8 -> 9.62: still 9
+    assert seen == [9] and limiter.limit == 9
+
+
+def test_limiter_classifies_outcomes() -> None:
+    """429/503 and timeouts are drops; a refused connection and a zero RTT are ignored."""
+    limiter = ConcurrencyLimiter(ConcurrencyPolicy(initial_limit=10), rng=lambda: NO_PROBE)
+    limiter.record_status(0.010, 200)  # sets rtt_noload
+    limiter.record_status(0.010, 429)
+    limiter.record_error(0.010, "read_timeout")
+    assert limiter.estimate == 8.0
+    limiter.record_error(0.010, "connect_refused")
+    limiter.record_status(0.0, 503)
+    assert limiter.estimate == 8.0
+
+
+def test_limiter_is_thread_safe() -> None:
+    """Threads acquiring and releasing concurrently never exceed the limit or leak slots."""
+    limiter = ConcurrencyLimiter(ConcurrencyPolicy(initial_limit=4, min_limit=4, max_limit=4))
+    peak = [0]
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(2000):
+            if limiter.try_acquire():
+                with lock:
+                    peak[0] = max(peak[0], limiter.in_flight)
+                limiter.record_status(0.001, 200)
+                limiter.release()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert limiter.in_flight == 0 and peak[0] <= 4
+
+
+@pytest.mark.parametrize("workers", [2, 10, 40])
+def test_vegas_settles_near_the_servers_concurrency(workers: int) -> None:
+    """Against a model server (W workers, latency = S x max(1, in flight / W)) that the
+    client keeps saturated, Vegas settles just above W (little queueing, no starvation) and
+    probing the no-load RTT does not ratchet it up."""
+    service = 0.010
+    limiter = ConcurrencyLimiter(
+        ConcurrencyPolicy(initial_limit=20, max_limit=200), rng=lambda: NO_PROBE
+    )
+    history = []
+    probing = 0
+    for _ in range(3000):
+        inflight = limiter.limit
+        limiter.in_flight = inflight  # saturated: every slot is taken
+        limiter.sample(service * max(1.0, inflight / workers), False)
+        history.append(int(limiter.estimate))
+        probing += limiter.limit < limiter.estimate
+    tail = history[-500:]
+    assert probing < 0.05 * len(history)  # probes cost little throughput
+    lg = max(1, int(math.log10(workers + 6)))
+    assert min(tail) >= workers
+    assert max(tail) <= workers + 6 * lg + 1

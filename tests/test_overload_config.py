@@ -1,0 +1,113 @@
+"""Throttle and adaptive concurrency policies in ServiceConfig: off by default, built from
+code, TOML and environment, validated with the service and section in every error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from svcclient import (
+    BulkheadPolicy,
+    ConcurrencyPolicy,
+    ConfigError,
+    ServiceConfig,
+    ThrottlePolicy,
+    load_config,
+)
+
+
+def test_both_are_off_by_default() -> None:
+    """A default config has neither throttling nor an adaptive limit."""
+    config = ServiceConfig("users")
+    assert config.throttle is None and config.concurrency is None
+
+
+def test_toml_tables_build_the_policies(tmp_path: Path) -> None:
+    """[services.x.throttle] and [services.x.concurrency] tables become frozen policies;
+    `throttle = true` means the defaults."""
+    path = tmp_path / "svc.toml"
+    path.write_text(
+        """
+[services.users]
+url = "http://users:8080"
+[services.users.throttle]
+k = 1.5
+window = 60.0
+buckets = 6
+overload_statuses = [503]
+[services.users.concurrency]
+algorithm = "gradient2"
+max_limit = 50
+smoothing = 0.5
+
+[services.orders]
+throttle = true
+"""
+    )
+    configs = load_config(path, environ={})
+    users = configs["users"]
+    assert users.throttle == ThrottlePolicy(
+        k=1.5,
+        window=60.0,
+        buckets=6,
+        overload_statuses=frozenset({503}),
+    )
+    assert users.concurrency == ConcurrencyPolicy(
+        algorithm="gradient2", max_limit=50, smoothing=0.5
+    )
+    assert configs["orders"].throttle == ThrottlePolicy()
+    assert configs["orders"].concurrency is None
+
+
+def test_environment_enables_and_tunes_them() -> None:
+    """SVCCLIENT_<NAME>_THROTTLE_K and ..._CONCURRENCY_* set (and so enable) the policies."""
+    env = {
+        "SVCCLIENT_USERS_THROTTLE_K": "3",
+        "SVCCLIENT_USERS_THROTTLE_OVERLOAD_STATUSES": "429,503,502",
+        "SVCCLIENT_USERS_CONCURRENCY_ALGORITHM": "vegas",
+        "SVCCLIENT_USERS_CONCURRENCY_INITIAL_LIMIT": "5",
+    }
+    config = ServiceConfig.from_env("users", environ=env)
+    assert config.throttle is not None and config.throttle.k == 3.0
+    assert config.throttle.overload_statuses == frozenset({429, 502, 503})
+    assert config.concurrency == ConcurrencyPolicy(initial_limit=5)
+    off = ServiceConfig.from_env("users", config, {"SVCCLIENT_USERS_THROTTLE_ENABLED": "off"})
+    assert off.throttle is None
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"throttle": {"k": 0.5}}, "throttle.k"),
+        ({"throttle": {"max_reject_probability": "lots"}}, "throttle.max_reject_probability"),
+        ({"throttle": {"bucket": 3}}, "throttle.bucket"),
+        ({"concurrency": {"algorithm": "aimd"}}, "concurrency.algorithm"),
+        ({"concurrency": {"min_limit": 0}}, "concurrency.min_limit"),
+    ],
+)
+def test_bad_values_name_service_section_and_key(data: dict[str, object], key: str) -> None:
+    """A bad setting from a file is a ConfigError naming the service and `section.key`."""
+    with pytest.raises(ConfigError) as info:
+        ServiceConfig.from_mapping("users", data)
+    assert info.value.service == "users"
+    assert info.value.key == key
+
+
+def test_concurrency_replaces_the_bulkhead() -> None:
+    """The default bulkhead steps aside for an adaptive limit; an explicit one is an error."""
+    ServiceConfig("users", concurrency=ConcurrencyPolicy())
+    ServiceConfig("users", concurrency=ConcurrencyPolicy(), bulkhead=None)
+    with pytest.raises(ConfigError) as info:
+        ServiceConfig(
+            "users", concurrency=ConcurrencyPolicy(), bulkhead=BulkheadPolicy(max_concurrent=5)
+        )
+    assert info.value.key == "concurrency"
+
+
+def test_concurrency_max_limit_fits_the_pool() -> None:
+    """max_limit above max_connections would queue in the pool: a ConfigError."""
+    ServiceConfig("users", max_connections=50, concurrency=ConcurrencyPolicy(max_limit=50))
+    with pytest.raises(ConfigError) as info:
+        ServiceConfig("users", max_connections=50, concurrency=ConcurrencyPolicy())
+    assert info.value.key == "concurrency.max_limit"
