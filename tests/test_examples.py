@@ -15,7 +15,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXPECTED = {
     "01_config.py": "(rule: kubernetes_env)",
     "02_breaker_fallback.py": "'name': 'Unknown User'",
-    "03_metrics_server.py": 'svcclient_retries_total{reason="status 503"',
+    "03_metrics_server.py": 'svcclient_retries_total{reason="status_503"',
     "04_upgrade_httpx_client.py": "with ResilientTransport:  200",
     "05_async_web_app.py": "same trace id: True",
     "06_toml_config.py": "user-service timeout=0.5s",

@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
+from svcclient import ServiceClient
 from svcclient._endpoint import Endpoint
 from svcclient._exceptions import ConfigError
 from svcclient._observability import prometheus as _metrics
@@ -74,15 +75,61 @@ def dur_labels(status: str = "200", route: str = "/users/{id}", **kw: str) -> di
 
 
 def test_attempt_lands_in_its_bucket(registry: CollectorRegistry) -> None:
-    """A 3 ms attempt is counted in le=0.005 and above, not in le=0.0025."""
+    """A 60 ms attempt is counted in le=0.075 and above, not in le=0.05."""
     hooks = PrometheusHooks(registry)
     call = make_call()
-    run_call(hooks, call, attempt(call, duration=0.003))
+    run_call(hooks, call, attempt(call, duration=0.06))
     assert value(registry, f"{DUR}_count", **dur_labels()) == 1
-    assert value(registry, f"{DUR}_sum", **dur_labels()) == pytest.approx(0.003)
-    assert value(registry, f"{DUR}_bucket", **dur_labels(le="0.0025")) == 0
-    assert value(registry, f"{DUR}_bucket", **dur_labels(le="0.005")) == 1
+    assert value(registry, f"{DUR}_sum", **dur_labels()) == pytest.approx(0.06)
+    assert value(registry, f"{DUR}_bucket", **dur_labels(le="0.05")) == 0
+    assert value(registry, f"{DUR}_bucket", **dur_labels(le="0.075")) == 1
     assert value(registry, f"{DUR}_bucket", **dur_labels(le="+Inf")) == 1
+
+
+def test_default_buckets_are_otels_advisory_boundaries() -> None:
+    """DEFAULT_BUCKETS are the HTTP semconv advisory boundaries, 5 ms to 10 s."""
+    assert DEFAULT_BUCKETS == (
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0
+    )  # fmt: skip
+
+
+def _bucket_bounds(registry: CollectorRegistry, name: str = DUR) -> list[str]:
+    return [
+        s.labels["le"]
+        for m in registry.collect()
+        if m.name == name
+        for s in m.samples
+        if s.name.endswith("_bucket")
+    ]
+
+
+def test_client_timeout_and_deadline_become_buckets(registry: CollectorRegistry) -> None:
+    """A client with timeout 1.5 and deadline 4 adds le=1.5 and le=4.0 to OTel's set."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200))
+    with ServiceClient(
+        "users", url="http://users:80", timeout=1.5, deadline=4.0, transport=transport,
+        registry=registry,
+    ) as client:  # fmt: skip
+        client.get("/users/1")
+    bounds = _bucket_bounds(registry)
+    assert "1.5" in bounds and "4.0" in bounds
+    assert bounds.index("1.5") == bounds.index("1.0") + 1
+    assert len(bounds) == len(DEFAULT_BUCKETS) + 3  # + 1.5, 4.0 and +Inf
+
+
+def test_second_client_with_other_timeout_reuses_the_histogram(
+    registry: CollectorRegistry,
+) -> None:
+    """A later client with another timeout shares the registry's histogram, no error."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200))
+    for timeout in (1.5, 0.3):
+        with ServiceClient(
+            "users", url="http://users:80", timeout=timeout, transport=transport,
+            registry=registry,
+        ) as client:  # fmt: skip
+            client.get("/users/1")
+    assert value(registry, f"{DUR}_count", **dur_labels(route="/users/{id}")) == 2
+    assert "0.3" not in _bucket_bounds(registry)
 
 
 def test_every_attempt_is_observed(registry: CollectorRegistry) -> None:
@@ -101,6 +148,7 @@ def test_network_error_uses_status_zero_and_counts_type(registry: CollectorRegis
     run_call(hooks, call, attempt(call, status=None, error="connect_refused", duration=0.2))
     assert value(registry, f"{DUR}_count", **dur_labels("0")) == 1
     assert value(registry, f"{DUR}_bucket", **dur_labels("0", le="0.1")) == 0
+    assert value(registry, f"{DUR}_bucket", **dur_labels("0", le="0.25")) == 1
     errors = "network_errors_total"
     labels = {"error_type": "connect_refused", "target_service": "users"}
     assert value(registry, errors, **labels) == 1
@@ -119,8 +167,8 @@ def test_call_error_is_not_double_counted(registry: CollectorRegistry) -> None:
     assert value(registry, "network_errors_total", error_type="reset", target_service="users") == 2
 
 
-def test_breaker_rejection_without_attempt_is_counted(registry: CollectorRegistry) -> None:
-    """A call the breaker rejected before sending counts circuit_open once, no histogram."""
+def test_breaker_rejection_is_not_a_network_error(registry: CollectorRegistry) -> None:
+    """A call the breaker rejected counts in breaker rejections, not network_errors_total."""
     hooks = PrometheusHooks(registry)
     call = make_call()
     hooks.on_request_start(call)
@@ -128,6 +176,20 @@ def test_breaker_rejection_without_attempt_is_counted(registry: CollectorRegistr
     call.error_type = "circuit_open"
     hooks.on_request_end(call)
     labels = {"error_type": "circuit_open", "target_service": "users"}
+    assert value(registry, "network_errors_total", **labels) is None
+    rejected = "svcclient_circuit_breaker_rejections_total"
+    assert value(registry, rejected, target_service="users") == 1
+    assert value(registry, f"{DUR}_count", **dur_labels("0")) is None
+
+
+def test_dns_failure_without_attempt_is_counted(registry: CollectorRegistry) -> None:
+    """A call that found no endpoint (DNS) counts dns_failure once, no histogram."""
+    hooks = PrometheusHooks(registry)
+    call = make_call()
+    hooks.on_request_start(call)
+    call.error_type = "dns_failure"
+    hooks.on_request_end(call)
+    labels = {"error_type": "dns_failure", "target_service": "users"}
     assert value(registry, "network_errors_total", **labels) == 1
     assert value(registry, f"{DUR}_count", **dur_labels("0")) is None
 
@@ -178,15 +240,15 @@ def test_resilience_counters(registry: CollectorRegistry) -> None:
     """Retries (by reason), budget exhaustion, hedges and bulkhead rejections are counted."""
     hooks = PrometheusHooks(registry)
     call = make_call()
-    hooks.on_retry(call, 0.1, "503")
-    hooks.on_retry(call, 0.2, "503")
+    hooks.on_retry(call, 0.1, "status 503")
+    hooks.on_retry(call, 0.2, "status 503")
     hooks.on_retry(call, 0.2, "read_timeout")
     hooks.on_retry_budget_exhausted("users")
     hooks.on_hedge("users")
     hooks.on_hedge("users")
     hooks.on_bulkhead_rejected("users")
     svc = {"target_service": "users"}
-    assert value(registry, "svcclient_retries_total", reason="503", **svc) == 2
+    assert value(registry, "svcclient_retries_total", reason="status_503", **svc) == 2
     assert value(registry, "svcclient_retries_total", reason="read_timeout", **svc) == 1
     assert value(registry, "svcclient_retry_budget_exhausted_total", **svc) == 1
     assert value(registry, "svcclient_hedged_requests_total", **svc) == 2
@@ -201,7 +263,21 @@ def test_retry_reasons_are_capped(registry: CollectorRegistry) -> None:
         hooks.on_retry(call, 0.0, f"reason-{i}")
     svc = {"target_service": "users"}
     assert value(registry, "svcclient_retries_total", reason="other", **svc) == 8
-    assert value(registry, "svcclient_retries_total", reason="reason-35", **svc) is None
+    assert value(registry, "svcclient_retries_total", reason="reason_35", **svc) is None
+    assert value(registry, "svcclient_retries_total", reason="reason_31", **svc) == 1
+
+
+@pytest.mark.parametrize(
+    ("reason", "label"),
+    [("status 503", "status_503"), ("Read-Timeout", "read_timeout"), ("  ", "other")],
+)
+def test_retry_reason_labels_are_snake_case(
+    reason: str, label: str, registry: CollectorRegistry
+) -> None:
+    """Retry reasons are exported as snake_case label values."""
+    hooks = PrometheusHooks(registry)
+    hooks.on_retry(make_call(), 0.0, reason)
+    assert value(registry, "svcclient_retries_total", reason=label, target_service="users") == 1
 
 
 def test_ejected_gauge_counts_distinct_endpoints(registry: CollectorRegistry) -> None:
@@ -296,14 +372,19 @@ def test_existing_collector_with_same_shape_is_reused(registry: CollectorRegistr
 def test_existing_collector_with_other_labels_is_a_config_error(
     registry: CollectorRegistry,
 ) -> None:
-    """A same-named metric with different labels is reported, not silently mixed."""
+    """A same-named metric with other labels: the error names both metrics and the fix."""
     Counter("network_errors", "app's own", ["kind"], registry=registry)
-    with pytest.raises(ConfigError, match="network_errors"):
+    with pytest.raises(ConfigError) as info:
         PrometheusHooks(registry)
+    text = str(info.value)
+    assert "network_errors" in text and "('kind',)" in text and "app's own" in text
+    assert "('error_type', 'target_service')" in text
+    assert 'metric_prefix="svcclient"' in text and "registry" in text
+    assert info.value.key == "metric_prefix"
 
 
 def test_conflicting_buckets_on_one_registry(registry: CollectorRegistry) -> None:
-    """Different buckets on the same registry and namespace are a config error."""
+    """Explicit buckets unlike the registry's histogram (same prefix) are a config error."""
     PrometheusHooks(registry)
     with pytest.raises(ConfigError, match="buckets"):
         PrometheusHooks(registry, buckets=(0.1, 1.0))
@@ -317,15 +398,47 @@ def test_bad_buckets(bad: tuple[float, ...], registry: CollectorRegistry) -> Non
         PrometheusHooks(registry, buckets=bad)
 
 
-def test_namespace_prefixes_names(registry: CollectorRegistry) -> None:
-    """A namespace prefixes every metric name and lives beside the unprefixed set."""
+def test_metric_prefix_prefixes_names(registry: CollectorRegistry) -> None:
+    """A metric prefix prefixes every metric name and lives beside the unprefixed set."""
     plain = PrometheusHooks(registry)
-    prefixed = PrometheusHooks(registry, buckets=(0.1, 1.0), namespace="edge")
+    prefixed = PrometheusHooks(registry, buckets=(0.1, 1.0), metric_prefix="edge")
     call = make_call()
     run_call(prefixed, call, attempt(call))
     run_call(plain, call, attempt(call))
     assert value(registry, f"edge_{DUR}_count", **dur_labels()) == 1
+    assert value(registry, "edge_svcclient_requests_in_flight", target_service="users") == 0
     assert value(registry, f"{DUR}_count", **dur_labels()) == 1
+
+
+def test_svcclient_prefix_is_not_doubled(registry: CollectorRegistry) -> None:
+    """metric_prefix="svcclient" prefixes the seed's names; svcclient_* names stay."""
+    hooks = PrometheusHooks(registry, metric_prefix="svcclient")
+    call = make_call()
+    run_call(hooks, call, attempt(call, status=None, error="reset"))
+    assert value(registry, f"svcclient_{DUR}_count", **dur_labels("0")) == 1
+    labels = {"error_type": "reset", "target_service": "users"}
+    assert value(registry, "svcclient_network_errors_total", **labels) == 1
+    assert value(registry, "svcclient_requests_in_flight", target_service="users") == 0
+    assert value(registry, f"{DUR}_count", **dur_labels("0")) is None
+
+
+@pytest.mark.parametrize("bad", ["1abc", "has space", "dash-ed"])
+def test_bad_metric_prefix_is_a_config_error(bad: str, registry: CollectorRegistry) -> None:
+    """A prefix that would make an invalid metric name is refused up front."""
+    with pytest.raises(ConfigError, match="metric_prefix"):
+        PrometheusHooks(registry, metric_prefix=bad)
+
+
+def test_client_metric_prefix_option(registry: CollectorRegistry) -> None:
+    """ServiceClient(metric_prefix=...) names the client's metrics with the prefix."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200))
+    with ServiceClient(
+        "users", url="http://users:80", metric_prefix="svcclient", transport=transport,
+        registry=registry,
+    ) as client:  # fmt: skip
+        client.get("/users/1")
+    assert value(registry, f"svcclient_{DUR}_count", **dur_labels(route="/users/{id}")) == 1
+    assert value(registry, f"{DUR}_count", **dur_labels(route="/users/{id}")) is None
 
 
 @pytest.fixture

@@ -113,6 +113,7 @@ class ServiceConfig:
     keepalive_expiry: float = 5.0
     http2: bool = False
     verify: bool = True
+    metric_prefix: str = ""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     budget: BudgetPolicy | None = field(default_factory=BudgetPolicy)
     breaker: BreakerPolicy | None = field(default_factory=BreakerPolicy)

@@ -10,16 +10,57 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     import httpx
 
     from .._endpoint import Endpoint
 
-__all__ = ["AttemptInfo", "CallInfo", "HookTable", "Hooks", "fire"]
+__all__ = [
+    "KNOWN_METHODS",
+    "OTEL_DURATION_BUCKETS",
+    "TRACE_ID_STATE_KEY",
+    "AttemptInfo",
+    "CallInfo",
+    "HookTable",
+    "Hooks",
+    "fire",
+]
 
 log = logging.getLogger("svcclient")
+
+# Shared by the Prometheus and OpenTelemetry observers; here so that neither has to import
+# the other's library to know them.
+KNOWN_METHODS: Final = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"}
+)
+"""HTTP methods reported as themselves; any other is reported as ``_OTHER``."""
+
+TRACE_ID_STATE_KEY: Final = "svcclient.trace_id"
+"""Key in ``CallInfo.state`` holding the call's sampled trace id (32 hex digits).
+
+Set by ``TracingHooks``, read by ``PrometheusHooks`` for exemplars.
+"""
+
+OTEL_DURATION_BUCKETS: Final = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
+"""The OpenTelemetry HTTP semantic conventions' advisory bucket boundaries for
+``http.client.request.duration`` (seconds)."""
 
 
 @dataclass(slots=True, eq=False)

@@ -53,7 +53,14 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
-from .hooks import AttemptInfo, CallInfo, Hooks
+from .hooks import (
+    KNOWN_METHODS,
+    OTEL_DURATION_BUCKETS,
+    TRACE_ID_STATE_KEY,
+    AttemptInfo,
+    CallInfo,
+    Hooks,
+)
 from .routes import OTHER_ROUTE
 
 if TYPE_CHECKING:
@@ -69,36 +76,8 @@ try:
 except Exception:  # pragma: no cover - running from a source tree without metadata
     _VERSION = "0"
 
-KNOWN_METHODS: Final = frozenset(
-    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"}
-)
-"""HTTP methods reported as themselves; any other is reported as ``_OTHER``."""
-
-TRACE_ID_STATE_KEY: Final = "svcclient.trace_id"
-"""Key in ``CallInfo.state`` holding the call's sampled trace id (32 hex digits).
-
-Set by :class:`TracingHooks`, read by ``PrometheusHooks`` for exemplars.
-"""
-
 _CALL_SPAN_KEY: Final = "svcclient.call_span"
-
-# The semantic conventions' advisory bucket boundaries for http.client.request.duration.
-_OTEL_BUCKETS: Final = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-)
+_OTEL_BUCKETS: Final = OTEL_DURATION_BUCKETS
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 

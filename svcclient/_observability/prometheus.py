@@ -1,12 +1,14 @@
 """Prometheus metrics for outbound calls and the resilience machinery around them.
 
-Metrics (names are fixed so dashboards keep working; ``namespace`` prefixes them all):
+Metrics (the seed's names by default, so dashboards keep working; ``metric_prefix``
+prefixes them all -- see "Name clashes" below):
 
 =============================================== ======= ==========================================
 name                                            type    labels
 =============================================== ======= ==========================================
 ``http_request_duration_seconds``               hist.   method, route, status_code, target_service
 ``network_errors_total``                        counter error_type, target_service
+``svcclient_circuit_breaker_rejections_total``  counter target_service
 ``svcclient_requests_in_flight``                gauge   target_service
 ``svcclient_circuit_breaker_state``             gauge   target_service (see ``BREAKER_STATES``)
 ``svcclient_circuit_breaker_transitions_total`` counter target_service, from_state, to_state
@@ -23,17 +25,39 @@ name                                            type    labels
   An attempt that got no HTTP response (connection refused, timeout, reset...) is observed
   with ``status_code="0"`` -- the convention Envoy and Istio use for "no response" -- so
   slow failures stay in the latency picture; *why* it failed is in
-  ``network_errors_total{error_type}``. A call rejected before any attempt (open breaker,
-  deadline already spent) is counted in ``network_errors_total`` only.
+  ``network_errors_total{error_type}``. A call that failed before any attempt (DNS found
+  nothing, deadline already spent) is counted in ``network_errors_total`` only.
+* ``network_errors_total`` counts network errors only. Calls the client itself turned
+  away are not network errors and have their own counters:
+  ``svcclient_circuit_breaker_rejections_total`` (open breaker) and
+  ``svcclient_bulkhead_rejections_total`` (full bulkhead).
+* Buckets: :data:`DEFAULT_BUCKETS` are OpenTelemetry's advisory boundaries for
+  ``http.client.request.duration``; a client adds its per-attempt ``timeout`` and its
+  ``deadline`` (``le="2.0"`` then counts the attempts that beat a 2 s timeout). The
+  histogram of a registry is created once, by the first client: a later client whose
+  timeout is not a bucket reuses it as it is (buckets cannot change after creation).
+* Label values are snake_case: a retry ``reason`` such as ``"status 503"`` is reported
+  as ``status_503``.
 * ``route`` is a template (:mod:`svcclient._observability.routes`), never a raw URL, and ``method``
   outside the standard set is reported as ``_OTHER``: label values must stay few.
 * Exemplars: when the call has a sampled trace (from :class:`~svcclient.TracingHooks` or
   a span current in the caller's context), the bucket observation carries
   ``{"trace_id": "<32 hex>"}``. They are exposed in the OpenMetrics format only.
 
-Metric objects are created once per registry and namespace and remembered *on the
+Metric objects are created once per registry and prefix and remembered *on the
 registry*, so many clients, many hooks, or the module imported twice never raise
 "Duplicated timeseries".
+
+Name clashes
+------------
+Server-side instrumentations use the same generic names for *incoming* requests
+(prometheus-fastapi-instrumentator registers ``http_request_duration_seconds`` with
+``handler``/``method`` labels). A same-named metric of another shape in the registry is a
+:class:`~svcclient.ConfigError` naming both metrics and the fix: ``metric_prefix``
+(``ServiceClient(..., metric_prefix="svcclient")``, ``SVCCLIENT_<NAME>_METRIC_PREFIX`` or
+``metric_prefix`` under ``[defaults]`` in the TOML file) or a registry of its own. The
+prefix is joined with ``_``; names that already start with ``svcclient_`` do not get
+``svcclient`` twice.
 
 Multi-process servers (gunicorn, uWSGI)
 ---------------------------------------
@@ -70,41 +94,48 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
+import re
+import sys
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from opentelemetry import context as _otel_context
-from opentelemetry import trace as _otel_trace
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-
 from .._exceptions import ConfigError
-from .hooks import AttemptInfo, CallInfo, Hooks
-from .otel import KNOWN_METHODS, TRACE_ID_STATE_KEY
+from .hooks import (
+    KNOWN_METHODS,
+    OTEL_DURATION_BUCKETS,
+    TRACE_ID_STATE_KEY,
+    AttemptInfo,
+    CallInfo,
+    Hooks,
+)
 
+# prometheus-client is imported when the first PrometheusHooks is made, not with svcclient.
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
     from .._endpoint import Endpoint
 
-__all__ = ["BREAKER_STATES", "DEFAULT_BUCKETS", "PrometheusHooks"]
+__all__ = ["BREAKER_STATES", "DEFAULT_BUCKETS", "PrometheusHooks", "buckets_with"]
 
-DEFAULT_BUCKETS: Final = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-"""Histogram buckets for service-to-service latency: in-cluster calls are often 1-5 ms,
-so the low end is finer than prometheus-client's web defaults; 10 s covers long timeouts."""
+log = logging.getLogger("svcclient")
+
+DEFAULT_BUCKETS: Final = OTEL_DURATION_BUCKETS
+"""Histogram buckets: OpenTelemetry's advisory boundaries for ``http.client.request.duration``
+(5 ms to 10 s; 0.25, 0.5, 0.75 and 1 s around typical timeouts, so p99 is not read off a
+0.5 s-wide bucket). Clients add their timeout and deadline (:func:`buckets_with`)."""
+
+
+def buckets_with(*extra: float, base: Sequence[float] = DEFAULT_BUCKETS) -> tuple[float, ...]:
+    """``base`` (:data:`DEFAULT_BUCKETS`) with the ``extra`` boundaries merged in, sorted.
+
+    >>> buckets_with(2.0, 3.0)[-5:]
+    (2.0, 2.5, 3.0, 5.0, 7.5)
+    """
+    return tuple(sorted({float(b) for b in base} | {float(x) for x in extra if x > 0}))
+
 
 BREAKER_STATES: Final = {
     "closed": 0,
@@ -124,7 +155,35 @@ _CHILD_CACHE_MAX: Final = 20_000
 _MAX_REASONS: Final = 32
 _registry_lock = threading.Lock()
 
-_M = TypeVar("_M", Histogram, Counter, Gauge)
+_M = TypeVar("_M", "Histogram", "Counter", "Gauge")
+_PREFIX_RE: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_NOT_SNAKE: Final = re.compile(r"[^a-z0-9]+")
+_TYPE_NAMES: Final = {"Histogram": "histogram", "Counter": "counter", "Gauge": "gauge"}
+
+
+def metric_name(name: str, prefix: str) -> str:
+    """``name`` under ``prefix`` (joined with ``_``; no doubled ``svcclient_``)."""
+    if not prefix:
+        return name
+    if name.startswith(f"{prefix}_"):
+        return name
+    return f"{prefix}_{name}"
+
+
+def snake_case(value: str) -> str:
+    """A label value in snake_case: ``"status 503"`` -> ``"status_503"``."""
+    return _NOT_SNAKE.sub("_", value.lower()).strip("_") or "other"
+
+
+def _describe(collector: object) -> str:
+    kind = _TYPE_NAMES.get(type(collector).__name__, type(collector).__name__)
+    labels = tuple(getattr(collector, "_labelnames", ()))
+    doc = getattr(collector, "_documentation", "")
+    owner = type(collector).__module__.split(".", 1)[0]
+    text = f"a {kind} with labels {labels}"
+    if doc:
+        text += f" ({doc!r})"
+    return f"{text}, registered by {owner}" if owner != "prometheus_client" else text
 
 
 def _collector(
@@ -134,39 +193,64 @@ def _collector(
     *,
     labelnames: Sequence[str],
     registry: CollectorRegistry,
-    namespace: str,
+    prefix: str,
     **kwargs: Any,
 ) -> _M:
     try:
-        return cls(
-            name, documentation, labelnames, namespace=namespace, registry=registry, **kwargs
-        )
+        return cls(name, documentation, labelnames, registry=registry, **kwargs)
     except ValueError as exc:
         if "Duplicated timeseries" not in str(exc):
             raise
-    # Someone else (an older copy of this module, or the app itself) registered the name.
-    # Reuse it when it is the same kind of metric; CollectorRegistry has no public lookup.
-    full = f"{namespace}_{name}" if namespace else name
-    existing = registry._names_to_collectors.get(full)
+    # Someone else (an older copy of this module, another library, the app) registered
+    # the name. Reuse it when it is the same kind of metric with the same labels: that is
+    # an app that declared the seed's metric itself. CollectorRegistry has no public lookup.
+    existing = _registered(registry, name, cls)
     if isinstance(existing, cls) and tuple(existing._labelnames) == tuple(labelnames):
         return existing
+    kind = _TYPE_NAMES.get(cls.__name__, cls.__name__)
+    theirs = _describe(existing) if existing is not None else "another metric"
     raise ConfigError(
         None,
-        "registry",
-        full,
-        f"a different metric named {full!r} is already registered in this registry",
+        "metric_prefix",
+        prefix,
+        f"svcclient's {kind} {name!r} (labels {tuple(labelnames)}) clashes with {theirs} "
+        f"already in this Prometheus registry. Fix: give svcclient's metrics a prefix, "
+        f'e.g. ServiceClient(..., metric_prefix="svcclient") or '
+        f"SVCCLIENT_<NAME>_METRIC_PREFIX=svcclient (PrometheusHooks(metric_prefix=...) "
+        f"for your own hooks), or pass svcclient a registry of its own (registry=...)",
     )
 
 
+def _registered(registry: CollectorRegistry, name: str, cls: type[Any]) -> object | None:
+    names = registry._names_to_collectors
+    found = names.get(name)
+    if found is None and cls.__name__ == "Counter":
+        found = names.get(f"{name}_total")
+    if found is None:
+        for suffix in ("_bucket", "_count", "_sum", "_created", "_total"):
+            found = names.get(f"{name}{suffix}")
+            if found is not None:
+                break
+    return found
+
+
 class _Metrics:
-    """The collectors of one (registry, namespace), shared by every PrometheusHooks."""
+    """The collectors of one (registry, prefix), shared by every PrometheusHooks."""
 
     def __init__(
-        self, registry: CollectorRegistry, namespace: str, buckets: tuple[float, ...]
+        self, registry: CollectorRegistry, prefix: str, buckets: tuple[float, ...]
     ) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
         def mk(cls: type[_M], name: str, doc: str, labels: Sequence[str], **kw: Any) -> _M:
             return _collector(
-                cls, name, doc, labelnames=labels, registry=registry, namespace=namespace, **kw
+                cls,
+                metric_name(name, prefix),
+                doc,
+                labelnames=labels,
+                registry=registry,
+                prefix=prefix,
+                **kw,
             )
 
         svc = ("target_service",)
@@ -184,6 +268,12 @@ class _Metrics:
             "network_errors",
             "Outbound attempts or calls that failed without an HTTP response.",
             ("error_type", "target_service"),
+        )
+        self.breaker_rejections = mk(
+            Counter,
+            "svcclient_circuit_breaker_rejections",
+            "Calls or retries turned away by an open circuit breaker (nothing sent).",
+            svc,
         )
         self.in_flight = mk(
             Gauge,
@@ -251,7 +341,7 @@ class _Metrics:
         self.error_children: dict[tuple[str, str], Counter] = {}
         self.in_flight_children: dict[str, _InFlight] = {}
         self.ejected_sets: dict[str, set[str]] = {}
-        self.reasons: set[str] = set()
+        self.reasons: dict[str, str] = {}
 
     def duration_child(self, key: tuple[str, str, int | None, str]) -> Histogram:
         method, route, status, service = key
@@ -318,48 +408,61 @@ def _remember(cache: dict[_K, _V], key: _K, value: _V) -> None:
 
 
 def _metrics_for(
-    registry: CollectorRegistry, namespace: str, buckets: tuple[float, ...]
+    registry: CollectorRegistry, prefix: str, buckets: tuple[float, ...], strict: bool
 ) -> _Metrics:
     # Kept on the registry object rather than in a module global, so a second copy of this
     # module (reload, vendoring) finds the collectors the first one registered.
     with _registry_lock:
-        per_ns: dict[str, _Metrics] | None = getattr(registry, _REGISTRY_ATTR, None)
-        if per_ns is None:
-            per_ns = {}
-            setattr(registry, _REGISTRY_ATTR, per_ns)
-        metrics = per_ns.get(namespace)
+        per_prefix: dict[str, _Metrics] | None = getattr(registry, _REGISTRY_ATTR, None)
+        if per_prefix is None:
+            per_prefix = {}
+            setattr(registry, _REGISTRY_ATTR, per_prefix)
+        metrics = per_prefix.get(prefix)
         if metrics is None:
-            metrics = per_ns[namespace] = _Metrics(registry, namespace, buckets)
+            metrics = per_prefix[prefix] = _Metrics(registry, prefix, buckets)
         elif metrics.buckets != buckets:
-            raise ConfigError(
-                None,
-                "buckets",
-                buckets,
-                f"this registry already has http_request_duration_seconds with buckets "
-                f"{metrics.buckets}; use a separate registry or namespace",
-            )
+            name = metric_name("http_request_duration_seconds", prefix)
+            if strict:
+                raise ConfigError(
+                    None,
+                    "buckets",
+                    buckets,
+                    f"this registry already has {name} with buckets {metrics.buckets}; "
+                    f"use a separate registry or metric_prefix",
+                )
+            log.debug("svcclient: %s keeps its buckets %s, not %s", name, metrics.buckets, buckets)
         return metrics
 
 
 def _current_trace_id() -> str | None:
-    span_ctx = _otel_trace.get_current_span().get_span_context()
+    from opentelemetry import trace
+
+    span_ctx = trace.get_current_span().get_span_context()
     if span_ctx.is_valid and span_ctx.trace_flags.sampled:
         return format(span_ctx.trace_id, "032x")
     return None
 
 
+def _context_is_empty() -> bool:
+    # OpenTelemetry is asked only once something imported it (an app with tracing does).
+    otel_context = sys.modules.get("opentelemetry.context")
+    return otel_context is None or not otel_context.get_current()
+
+
 class PrometheusHooks(Hooks):
     """Observer that records the svcclient Prometheus metrics (see the module docs).
 
-    ``registry`` defaults to prometheus-client's global ``REGISTRY``; ``buckets`` to
-    :data:`DEFAULT_BUCKETS`; ``namespace`` (default none) prefixes every metric name.
-    Any number of instances may share a registry: the collectors are created once.
+    ``registry`` defaults to prometheus-client's global ``REGISTRY``. ``buckets`` default
+    to :data:`DEFAULT_BUCKETS` plus ``extra_buckets`` (a client passes its timeout and
+    deadline); buckets given explicitly must match the registry's histogram if it exists.
+    ``metric_prefix`` (default none) prefixes every metric name. Any number of instances
+    may share a registry: the collectors are created once per registry and prefix.
 
     Example::
 
         from prometheus_client import CollectorRegistry
         registry = CollectorRegistry()
-        hooks = PrometheusHooks(registry=registry)
+        hooks = PrometheusHooks(registry=registry, metric_prefix="svcclient")
     """
 
     __slots__ = ("_duration", "_m")
@@ -367,13 +470,26 @@ class PrometheusHooks(Hooks):
     def __init__(
         self,
         registry: CollectorRegistry | None = None,
-        buckets: Sequence[float] = DEFAULT_BUCKETS,
-        namespace: str = "",
+        buckets: Sequence[float] | None = None,
+        metric_prefix: str = "",
+        *,
+        extra_buckets: Sequence[float] = (),
     ) -> None:
-        b = tuple(float(x) for x in buckets)
+        strict = buckets is not None
+        b = tuple(float(x) for x in buckets) if buckets is not None else DEFAULT_BUCKETS
         if not b or list(b) != sorted(b) or len(set(b)) != len(b):
             raise ConfigError(None, "buckets", buckets, "must be non-empty and increasing")
-        self._m = _metrics_for(REGISTRY if registry is None else registry, namespace, b)
+        if extra_buckets:
+            b = buckets_with(*extra_buckets, base=b)
+        if metric_prefix and not _PREFIX_RE.fullmatch(metric_prefix):
+            raise ConfigError(
+                None, "metric_prefix", metric_prefix, "letters, digits, _ and :, not first a digit"
+            )
+        if registry is None:
+            from prometheus_client import REGISTRY
+
+            registry = REGISTRY
+        self._m = _metrics_for(registry, metric_prefix, b, strict)
         self._duration = self._m.duration_children
 
     # -- per call / per attempt (hot path) --------------------------------------------
@@ -394,7 +510,7 @@ class PrometheusHooks(Hooks):
             child = self._m.duration_child(key)
         state = call.state
         trace_id = state.get(TRACE_ID_STATE_KEY) if state else None
-        if trace_id is None and _otel_context.get_current():
+        if trace_id is None and not _context_is_empty():
             trace_id = _current_trace_id()
         if trace_id is None:
             child.observe(attempt.duration)
@@ -414,23 +530,33 @@ class PrometheusHooks(Hooks):
         child.leave()
         error_type = call.error_type
         # Attempt errors were counted in on_attempt_end; only an error that did not come
-        # from the last attempt (circuit_open before sending, a deadline spent while
-        # backing off) is new here.
-        if error_type is not None and call.state.get(_LAST_ERROR_KEY) != error_type:
+        # from the last attempt (DNS found nothing, a deadline spent while backing off) is
+        # new here. An open breaker is not a network error: on_breaker_reject counts it.
+        if (
+            error_type is not None
+            and error_type != "circuit_open"
+            and call.state.get(_LAST_ERROR_KEY) != error_type
+        ):
             m.error_child(error_type, call.service).inc()
 
     # -- resilience events (rare) -------------------------------------------------------
 
     def on_retry(self, call: CallInfo, delay: float, reason: str) -> None:
-        """Count a scheduled retry by reason (at most 32 distinct reasons, then ``other``)."""
+        """Count a scheduled retry by snake_case reason (``status_503``; at most 32 distinct
+        reasons, then ``other``)."""
         m = self._m
-        if reason not in m.reasons:
+        label = m.reasons.get(reason)
+        if label is None:
             with m.lock:
                 if len(m.reasons) < _MAX_REASONS:
-                    m.reasons.add(reason)
+                    label = m.reasons.setdefault(reason, snake_case(reason))
                 else:
-                    reason = "other"
-        m.retries.labels(call.service, reason).inc()
+                    label = "other"
+        m.retries.labels(call.service, label).inc()
+
+    def on_breaker_reject(self, service: str) -> None:
+        """Count a call (or a retry) turned away by an open breaker."""
+        self._m.breaker_rejections.labels(service).inc()
 
     def on_retry_budget_exhausted(self, service: str) -> None:
         """Count a retry denied by the retry budget."""

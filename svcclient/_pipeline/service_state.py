@@ -145,7 +145,7 @@ class ServiceRuntime:
         self.first_resolution.set()
 
     def refresh_failed(self, error: Exception) -> None:
-        """Feed a failed lookup in; keeps the last good set, else falls back or raises."""
+        """Feed a failed lookup in; keeps the last good set, else falls back or empties it."""
         es = self.endpoint_set
         assert es is not None
         es.refresh_failed(error, self.clock())
@@ -168,8 +168,10 @@ class ServiceRuntime:
             if not self.balancer.endpoints:
                 self.balancer.set_endpoints([self.origin])
             return
+        # Nothing to send to: the call's first attempt finds no endpoint and fails with
+        # the DiscoveryError (request attached), so it is observed, counted and can fall
+        # back like any later call instead of escaping before the pipeline starts.
         self.balancer.set_endpoints([])
-        raise self.no_endpoint_error(None)
 
     def no_endpoint_error(self, request: httpx.Request | None) -> RequestFailedError:
         """Why there is nothing to send to: a DNS failure names the rules it tried."""

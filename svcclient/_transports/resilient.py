@@ -18,7 +18,7 @@ from .._config.model import ServiceConfig
 from .._config.sources import resolve_config
 from .._endpoint import Endpoint
 from .._exceptions import BulkheadFullError
-from .._observability.defaults import default_hooks
+from .._observability.defaults import for_config as _default_hooks
 from .._observability.hooks import Hooks
 from .._pipeline import testmode as _testmode
 from .._pipeline.call import STREAM_EXTENSION, Call, buffered, retarget
@@ -55,7 +55,7 @@ class ResilientTransport(httpx.BaseTransport):
         **overrides: Any,
     ) -> None:
         self.config = resolve_config(config, overrides)
-        self._hooks = default_hooks(registry) if hooks is None else tuple(hooks)
+        self._hooks = _default_hooks(self.config, registry) if hooks is None else tuple(hooks)
         self._inner = transport
         self.runtime = ServiceRuntime(
             self.config, self._hooks, owns_transport=transport is None, clock=clock

@@ -19,7 +19,7 @@ from .._config.model import ServiceConfig
 from .._config.sources import resolve_config
 from .._endpoint import Endpoint
 from .._exceptions import BulkheadFullError
-from .._observability.defaults import default_hooks
+from .._observability.defaults import for_config as _default_hooks
 from .._observability.hooks import Hooks
 from .._pipeline import testmode as _testmode
 from .._pipeline.call import STREAM_EXTENSION, Attempt, Call, buffered, retarget
@@ -51,7 +51,7 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self._sleep = _testmode.guard_async_sleep(sleep)
         self.config = resolve_config(config, overrides)
-        self._hooks = default_hooks(registry) if hooks is None else tuple(hooks)
+        self._hooks = _default_hooks(self.config, registry) if hooks is None else tuple(hooks)
         self._inner = transport
         self.runtime = ServiceRuntime(
             self.config, self._hooks, owns_transport=transport is None, clock=clock

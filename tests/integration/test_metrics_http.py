@@ -18,7 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
-from svcclient import ServiceClient, TracingHooks
+from svcclient import AsyncServiceClient, DiscoveryError, ServiceClient, TracingHooks
+from svcclient.testing import LocalDns
 from svcclient.testing._faultserver import Fault, FaultServer
 
 pytestmark = pytest.mark.integration
@@ -101,7 +102,7 @@ def test_retried_503_shows_in_duration_and_retry_counters(
     assert _duration_count(registry, **base, status_code="503") == 1
     assert _duration_count(registry, **base, status_code="200") == 1
     retries = registry.get_sample_value(
-        "svcclient_retries_total", {"target_service": "flaky-service", "reason": "status 503"}
+        "svcclient_retries_total", {"target_service": "flaky-service", "reason": "status_503"}
     )
     assert retries == 1
 
@@ -142,3 +143,62 @@ def test_traceparent_reaches_the_server_and_matches_the_attempt_span(
     assert sorted(sent) == recorded
     assert len({trace for trace, _ in sent}) == 1  # both attempts belong to one trace
     assert {s.name for s in spans} == {"GET /users/{id}"}
+
+
+def _dns_failures(registry: CollectorRegistry, service: str) -> float | None:
+    labels = {"error_type": "dns_failure", "target_service": service}
+    return registry.get_sample_value("network_errors_total", labels)
+
+
+def test_every_dns_failure_is_counted(local_dns: LocalDns) -> None:
+    """Five calls to an NXDOMAIN name: five dns_failure errors, the first one included."""
+    registry = CollectorRegistry()
+    with ServiceClient(
+        "ghost",
+        url="http://ghost.svc.test:8080",
+        resolve="dns",
+        dns_nameservers=[local_dns.nameserver],
+        registry=registry,
+    ) as client:
+        for _ in range(5):
+            with pytest.raises(DiscoveryError):
+                client.get("/x")
+    assert _dns_failures(registry, "ghost") == 5
+
+
+@pytest.mark.anyio
+async def test_every_dns_failure_is_counted_async(local_dns: LocalDns) -> None:
+    """The async client counts every DNS failure too, the first one included."""
+    registry = CollectorRegistry()
+    async with AsyncServiceClient(
+        "ghost-async",
+        url="http://ghost-async.svc.test:8080",
+        resolve="dns",
+        dns_nameservers=[local_dns.nameserver],
+        registry=registry,
+    ) as client:
+        for _ in range(5):
+            with pytest.raises(DiscoveryError):
+                await client.get("/x")
+    assert _dns_failures(registry, "ghost-async") == 5
+
+
+def test_first_dns_failure_goes_to_the_fallback(local_dns: LocalDns) -> None:
+    """The first call of a client whose name does not resolve gets the fallback as well."""
+    causes: list[str] = []
+
+    def fallback(request: httpx.Request, cause: BaseException) -> httpx.Response:
+        causes.append(type(cause).__name__)
+        return httpx.Response(200, json={"fallback": True})
+
+    with ServiceClient(
+        "ghost-fb",
+        url="http://ghost-fb.svc.test:8080",
+        resolve="dns",
+        dns_nameservers=[local_dns.nameserver],
+        fallback=fallback,
+        hooks=[],
+    ) as client:
+        assert client.get("/x").json() == {"fallback": True}
+        assert client.get("/x").json() == {"fallback": True}
+    assert causes == ["DiscoveryError", "DiscoveryError"]
