@@ -270,10 +270,10 @@ def test_config_check_good_file(tmp_path: Path) -> None:
 
 
 def test_config_check_applies_env_overrides(tmp_path: Path) -> None:
-    """SVCCLIENT_<NAME>_<KEY> overrides the file and is marked as coming from env."""
+    """SVCCLIENT_<NAME>__<KEY> overrides the file and is marked as coming from env."""
     path = tmp_path / "ok.toml"
     path.write_text(GOOD)
-    reports, problems = check_file(path, {"SVCCLIENT_USER_SERVICE_TIMEOUT": "0.25"})
+    reports, problems = check_file(path, {"SVCCLIENT_USER_SERVICE__TIMEOUT": "0.25"})
     assert problems == []
     users = next(r for r in reports if r.name == "user-service")
     assert (users.settings["timeout"], users.origins["timeout"]) == (0.25, "env")
@@ -298,9 +298,9 @@ def test_config_check_reports_bad_env_values(tmp_path: Path) -> None:
     """An invalid environment override is reported with the variable's name."""
     path = tmp_path / "ok.toml"
     path.write_text(GOOD)
-    _, problems = check_file(path, {"SVCCLIENT_USER_SERVICE_TIMEOUT": "soon"})
+    _, problems = check_file(path, {"SVCCLIENT_USER_SERVICE__TIMEOUT": "soon"})
     assert [(p.source, p.key, p.value) for p in problems] == [
-        ("env", "SVCCLIENT_USER_SERVICE_TIMEOUT", "soon")
+        ("env", "SVCCLIENT_USER_SERVICE__TIMEOUT", "soon")
     ]
 
 

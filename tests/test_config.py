@@ -113,13 +113,13 @@ def test_load_config_reads_services_and_defaults(tmp_path: Path) -> None:
 
 
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
-    """SVCCLIENT_<NAME>_<KEY> and _<SECTION>_<KEY> beat the TOML file."""
+    """SVCCLIENT_<NAME>__<KEY> and __<SECTION>_<KEY> beat the TOML file."""
     path = tmp_path / "svc.toml"
     path.write_text(TOML)
     env = {
-        "SVCCLIENT_USER_SERVICE_TIMEOUT": "0.5",
-        "SVCCLIENT_USER_SERVICE_RETRY_ATTEMPTS": "2",
-        "SVCCLIENT_OTHER_TIMEOUT": "9",
+        "SVCCLIENT_USER_SERVICE__TIMEOUT": "0.5",
+        "SVCCLIENT_USER_SERVICE__RETRY_ATTEMPTS": "2",
+        "SVCCLIENT_OTHER__TIMEOUT": "9",
     }
     users = load_config(path, environ=env)["user-service"]
     assert (users.timeout, users.retry.attempts) == (0.5, 2)
@@ -151,15 +151,15 @@ def test_bad_toml_values_name_service_key_and_value(
 def test_bad_environment_value_names_the_key() -> None:
     """An env override that does not parse names the service and key."""
     with pytest.raises(ConfigError) as info:
-        ServiceConfig.from_env("user-service", environ={"SVCCLIENT_USER_SERVICE_DEADLINE": "soon"})
+        ServiceConfig.from_env("user-service", environ={"SVCCLIENT_USER_SERVICE__DEADLINE": "soon"})
     assert (info.value.service, info.value.key) == ("user-service", "deadline")
 
 
 def test_unknown_environment_key_is_rejected() -> None:
     """A typo in an override variable is an error, not silently ignored."""
     with pytest.raises(ConfigError) as info:
-        ServiceConfig.from_env("orders", environ={"SVCCLIENT_ORDERS_TIMEOTU": "1"})
-    assert info.value.key == "SVCCLIENT_ORDERS_TIMEOTU"
+        ServiceConfig.from_env("orders", environ={"SVCCLIENT_ORDERS__TIMEOTU": "1"})
+    assert info.value.key == "SVCCLIENT_ORDERS__TIMEOTU"
 
 
 def test_invalid_toml_file_is_config_error(tmp_path: Path) -> None:

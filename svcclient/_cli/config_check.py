@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from .._config.env import override_variable
 from .._config.model import ServiceConfig, deep_merge
-from .._discovery.rules import env_name
 from .._exceptions import ConfigError
 from .output import Cell, Palette, dumps, palette_for, table
 
@@ -75,7 +75,7 @@ def _drop(data: dict[str, Any], key: str) -> bool:
 
 
 def _env_var(name: str, key: str) -> str:
-    return f"SVCCLIENT_{env_name(name)}_{key.upper().replace('.', '_')}"
+    return override_variable(name, key)
 
 
 def _build_file(name: str, table_: dict[str, Any]) -> tuple[ServiceConfig, list[ConfigProblem]]:

@@ -11,10 +11,11 @@ is a :class:`ConfigError` naming the service, the key and the bad value. Cross-f
 * an adaptive ``concurrency`` limit replaces the bulkhead: not both (the default bulkhead
   steps aside), and its ``max_limit`` <= ``max_connections``.
 
-Environment overrides: ``SVCCLIENT_<NAME>_<KEY>`` for top-level keys and
-``SVCCLIENT_<NAME>_<SECTION>_<KEY>`` for policy keys, e.g.
-``SVCCLIENT_USER_SERVICE_TIMEOUT=1.5`` or ``SVCCLIENT_USER_SERVICE_RETRY_ATTEMPTS=5``.
-They override the TOML file, which overrides the built-in defaults.
+Environment overrides: ``SVCCLIENT_<NAME>__<KEY>`` for top-level keys and
+``SVCCLIENT_<NAME>__<SECTION>_<KEY>`` for policy keys (a double underscore ends the name,
+see :mod:`svcclient._config.env`), e.g. ``SVCCLIENT_USER_SERVICE__TIMEOUT=1.5`` or
+``SVCCLIENT_USER_SERVICE__RETRY_ATTEMPTS=5``. They override the TOML file, which
+overrides the built-in defaults.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import httpx
 
 from .._balancing.balancer import BalancingPolicy
 from .._balancing.outlier import OutlierPolicy
-from .._discovery.rules import env_name, parse_service_url
+from .._discovery.rules import parse_service_url
 from .._exceptions import ConfigError
 from .._policies.breaker.machine import BreakerPolicy
 from .._policies.budget import BudgetPolicy
@@ -41,6 +42,7 @@ from .._policies.concurrency import ConcurrencyPolicy
 from .._policies.hedge import HedgePolicy
 from .._policies.retry import RetryPolicy
 from .._policies.throttle import ThrottlePolicy
+from .env import env_overrides
 
 __all__ = ["ServiceConfig", "deep_merge", "load_config"]
 
@@ -377,22 +379,5 @@ def _apply(config: ServiceConfig, data: Mapping[str, Any], *, source: str) -> Se
 
 
 def _env_overrides(name: str, env: Mapping[str, str]) -> dict[str, Any]:
-    prefix = f"SVCCLIENT_{env_name(name)}_"
     top = {f.name for f in dataclasses.fields(ServiceConfig)} - _NOT_FROM_FILE - set(_SECTIONS)
-    out: dict[str, Any] = {}
-    for var, value in env.items():
-        if not var.startswith(prefix):
-            continue
-        rest = var[len(prefix) :].lower()
-        if rest in top:
-            out[rest] = value
-            continue
-        section, _, key = rest.partition("_")
-        if section in _SECTIONS and key:
-            if value.strip().lower() in ("none", "off") and key == "enabled":
-                out[section] = None
-            else:
-                out.setdefault(section, {})[key] = value
-            continue
-        raise ConfigError(name, var, value, "unknown configuration key in environment variable")
-    return out
+    return env_overrides(name, env, top, _SECTIONS)

@@ -558,7 +558,7 @@ def mock_service(
     }
     kwargs.update(discover_kwargs)
     found = discover(config.name, **kwargs)
-    host = httpx.URL(found.url).host.lower()
+    host = httpx.URL(found.url).host.lower().rstrip(".")
     router_cls = _service_router_class()
     router: respx.MockRouter = router_cls(
         base_url=found.url,

@@ -73,8 +73,10 @@ class SvcEnv:
         self._mp.setenv("POD_NAMESPACE", namespace)
 
     def option(self, name: str, key: str, value: object) -> None:
-        """Set ``SVCCLIENT_<NAME>_<KEY>``: ``option("user-service", "retry_attempts", 5)``."""
-        var = f"SVCCLIENT_{self._prefix(name)}_{key.upper().replace('.', '_')}"
+        """Set ``SVCCLIENT_<NAME>__<KEY>``: ``option("user-service", "retry.attempts", 5)``."""
+        from .._config.env import override_variable
+
+        var = override_variable(name, key)
         self._mp.setenv(var, str(value))
 
     def config_file(self, path: object) -> None:
@@ -82,14 +84,14 @@ class SvcEnv:
         self._mp.setenv("SVCCLIENT_CONFIG", str(path))
 
     def clear(self, name: str) -> None:
-        """Remove every discovery and ``SVCCLIENT_<NAME>_*`` variable of ``name``."""
+        """Remove every discovery and ``SVCCLIENT_<NAME>__*`` variable of ``name``."""
         import os
 
         prefix = self._prefix(name)
         for var in (f"{prefix}_URL", f"{prefix}_SERVICE_HOST", f"{prefix}_SERVICE_PORT"):
             self._mp.delenv(var, raising=False)
         for var in list(os.environ):
-            if var.startswith(f"SVCCLIENT_{prefix}_"):
+            if var.startswith(f"SVCCLIENT_{prefix}__"):
                 self._mp.delenv(var, raising=False)
 
 
