@@ -330,8 +330,8 @@ def test_srv_gives_ports_and_targets_resolved_to_addresses() -> None:
     res, asked = run(
         {
             ("_http._tcp.api.test", "SRV"): srv((0, 8081, "a.test."), (0, 8082, "b.test."), ttl=20),
-            ("a.test", "A"): a("10.0.0.1", ttl=60),
-            ("b.test", "A"): a("10.0.0.2", "10.0.0.3", ttl=15),
+            ("a.test.", "A"): a("10.0.0.1", ttl=60),
+            ("b.test.", "A"): a("10.0.0.2", "10.0.0.3", ttl=15),
         },
         use_srv=True,
     )
@@ -349,12 +349,12 @@ def test_srv_uses_lowest_priority_group_that_resolves() -> None:
     """Backup SRV targets (higher priority value) are used only when the best group fails."""
     replies = {
         ("_http._tcp.api.test", "SRV"): srv((10, 9000, "backup.test."), (0, 8080, "main.test.")),
-        ("main.test", "A"): a("10.0.0.1"),
-        ("backup.test", "A"): a("10.0.0.9"),
+        ("main.test.", "A"): a("10.0.0.1"),
+        ("backup.test.", "A"): a("10.0.0.9"),
     }
     res, _ = run(replies, use_srv=True)
     assert res.endpoints == (Endpoint("10.0.0.1", 8080),)
-    replies[("main.test", "A")] = _nx()
+    replies[("main.test.", "A")] = _nx()
     res, _ = run(replies, use_srv=True)
     assert res.endpoints == (Endpoint("10.0.0.9", 9000),)
 
@@ -395,19 +395,19 @@ def test_srv_with_only_unusable_targets_raises() -> None:
     err = run_error(
         {
             ("_http._tcp.api.test", "SRV"): srv((0, 80, "."), (1, 80, "gone.test.")),
-            ("gone.test", "A"): _nx(),
+            ("gone.test.", "A"): _nx(),
         },
         use_srv=True,
     )
-    assert err.host == "gone.test" and err.kind == "nxdomain"
+    assert err.host == "gone.test." and err.kind == "nxdomain"
     err = run_error({("_http._tcp.api.test", "SRV"): srv((0, 80, "."))}, use_srv=True)
     assert err.kind == "no_answer"
 
 
-def test_trailing_dot_is_stripped_and_empty_host_rejected() -> None:
-    """'api.test.' is looked up as 'api.test'; an empty host is an error, not a root query."""
-    _, asked = run({("api.test", "A"): a("10.0.0.1")}, host="api.test.")
-    assert asked[0] == ("api.test", "A")
+def test_absolute_name_is_asked_as_written_and_empty_host_rejected() -> None:
+    """'api.test.' is asked as the absolute 'api.test.'; an empty host is an error."""
+    _, asked = run({("api.test.", "A"): a("10.0.0.1")}, host="api.test.")
+    assert asked == [("api.test.", "A"), ("api.test.", "AAAA")]
     err = run_error({}, host="")
     assert err.kind == "error"
 
@@ -419,8 +419,8 @@ async def test_async_driver_runs_the_same_plan() -> None:
     fake = FakeAsyncResolver(
         {
             ("_http._tcp.api.test", "SRV"): srv((0, 8443, "a.test.")),
-            ("a.test", "A"): a("10.0.0.1", ttl=9),
-            ("a.test", "AAAA"): a("::1", ttl=12),
+            ("a.test.", "A"): a("10.0.0.1", ttl=9),
+            ("a.test.", "AAAA"): a("::1", ttl=12),
         }
     )
     r._async = fake  # type: ignore[assignment]

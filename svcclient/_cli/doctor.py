@@ -130,6 +130,8 @@ def dns_step(
     timeout: float = 2.0,
     mode: str = "auto",
     system_fallback: bool = True,
+    search: tuple[str, ...] | None = None,
+    allow_addresses: tuple[str, ...] = (),
 ) -> DnsReport:
     """Resolve ``host`` like the client does: dnspython against ``nameservers`` (None: the
     system's resolv.conf) unless ``mode == "system"``; in ``auto`` mode a name DNS does not
@@ -140,23 +142,34 @@ def dns_step(
     literal = _literal(host)
     if literal is not None:
         return DnsReport(host, "-", True, "literal", [Endpoint(literal, port).key], math.inf)
+    fallback_note = None
     if mode != "system":
         try:
-            res = DnsResolver(nameservers, timeout=timeout, use_srv=use_srv).resolve(host, port)
+            resolver = DnsResolver(
+                nameservers,
+                timeout=timeout,
+                use_srv=use_srv,
+                search=search,
+                allow_addresses=allow_addresses,
+            )
+            res = resolver.resolve(host, port)
         except DnsLookupError as exc:
             report = DnsReport(
                 host, servers, False, "", seconds=time.perf_counter() - start, kind=exc.kind
             )
             report.error = exc.reason
             if mode == "auto" and system_fallback:
-                report.note = f"dnspython: {exc.reason}; trying the system resolver"
+                fallback_note = (
+                    f"DNS via {servers} failed ({exc.reason}); the client falls back to the "
+                    "system resolver (one endpoint, no TTL refresh)"
+                )
                 mode = "system"
             else:
                 return report
         except ConfigError as exc:
             return DnsReport(host, servers, False, "", error=str(exc), kind="error")
         else:
-            return DnsReport(
+            done = DnsReport(
                 host,
                 servers,
                 True,
@@ -165,6 +178,9 @@ def dns_step(
                 res.ttl,
                 time.perf_counter() - start,
             )
+            if resolver.dropped_addresses:
+                done.note = f"{resolver.dropped_addresses} unusable address(es) dropped"
+            return done
     note = None
     try:
         eps = _system_lookup(host, port)
@@ -183,6 +199,7 @@ def dns_step(
         [e.key for e in eps],
         None,
         time.perf_counter() - start,
+        note=fallback_note,
     )
 
 
@@ -375,7 +392,11 @@ def diagnose(config: ServiceConfig, *, health_path: str = "/", timeout: float = 
         timeout=min(timeout, config.dns_timeout * 2),
         mode=config.resolve,
         system_fallback=allow_fallback,
+        search=config.dns_search,
+        allow_addresses=config.dns_allow_addresses,
     )
+    if report.dns.note:
+        report.warnings.append(report.dns.note)
     if report.dns.ok:
         for key in report.dns.endpoints:
             host, _, port_text = key.rpartition(":")

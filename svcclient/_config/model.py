@@ -93,7 +93,10 @@ class ServiceConfig:
     becomes endpoints: ``auto`` (DNS with TTLs when svcclient owns the connection pool,
     falling back to the system resolver), ``dns`` (dnspython only; failures are errors)
     or ``system`` (leave the host to httpx). ``dns_nameservers`` like
-    ``["127.0.0.1:5353"]`` point DNS at a chosen server.
+    ``["127.0.0.1:5353"]`` point DNS at a chosen server; the search list and ``ndots``
+    still come from resolv.conf unless ``dns_search`` gives them (``[]``: none).
+    ``dns_allow_addresses`` (networks) lets link-local/multicast/unspecified answers
+    through, which are dropped otherwise.
 
     >>> ServiceConfig("user-service", url="http://user-service:3000", timeout=1.0)
     """
@@ -107,6 +110,8 @@ class ServiceConfig:
     cluster_domain: str = "cluster.local"
     resolve: Literal["auto", "dns", "system"] = "auto"
     dns_nameservers: tuple[str, ...] | None = None
+    dns_search: tuple[str, ...] | None = None
+    dns_allow_addresses: tuple[str, ...] = ()
     dns_timeout: float = 1.0
     use_srv: bool = False
     deadline_header: str | None = None
@@ -154,6 +159,9 @@ class ServiceConfig:
             if isinstance(self.dns_nameservers, str):
                 object.__setattr__(self, "dns_nameservers", (self.dns_nameservers,))
             object.__setattr__(self, "dns_nameservers", tuple(self.dns_nameservers or ()))
+        for key in ("dns_search", "dns_allow_addresses"):
+            if isinstance(getattr(self, key), list):
+                object.__setattr__(self, key, tuple(getattr(self, key)))
         self._check_cross_fields()
 
     def _check_cross_fields(self) -> None:

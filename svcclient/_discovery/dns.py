@@ -20,6 +20,15 @@ Rules
   records; the lowest priority group whose targets resolve gives the endpoints (weights
   are ignored: the balancer decides).  If the SRV name does not exist or has no records,
   the plan falls back to A/AAAA of ``host`` with the caller's port.
+* Names ending in a dot are absolute and asked exactly as written (glibc's rule): no
+  search list.  Other names follow resolv.conf's ``search`` and ``ndots`` (below).  The
+  AAAA query asks the name the A answer came from, so a search-list walk happens once.
+* Addresses no service listens on are dropped from answers with a warning and a count
+  (``dropped_addresses``): unspecified (``0.0.0.0``, ``::``), link-local
+  (``169.254.0.0/16`` - cloud metadata -, ``fe80::/10``), multicast and the IPv4
+  broadcast address.  Loopback is allowed.  ``allow_addresses`` (networks such as
+  ``["169.254.10.0/24"]``) lets the rare legitimate case through.  An answer left empty is
+  ``no_answer``.
 * TTL = the smallest TTL of every record used (CNAME chains included), clamped to
   ``[min_ttl, max_ttl]`` = ``[1 s, 300 s]`` by default: the floor stops a TTL of 0 from
   turning every request into a lookup, the cap bounds how long a moved pod is remembered.
@@ -30,15 +39,18 @@ Rules
   ``timeout`` or ``error`` (SERVFAIL/REFUSED from every nameserver, bad name ...).
 
 Nameservers are ``"ip"`` or ``"ip:port"`` strings (``"[::1]:5353"`` for IPv6); ``None``
-reads the system's ``/etc/resolv.conf`` (search domains and ``ndots`` included, which is
-what makes ``user-service`` find ``user-service.<ns>.svc.cluster.local`` in a pod).
-dnspython does not read ``/etc/hosts``.
+reads the system's ``/etc/resolv.conf``.  Either way the search domains and ``ndots`` come
+from resolv.conf (that is what makes ``user-service`` find
+``user-service.<ns>.svc.cluster.local`` in a pod) unless ``search`` gives them: ``[]``
+turns the search list off, a list replaces it.  dnspython does not read ``/etc/hosts``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
+import threading
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -46,6 +58,7 @@ from typing import Any, Final, Literal, TypeVar
 
 import dns.asyncresolver
 import dns.exception
+import dns.name
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
@@ -60,7 +73,11 @@ __all__ = [
     "DnsResolver",
     "Resolution",
     "parse_nameserver",
+    "parse_networks",
+    "unusable_reason",
 ]
+
+log = logging.getLogger("svcclient")
 
 DEFAULT_MIN_TTL: Final = 1.0
 DEFAULT_MAX_TTL: Final = 300.0
@@ -158,6 +175,8 @@ def parse_nameserver(text: str) -> tuple[str, int]:
 def _literal(host: str) -> str | None:
     """The normalised address if ``host`` is an IP literal (or localhost), else None."""
     h = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if h.endswith(".") and h[:1].isdigit():
+        h = h[:-1]  # an absolute SRV target that is an address ("10.1.1.1.")
     if h in {"localhost", "localhost."}:
         return "127.0.0.1"  # RFC 6761: never ask a nameserver about localhost
     if not h or not (h[0].isdigit() or ":" in h):
@@ -171,6 +190,43 @@ def _literal(host: str) -> str | None:
 def _sort_key(ep: Endpoint) -> tuple[int, int, int]:
     ip = ipaddress.ip_address(ep.host.partition("%")[0])
     return (ip.version, int(ip), ep.port)
+
+
+_BROADCAST: Final = ipaddress.IPv4Address("255.255.255.255")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def unusable_reason(address: str, allow: Sequence[Network] = ()) -> str | None:
+    """Why no service can listen on ``address`` (``"link-local"`` ...), or None when usable.
+
+    >>> unusable_reason("169.254.169.254"), unusable_reason("127.0.0.1")
+    ('link-local', None)
+    """
+    ip = ipaddress.ip_address(address.partition("%")[0])
+    if any(ip in net for net in allow if net.version == ip.version):
+        return None
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_multicast:
+        return "multicast"
+    if ip == _BROADCAST:
+        return "broadcast"
+    return None
+
+
+def parse_networks(networks: Sequence[str]) -> tuple[Network, ...]:
+    """``["169.254.10.0/24", "fe80::1"]`` -> networks; ConfigError names a bad entry."""
+    out: list[Network] = []
+    for text in networks:
+        try:
+            out.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(
+                None, "dns_allow_addresses", text, "must be an IP address or network"
+            ) from None
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +285,9 @@ class DnsResolver:
     first.  Without a usable system configuration (no resolv.conf) construction still
     succeeds and every lookup raises ``DnsLookupError(kind="error")``.
     ``min_ttl``/``max_ttl`` clamp the returned TTL (defaults 1 s and 300 s).
+    ``search``: ``None`` (default) takes the search list and ``ndots`` from resolv.conf,
+    also with explicit ``nameservers``; ``[]`` asks names as given; a list replaces it.
+    ``allow_addresses``: networks exempt from the unusable-address filter (module docs).
     dnspython's own cache is off: ``EndpointSet`` decides when to ask again.
 
     >>> r = DnsResolver(["127.0.0.1:5353"], timeout=0.5)
@@ -237,17 +296,25 @@ class DnsResolver:
     """
 
     __slots__ = (
+        "_allow",
         "_async",
+        "_count_lock",
         "_max_ttl",
         "_min_ttl",
         "_search",
         "_sync",
         "_unusable",
+        "allow_addresses",
+        "dropped_addresses",
         "nameservers",
+        "search",
         "srv_name",
         "timeout",
         "use_srv",
     )
+
+    dropped_addresses: int
+    """Addresses dropped from answers as unusable since creation (see the module docs)."""
 
     def __init__(
         self,
@@ -258,6 +325,8 @@ class DnsResolver:
         srv_name: str | None = None,
         min_ttl: float = DEFAULT_MIN_TTL,
         max_ttl: float = DEFAULT_MAX_TTL,
+        search: Sequence[str] | None = None,
+        allow_addresses: Sequence[str] = (),
     ) -> None:
         if isinstance(nameservers, str):
             raise ConfigError(None, "dns_nameservers", nameservers, "must be a list of strings")
@@ -276,6 +345,13 @@ class DnsResolver:
         self.srv_name = srv_name
         self._min_ttl = float(min_ttl)
         self._max_ttl = float(max_ttl)
+        if isinstance(search, str):
+            raise ConfigError(None, "dns_search", search, "must be a list of domains")
+        self.search: tuple[str, ...] | None = None if search is None else tuple(search)
+        self.allow_addresses = tuple(allow_addresses)
+        self._allow = parse_networks(self.allow_addresses)
+        self.dropped_addresses = 0
+        self._count_lock = threading.Lock()
         self._sync: dns.resolver.Resolver | None
         try:
             self._sync = self._configure(dns.resolver.Resolver)
@@ -283,9 +359,9 @@ class DnsResolver:
         except DnsLookupError as exc:
             self._sync, self._unusable = None, exc.reason
         self._async: dns.asyncresolver.Resolver | None = None  # built on first aresolve
-        # Search domains only make sense with the system configuration (a pod's
-        # resolv.conf lists "<ns>.svc.cluster.local" etc.); explicit servers get FQDNs.
-        self._search = self.nameservers is None
+        # A pod's resolv.conf lists "<ns>.svc.cluster.local" etc.; explicit nameservers
+        # keep that list (and ndots) unless ``search`` says otherwise.
+        self._search = self.search is None or bool(self.search)
 
     def _configure(self, cls: type[_R]) -> _R:
         if self.nameservers is None:
@@ -297,8 +373,15 @@ class DnsResolver:
                 reason = f"no system resolver configuration ({exc})"
                 raise DnsLookupError("<system>", reason, kind="error") from exc
         else:
-            res = cls(configure=False)
+            try:
+                res = cls(configure=True)  # for resolv.conf's search list and ndots
+            except dns.resolver.NoResolverConfiguration:
+                res = cls(configure=False)
             res.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in self.nameservers]
+        if self.search is not None:
+            res.search = [dns.name.from_text(d) for d in self.search]
+            if not self.search:
+                res.domain = dns.name.root
         # Give every nameserver a turn inside the budget instead of letting the first
         # silent one eat all of it.
         res.timeout = self.timeout / max(1, len(res.nameservers))
@@ -308,7 +391,21 @@ class DnsResolver:
 
     def __repr__(self) -> str:
         servers = "system" if self.nameservers is None else list(self.nameservers)
-        return f"DnsResolver({servers!r}, timeout={self.timeout:g}, use_srv={self.use_srv})"
+        search = "" if self.search is None else f", search={list(self.search)!r}"
+        return f"DnsResolver({servers!r}, timeout={self.timeout:g}, use_srv={self.use_srv}{search})"
+
+    def search_list(self) -> tuple[str, ...]:
+        """The search domains and ndots in effect, as text (for ``doctor``)."""
+        res = self._sync
+        if res is None or not self._search:
+            return ()
+        return tuple(d.to_text() for d in res.search)
+
+    @property
+    def ndots(self) -> int | None:
+        """resolv.conf's ``ndots`` (None without a configuration)."""
+        res = self._sync
+        return None if res is None else res.ndots
 
     # -- drivers ---------------------------------------------------------------------
 
@@ -322,7 +419,7 @@ class DnsResolver:
         if sync is None:
             raise DnsLookupError(host, self._unusable, kind="error")
         deadline = time.monotonic() + self.timeout
-        plan = self._plan(host.rstrip("."), port)
+        plan = self._plan(host, port)
         try:
             query = next(plan)
             while True:
@@ -356,7 +453,7 @@ class DnsResolver:
                 raise DnsLookupError(host, self._unusable, kind="error")
             res = self._async = self._configure(dns.asyncresolver.Resolver)
         deadline = time.monotonic() + self.timeout
-        plan = self._plan(host.rstrip("."), port)
+        plan = self._plan(host, port)
         try:
             query = next(plan)
             while True:
@@ -389,11 +486,16 @@ class DnsResolver:
             raise _failure(host, exc) from exc
         addrs: list[str] = []
         ttl = math.inf
+        follow = host
         if a.rrset is not None:
             addrs.extend(r.address for r in a.rrset)
             ttl = _answer_ttl(a)
+            qname = getattr(a, "qname", None)
+            if isinstance(qname, dns.name.Name):
+                # The name the search list led to: AAAA asks it directly, once.
+                follow = qname.to_text()
         try:
-            aaaa = yield _Query(host, _AAAA)
+            aaaa = yield _Query(follow, _AAAA)
         except dns.exception.DNSException as exc:
             # A worked, so the name exists; an AAAA failure must not hide the IPv4 set.
             if not addrs:
@@ -408,8 +510,22 @@ class DnsResolver:
 
     def _finish(self, endpoints: list[Endpoint], ttl: float, source: str) -> Resolution:
         unique = sorted(set(endpoints), key=_sort_key)
+        usable = [ep for ep in unique if unusable_reason(ep.host, self._allow) is None]
+        if len(usable) != len(unique):
+            dropped = [ep for ep in unique if ep not in usable]
+            with self._count_lock:
+                self.dropped_addresses += len(dropped)
+            log.warning(
+                "DNS answer: dropped %s (%s; allow with dns_allow_addresses)",
+                ", ".join(ep.host for ep in dropped),
+                ", ".join(sorted({str(unusable_reason(ep.host)) for ep in dropped})),
+            )
+            if not usable:
+                raise DnsLookupError(
+                    dropped[0].host, "every address in the answer is unusable", kind="no_answer"
+                )
         clamped = min(max(ttl, self._min_ttl), self._max_ttl)
-        return Resolution(tuple(unique), clamped, source)
+        return Resolution(tuple(usable), clamped, source)
 
     def _plan(self, host: str, port: int) -> _Plan:
         if not host:
@@ -426,7 +542,7 @@ class DnsResolver:
                 srv_ttl = _answer_ttl(srv)
                 groups: dict[int, list[tuple[str, int]]] = {}
                 for rec in srv.rrset:
-                    target = rec.target.to_text(omit_final_dot=True)
+                    target = rec.target.to_text()  # absolute: never walks the search list
                     if target and target != ".":  # "." means "service not available here"
                         groups.setdefault(rec.priority, []).append((target, rec.port))
                 last_error: DnsLookupError | None = None

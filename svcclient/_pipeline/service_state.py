@@ -98,8 +98,14 @@ class ServiceRuntime:
         else:
             self.endpoint_set = EndpointSet(config.name, host, port, clock=clock)
             self.resolver = DnsResolver(
-                config.dns_nameservers, timeout=config.dns_timeout, use_srv=config.use_srv
+                config.dns_nameservers,
+                timeout=config.dns_timeout,
+                use_srv=config.use_srv,
+                search=config.dns_search,
+                allow_addresses=config.dns_allow_addresses,
             )
+        self.system_fallback: str | None = None
+        """Why DNS gave way to the system resolver (logged once), or None."""
         self.retired: list[Endpoint] = []
         # Set once the first DNS answer (or failure) is in: callers that lose the race for
         # the first refresh wait for it instead of finding no endpoints.
@@ -165,6 +171,14 @@ class ServiceRuntime:
             return
         if self.resolve_mode == "auto" and self.discovery.source != "cluster_dns":
             # Not in DNS (a docker-compose or /etc/hosts name): let the system resolver try.
+            if self.system_fallback is None:
+                self.system_fallback = str(error)
+                log.warning(
+                    "%s: DNS lookup failed (%s); falling back to the system resolver: one "
+                    "endpoint, no client-side balancing or TTL refresh",
+                    self.name,
+                    error,
+                )
             if not self.balancer.endpoints:
                 self.balancer.set_endpoints([self.origin])
             return

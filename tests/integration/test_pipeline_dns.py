@@ -125,7 +125,7 @@ def test_unknown_service_raises_discovery_error_naming_the_rules(
         dns_nameservers=[dns.nameserver],
         hooks=[],
     ) as client:
-        assert client.discovery.url == "http://ghost.shop.svc.test:80"
+        assert client.discovery.url == "http://ghost.shop.svc.test.:80"
         with pytest.raises(DiscoveryError) as info:
             client.get("/x")
     message = str(info.value)
