@@ -1,7 +1,7 @@
 """Several services from one TOML file, with an environment override.
 
 Loads ``06_services.toml``, prints each service's effective settings, shows
-``SVCCLIENT_USER_SERVICE_TIMEOUT`` overriding the file, and makes one call with the
+``SVCCLIENT_USER_SERVICE__TIMEOUT`` overriding the file, and makes one call with the
 loaded config (``USER_SERVICE_URL`` points it at a local FaultServer).
 Run: ``python examples/06_toml_config.py``.
 """
@@ -29,10 +29,10 @@ def main() -> None:
             f"retry.attempts={cfg.retry.attempts}"
         )
 
-    env = {"SVCCLIENT_USER_SERVICE_TIMEOUT": "0.5"}
+    env = {"SVCCLIENT_USER_SERVICE__TIMEOUT": "0.5"}
     overridden = load_config(TOML, environ=env)["user-service"]
     print(
-        f"\nwith SVCCLIENT_USER_SERVICE_TIMEOUT=0.5: user-service timeout={overridden.timeout:g}s"
+        f"\nwith SVCCLIENT_USER_SERVICE__TIMEOUT=0.5: user-service timeout={overridden.timeout:g}s"
     )
 
     with FaultServer("127.0.0.1", name="user-service") as server:
