@@ -8,25 +8,35 @@ options travel in httpx's ``extensions``:
 * ``affinity_key``: the session-affinity key (with the ``affinity`` balancer)
 * ``retry``: ``True`` lets a POST/PATCH retry, ``False`` forbids retries
 * ``deadline``: seconds left from an incoming request (can only shorten the deadline)
+
+(names and checks in :mod:`svcclient._pipeline.extensions`). A request that is not
+streamed asks the transport for the whole body (``svcclient.buffer``), so a connection
+reset mid-body is retried; ``send(stream=True)`` / ``stream()`` is retried only up to
+the response headers and the body arrives as it is sent.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx
-from httpx._client import USE_CLIENT_DEFAULT, UseClientDefault
-from httpx._types import AuthTypes, HeaderTypes
 
 from ._config.model import ServiceConfig
 from ._discovery.rules import Discovery
 from ._observability.hooks import Hooks
-from ._pipeline.call import STREAM_EXTENSION
+from ._pipeline.extensions import BUFFER
 from ._transports.resilient import ResilientTransport
 from ._transports.resilient_async import AsyncResilientTransport
+
+if TYPE_CHECKING:
+    # Type names httpx does not export (pinned in tests/test_httpx_private.py).
+    from httpx._client import UseClientDefault
+    from httpx._types import AuthTypes, HeaderTypes
+
+USE_CLIENT_DEFAULT = httpx.USE_CLIENT_DEFAULT
 
 __all__ = ["AsyncServiceClient", "ServiceClient"]
 
@@ -98,8 +108,8 @@ class ServiceClient(_ServiceInfo, httpx.Client):
         follow_redirects: bool | UseClientDefault = USE_CLIENT_DEFAULT,
     ) -> httpx.Response:
         """httpx's ``send``; a streamed request is retried only up to its headers."""
-        if stream:
-            request.extensions[STREAM_EXTENSION] = True
+        if not stream:
+            request.extensions[BUFFER] = True
         return super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
 
 
@@ -119,7 +129,7 @@ class AsyncServiceClient(_ServiceInfo, httpx.AsyncClient):
         registry: Any = None,
         headers: HeaderTypes | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         **overrides: Any,
     ) -> None:
         self.resilient = AsyncResilientTransport(
@@ -149,8 +159,8 @@ class AsyncServiceClient(_ServiceInfo, httpx.AsyncClient):
         follow_redirects: bool | UseClientDefault = USE_CLIENT_DEFAULT,
     ) -> httpx.Response:
         """httpx's ``send``; a streamed request is retried only up to its headers."""
-        if stream:
-            request.extensions[STREAM_EXTENSION] = True
+        if not stream:
+            request.extensions[BUFFER] = True
         return await super().send(
             request, stream=stream, auth=auth, follow_redirects=follow_redirects
         )

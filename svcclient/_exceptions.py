@@ -9,8 +9,9 @@
                                   keeps catching it; ``.request`` when there is one
     - DiscoveryError              no URL or no endpoint could be found; ``.tried``
     - CircuitOpenError            the breaker rejected the call; ``.retry_after``
-    - DeadlineExceeded (TimeoutError)
-                                  the total deadline ran out; ``.attempts``
+    - DeadlineExceeded            the total deadline ran out; ``.attempts``; also an
+      (httpx.TimeoutException,    ``httpx.TimeoutException`` (code catching httpx's
+       TimeoutError)              timeouts catches it) and a ``TimeoutError``
     - NoHealthyEndpointError      discovery gave no endpoint to send to
     - BulkheadFullError           too many calls in flight and waiting
       - ConcurrencyLimitError     the adaptive concurrency limit is reached; ``.limit``
@@ -84,6 +85,7 @@ class RequestFailedError(SvcClientError, httpx.TransportError):
     ) -> None:
         # What httpx.RequestError.__init__ does, minus three chained __init__ calls: a
         # rejection is on the fast-fail path and should cost well under a microsecond.
+        # ``_request`` is httpx's slot behind ``.request`` (pinned in test_httpx_private).
         Exception.__init__(self, message)
         self._request = request
         self.service = service
@@ -134,7 +136,7 @@ class AttemptRecord:
     duration: float
 
 
-class DeadlineExceeded(RequestFailedError, TimeoutError):
+class DeadlineExceeded(RequestFailedError, httpx.TimeoutException, TimeoutError):
     """The call's total deadline ran out; ``attempts`` holds the attempt history."""
 
     def __init__(

@@ -17,7 +17,7 @@ from svcclient import (
     ServiceConfig,
 )
 from svcclient._endpoint import Endpoint
-from svcclient._pipeline.call import retarget
+from svcclient._pipeline.call import retargeted
 from tests.helpers import Recorder
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -340,14 +340,16 @@ def test_route_template_reaches_observers(recorder: Recorder) -> None:
     assert "secret" not in starts[1][2] and "123" not in starts[1][2]
 
 
-def test_retarget_keeps_host_header_and_sets_sni_for_https() -> None:
-    """With a caller's transport, a resolved IP goes in the URL; Host and SNI keep the name."""
+def test_retargeted_keeps_host_header_and_sets_sni_for_https() -> None:
+    """With a caller's transport, a copy goes to the resolved IP; Host and SNI keep the
+    name, and the caller's request is left as it was."""
     request = httpx.Request("GET", "https://user-service.shop.svc.cluster.local:8443/x")
     origin = Endpoint("user-service.shop.svc.cluster.local", 8443)
-    retarget(request, Endpoint("10.0.0.7", 8443), origin)
-    assert request.url.host == "10.0.0.7"
-    assert request.headers["host"] == "user-service.shop.svc.cluster.local:8443"
-    assert request.extensions["sni_hostname"] == origin.host
+    sent = retargeted(request, Endpoint("10.0.0.7", 8443), origin)
+    assert sent.url.host == "10.0.0.7"
+    assert sent.headers["host"] == "user-service.shop.svc.cluster.local:8443"
+    assert sent.extensions["sni_hostname"] == origin.host
+    assert request.url.host == origin.host and "sni_hostname" not in request.extensions
 
 
 def test_client_exposes_discovery_and_config() -> None:

@@ -4,7 +4,9 @@ Theory of operation
 -------------------
 A transport (sync or async) creates a :class:`Call` per request and drives it::
 
-    call = Call(runtime, request)
+    call = Call(runtime, request)               # checks extensions; takes nothing
+    ...                                         # DNS, bulkhead slot (the driver's)
+    call.start()                                # budget, observers (span, in-flight)
     while True:
         attempt = call.begin_attempt()          # deadline, breaker admission, balancer pick
         try:    response = send(attempt.endpoint)  # the transport's only job: I/O
@@ -15,6 +17,12 @@ A transport (sync or async) creates a :class:`Call` per request and drives it::
         sleep(delay)
 
 The call decides; the driver performs (tenacity's ``iter()`` split, h11's no-I/O style).
+Whatever ends a call early (cancellation, ``KeyboardInterrupt``, a bug) the driver calls
+:meth:`Call.cancel`, which gives the breaker admission back and ends every observer
+event still open (the call's span and in-flight gauge, every attempt's span).
+
+One clock: the deadline, attempt and call durations (metrics, the breaker's slow-call
+rule) all read ``runtime.clock``, so one fake clock drives every time-based rule.
 
 The breaker judges *calls*, not attempts: a call is admitted once and its final outcome
 is recorded once. A refused connection that a retry turns into a success on another pod
@@ -29,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -43,32 +51,48 @@ from .._exceptions import (
 from .._observability.hooks import AttemptInfo, CallInfo, fire
 from .._policies.deadline import Deadline
 from .._policies.retry import decide_retry
+from . import extensions as _ext
 from . import testmode as _testmode
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .service_state import ServiceRuntime
 
-__all__ = ["STREAM_EXTENSION", "Attempt", "Call", "buffered", "retarget"]
+__all__ = ["Attempt", "Call", "Passthrough", "buffered", "retargeted"]
 
 log = logging.getLogger("svcclient")
 
-STREAM_EXTENSION = "svcclient.stream"
-_perf = time.perf_counter
 _wall = time.time
-# httpx wraps generator bodies in these (private) classes; they can be read only once.
-_ONE_SHOT_STREAMS = frozenset({"IteratorByteStream", "AsyncIteratorByteStream"})
-_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
+_TIMEOUT_ERRORS = ("read_timeout", "connect_timeout")
 
 
 class Attempt:
-    """One attempt in flight: where it went, when it started, whether the breaker let it."""
+    """One attempt in flight: where it went, when it started, when it must be done.
 
-    __slots__ = ("endpoint", "info", "started")
+    ``at`` (on the call's clock) is the earlier of the per-attempt timeout and the
+    deadline; :meth:`remaining` is what the transports cap every socket operation with.
+    """
 
-    def __init__(self, endpoint: Endpoint, info: AttemptInfo | None) -> None:
+    __slots__ = ("at", "clock", "endpoint", "info", "started")
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        info: AttemptInfo | None,
+        started: float,
+        at: float,
+        clock: Callable[[], float],
+    ) -> None:
         self.endpoint = endpoint
         self.info = info
-        self.started = _perf()
+        self.started = started
+        self.at = at
+        self.clock = clock
+
+    def remaining(self) -> float:
+        """Seconds this attempt may still take."""
+        return self.at - self.clock()
 
 
 class Call:
@@ -77,50 +101,65 @@ class Call:
     __slots__ = (
         "admitted",
         "affinity",
+        "buffer",
+        "caller_timeouts",
+        "clock",
         "deadline",
         "history",
         "info",
         "last_endpoint",
         "number",
         "opt_in",
+        "pending",
         "replayable",
         "request",
+        "route",
         "rt",
         "started",
     )
 
-    def __init__(
-        self, rt: ServiceRuntime, request: httpx.Request, started: float | None = None
-    ) -> None:
+    def __init__(self, rt: ServiceRuntime, request: httpx.Request) -> None:
+        ext = request.extensions
+        # First, before anything is taken: a bad value raises here and leaks nothing.
+        opt_in, incoming, route, affinity = _ext.read(ext)
         self.rt = rt
         self.request = request
-        ext = request.extensions
-        incoming = ext.get("deadline")
-        # ``started``: when the request arrived (before any bulkhead wait), on rt.clock.
-        deadline = Deadline(rt.config.deadline, clock=rt.clock, start=started)
+        clock = self.clock = rt.clock
+        # When the request arrived: DNS and the bulkhead wait count against the deadline.
+        self.started = now = clock()
+        deadline = Deadline(rt.config.deadline, clock=clock, start=now)
         if incoming is not None:
-            deadline = _tighter(deadline, incoming, rt)
+            deadline = _tighter(deadline, incoming, clock)
         self.deadline = deadline
         self.number = 0
         self.admitted = False
-        self.started = _perf()
         self.last_endpoint: Endpoint | None = None
         self.history: list[AttemptRecord] | None = None
-        affinity = ext.get("affinity_key")
-        if affinity is None and rt.affinity_from_headers:
-            affinity = rt.config.balancing.affinity_key(request.headers)
+        self.pending: list[Attempt] = []
+        if affinity is None:
+            if rt.affinity_from_headers:
+                affinity = rt.config.balancing.affinity_key(request.headers)
+        elif isinstance(affinity, bytes):
+            affinity = affinity.decode("latin-1")  # lossless: equal bytes, equal pod
         self.affinity = affinity
-        self.opt_in: bool | None = ext.get("retry")
-        # Judged before the first send: a transport may buffer a one-shot body it read.
-        self.replayable = type(request.stream).__name__ not in _ONE_SHOT_STREAMS
+        self.opt_in = opt_in
+        self.route = route
+        self.caller_timeouts: dict[str, float | None] | None = ext.get(_ext.TIMEOUT)
+        self.buffer = ext.get(_ext.BUFFER) is True
+        # Judged before the first send: only an in-memory body can be sent again.
+        self.replayable = isinstance(request.stream, httpx.ByteStream)
+        self.info: CallInfo | None = None
+
+    def start(self) -> None:
+        """The call is admitted past the bulkhead: count it, tell the observers."""
+        rt = self.rt
         if rt.budget is not None:
             rt.budget.record_request()
         if rt.hooks:
-            route = rt.routes.route(request.url.path, ext.get("route"))
-            self.info: CallInfo | None = CallInfo(rt.name, request.method, route, request, _perf())
+            request = self.request
+            route = rt.routes.route(request.url.path, self.route)
+            self.info = CallInfo(rt.name, request.method, route, request, self.started)
             fire(rt.emit.on_request_start, self.info)
-        else:
-            self.info = None
 
     # -- attempt lifecycle ----------------------------------------------------------
 
@@ -148,22 +187,26 @@ class Call:
         rt.balancer.on_start(endpoint)
         self.last_endpoint = endpoint
         request = self.request
-        if rt.config.timeout < remaining:
-            request.extensions["timeout"] = rt.attempt_timeouts  # shared, never mutated
+        own = rt.config.timeout
+        cap = own if own < remaining else remaining
+        caller = self.caller_timeouts
+        if caller is None or caller == rt.attempt_timeouts:
+            timeouts = rt.attempt_timeouts if cap == own else dict.fromkeys(_ext.TIMEOUT_KEYS, cap)
         else:
-            request.extensions["timeout"] = dict.fromkeys(_TIMEOUT_KEYS, remaining)
+            timeouts = _phase_timeouts(caller, cap)
+        request.extensions[_ext.TIMEOUT] = timeouts  # rt.attempt_timeouts: shared, read-only
         header = rt.config.deadline_header
         if header:
             request.headers[header] = self.deadline.to_header()
+        now = self.clock()
         info = None
         if self.info is not None:
-            info = AttemptInfo(self.info, self.number, endpoint, request, _perf())
+            info = AttemptInfo(self.info, self.number, endpoint, request, now)
+        attempt = Attempt(endpoint, info, now, now + cap, self.clock)
+        self.pending.append(attempt)  # before any observer runs: cancel() must see it
+        if info is not None:
             fire(rt.emit.on_attempt_start, info)
-        return Attempt(endpoint, info)
-
-    def attempt_timeout(self) -> float:
-        """The timeout of the latest attempt (the async driver enforces it in total)."""
-        return float(self.request.extensions["timeout"]["read"])
+        return attempt
 
     def attempt_done(self, attempt: Attempt, response: httpx.Response) -> float | None:
         """Record a response; return a backoff delay to retry, or None when it is final."""
@@ -177,7 +220,8 @@ class Call:
     def record_response(self, attempt: Attempt, response: httpx.Response) -> bool:
         """Book a response on the balancer and observers; True when it is a failure."""
         rt = self.rt
-        duration = _perf() - attempt.started
+        self._close(attempt)
+        duration = self.clock() - attempt.started
         status = response.status_code
         failed = rt.failure_status(status)
         rt.balancer.on_end(attempt.endpoint, duration, status >= 500)
@@ -197,7 +241,7 @@ class Call:
         error_type = self.record_error(attempt, exc)
         delay = self._retry_delay(None, error_type, None)
         if delay is None:
-            if self.deadline.remaining() <= 0 and error_type in ("read_timeout", "connect_timeout"):
+            if self.deadline.remaining() <= 0 and error_type in _TIMEOUT_ERRORS:
                 raise self._deadline_error() from exc
             raise exc
         return delay
@@ -205,7 +249,8 @@ class Call:
     def record_error(self, attempt: Attempt, exc: Exception) -> str:
         """Book a transport error on the balancer, breaker and observers; no retry decision."""
         rt = self.rt
-        duration = _perf() - attempt.started
+        self._close(attempt)
+        duration = self.clock() - attempt.started
         error_type = classify_error(exc)
         rt.balancer.on_end(attempt.endpoint, duration, True)
         info = attempt.info
@@ -218,15 +263,30 @@ class Call:
 
     def abandon(self, attempt: Attempt) -> None:
         """An attempt ended without an outcome (cancelled, lost a hedge race, odd error)."""
-        self.rt.balancer.on_end(attempt.endpoint, _perf() - attempt.started, False)
+        if not self._close(attempt):
+            return
+        duration = self.clock() - attempt.started
+        self.rt.balancer.on_end(attempt.endpoint, duration, False)
+        info = attempt.info
+        if info is not None:
+            info.duration = duration
+            fire(self.rt.emit.on_attempt_end, info)
 
-    def cancel(self) -> None:
-        """The whole call ended without a verdict: give the breaker admission back."""
-        if self.admitted and self.rt.breaker is not None:
+    def cancel(self, exc: BaseException | None = None) -> None:
+        """The call ended without a verdict (cancelled, interrupted, a bug): give the
+        breaker admission back and end whatever the observers still have open."""
+        while self.pending:
+            self.abandon(self.pending[-1])
+        if self.admitted:
             self.admitted = False
-            self.rt.breaker.release()
+            if self.rt.breaker is not None:
+                self.rt.breaker.release()
+        info = self.info
+        if info is not None:
+            info.error_type = "unknown" if exc is None else classify_error(exc)
+            self._end(info)
 
-    def try_hedge(self, limit: int) -> bool:
+    def may_hedge(self, limit: int) -> bool:
         """May a speculative extra attempt start now? (idempotent, under ``limit``
         attempts for the call, and the retry budget allows it)."""
         rt = self.rt
@@ -237,7 +297,7 @@ class Call:
             request.method in rt.retry.idempotent_methods
             or rt.retry.idempotency_header in request.headers
         )
-        if self.opt_in is False or not (idempotent or self.opt_in):
+        if self.opt_in is False or not (idempotent or self.opt_in) or not self.replayable:
             return False
         if rt.budget is not None and not rt.budget.try_withdraw():
             fire(rt.emit.on_retry_budget_exhausted, rt.name)
@@ -283,14 +343,40 @@ class Call:
             raise exc
         return fallback(self.request, exc)
 
+    def restore(self) -> None:
+        """Put the caller's ``timeout`` extension back (attempts overwrite it), so a
+        redirect or a reused request starts from the caller's own timeouts."""
+        ext = self.request.extensions
+        if self.caller_timeouts is None:
+            ext.pop(_ext.TIMEOUT, None)
+        else:
+            ext[_ext.TIMEOUT] = self.caller_timeouts
+
+    def deadline_error(self, cause: BaseException | None = None) -> DeadlineExceeded:
+        """The error for a call whose deadline ran out (while reading a body, say)."""
+        error = self._deadline_error()
+        error.__cause__ = cause
+        return error
+
     # -- internals ------------------------------------------------------------------
+
+    def _close(self, attempt: Attempt) -> bool:
+        pending = self.pending
+        if pending and pending[-1] is attempt:
+            pending.pop()
+            return True
+        try:
+            pending.remove(attempt)
+        except ValueError:
+            return False
+        return True
 
     def _settle(self, failed: bool) -> None:
         breaker = self.rt.breaker
         self.admitted = False
         if breaker is None:
             return
-        duration = _perf() - self.started
+        duration = self.clock() - self.started
         if failed:
             breaker.record_failure(duration)
         else:
@@ -339,28 +425,81 @@ class Call:
         )
 
     def _end(self, info: CallInfo) -> None:
+        self.info = None  # ended once, whichever way the call leaves
         info.attempts = self.number + 1
-        info.duration = _perf() - info.started
+        info.duration = self.clock() - info.started
         fire(self.rt.emit.on_request_end, info)
 
 
-def retarget(request: httpx.Request, endpoint: Endpoint, origin: Endpoint) -> None:
-    """Point ``request`` at ``endpoint`` for a caller-supplied transport.
+class Passthrough:
+    """A request for another origin (a redirect elsewhere, an absolute URL): it goes to
+    its own host unchanged, with no retry, breaker or balancing, and is still observed
+    (metrics and spans carry that host as the service)."""
+
+    __slots__ = ("attempt", "clock", "info", "rt")
+
+    def __init__(self, rt: ServiceRuntime, request: httpx.Request) -> None:
+        _, _, route, _ = _ext.read(request.extensions)
+        self.rt = rt
+        self.clock = rt.clock
+        self.info: CallInfo | None = None
+        self.attempt: AttemptInfo | None = None
+        if rt.hooks:
+            now = self.clock()
+            route = rt.routes.route(request.url.path, route)
+            info = self.info = CallInfo(request.url.host, request.method, route, request, now)
+            fire(rt.emit.on_request_start, info)
+            self.attempt = AttemptInfo(info, 0, None, request, now)
+            fire(rt.emit.on_attempt_start, self.attempt)
+
+    def done(self, response: httpx.Response | None, exc: BaseException | None = None) -> None:
+        """The answer (or the error) is in: end the observers' events."""
+        info, attempt = self.info, self.attempt
+        if info is None or attempt is None:
+            return
+        self.info = self.attempt = None
+        status = None if response is None else response.status_code
+        error = None if exc is None else classify_error(exc)
+        attempt.status_code = info.status_code = status
+        attempt.error_type = info.error_type = error
+        attempt.duration = info.duration = self.clock() - info.started
+        info.attempts = 1
+        fire(self.rt.emit.on_attempt_end, attempt)
+        fire(self.rt.emit.on_request_end, info)
+
+
+def _phase_timeouts(caller: dict[str, float | None], cap: float) -> dict[str, float]:
+    """Per phase, the caller's httpx timeout or ``cap`` (ours), whichever is smaller."""
+    out: dict[str, float] = {}
+    for key in _ext.TIMEOUT_KEYS:
+        value = caller.get(key)
+        out[key] = cap if value is None or value > cap else value
+    return out
+
+
+def retargeted(request: httpx.Request, endpoint: Endpoint, origin: Endpoint) -> httpx.Request:
+    """``request`` pointed at ``endpoint``, for a caller-supplied transport.
 
     Used only when svcclient does not own the connection pools (then it pins pools to
-    endpoints instead, which is cheaper). The ``Host`` header was fixed when the request
-    was built and stays; for https the original name goes to TLS as ``sni_hostname``.
+    endpoints instead, which is cheaper). The caller's request is never changed: a copy
+    goes out (same headers, body and extensions), so ``response.request.url`` and the
+    cookies the client stores keep the service's name. The ``Host`` header was fixed
+    when the request was built and stays; for https the original name goes to TLS as
+    ``sni_hostname``.
     """
     url = request.url
     if url.host == endpoint.host and (url.port or origin.port) == endpoint.port:
-        return
-    if endpoint == origin:
-        request.url = url.copy_with(host=origin.host, port=url.port)
-        request.extensions.pop("sni_hostname", None)
-        return
+        return request
+    extensions = dict(request.extensions)
     if url.scheme == "https":
-        request.extensions["sni_hostname"] = origin.host
-    request.url = url.copy_with(host=endpoint.host, port=endpoint.port)
+        extensions[_ext.SNI_HOSTNAME] = origin.host
+    return httpx.Request(
+        request.method,
+        url.copy_with(host=endpoint.host, port=endpoint.port),
+        headers=request.headers,
+        stream=request.stream,
+        extensions=extensions,
+    )
 
 
 def buffered(response: httpx.Response, raw: bytes, request: httpx.Request) -> httpx.Response:
@@ -374,8 +513,10 @@ def buffered(response: httpx.Response, raw: bytes, request: httpx.Request) -> ht
     )
 
 
-def _tighter(deadline: Deadline, incoming: Any, rt: ServiceRuntime) -> Deadline:
+def _tighter(
+    deadline: Deadline, incoming: float | Deadline, clock: Callable[[], float]
+) -> Deadline:
     """An incoming deadline (a Deadline, or seconds left) can only shorten ours."""
     if not isinstance(incoming, Deadline):
-        incoming = Deadline(max(float(incoming), 0.0), clock=rt.clock)
+        incoming = Deadline(float(incoming), clock=clock)
     return deadline.earlier(incoming)

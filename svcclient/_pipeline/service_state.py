@@ -2,8 +2,10 @@
 
 One ``ServiceRuntime`` per transport holds what outlives a single call: the discovered
 URL, the endpoint set and its DNS TTL state, the balancer, the (shared, named) breaker,
-the retry budget, the route table and the observers. It performs no I/O: the transports
-resolve DNS and send requests, then report back here.
+the retry budget, the route table and the observers. It never sends or resolves: the
+transports resolve DNS and send requests, then report back here. (Building one does read
+files: discovery reads the environment and the pod's namespace file, and the DNS
+resolver reads the system's resolver configuration.)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import httpx
 
 from .._balancing.balancer import LoadBalancer
 from .._config.model import ServiceConfig
-from .._discovery.dns import DnsResolver, Resolution
+from .._discovery.dns import DnsLookupError, DnsResolver, Resolution
 from .._discovery.endpoint_set import EndpointSet
 from .._discovery.rules import Discovery, discover
 from .._endpoint import Endpoint
@@ -169,8 +171,11 @@ class ServiceRuntime:
                 error,
             )
             return
-        if self.resolve_mode == "auto" and self.discovery.source != "cluster_dns":
+        timed_out = isinstance(error, DnsLookupError) and error.timed_out
+        if self.resolve_mode == "auto" and self.discovery.source != "cluster_dns" and not timed_out:
             # Not in DNS (a docker-compose or /etc/hosts name): let the system resolver try.
+            # Not after a timeout: getaddrinfo would ask the same silent server with no
+            # time limit, and the call's deadline could not hold.
             if self.system_fallback is None:
                 self.system_fallback = str(error)
                 log.warning(
@@ -203,7 +208,7 @@ class ServiceRuntime:
     def bulkhead_rejected(self, request: httpx.Request, exc: BulkheadFullError) -> httpx.Response:
         """A full bulkhead turned the call away: the fallback's answer, or raise ``exc``."""
         fire(self.emit.on_bulkhead_rejected, self.name)
-        exc._request = request  # httpx's slot behind ``exc.request``
+        exc.request = request
         if self.config.fallback is None:
             raise exc
         return self.config.fallback(request, exc)

@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 One I/O-free core (:class:`_BulkheadCore`) counts slots and keeps a FIFO queue of waiter
 tokens; two short drivers give it a thread flavour (:class:`Bulkhead`, a lock and one
-``threading.Lock`` per waiter as its wake-up call) and an asyncio flavour
-(:class:`AsyncBulkhead`, one future per waiter).
+``threading.Lock`` per waiter as its wake-up call) and an async flavour for any library
+anyio runs on, asyncio or trio (:class:`AsyncBulkhead`, one ``anyio.Event`` per waiter).
 
 * A caller takes a free slot at once, unless someone is already queued (no barging: a
   newcomer must not overtake a waiter).
@@ -20,13 +20,14 @@ tokens; two short drivers give it a thread flavour (:class:`Bulkhead`, a lock an
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar
+
+import anyio
 
 from .._exceptions import BulkheadFullError, ConfigError
 
@@ -70,7 +71,7 @@ def _wait(policy: BulkheadPolicy, timeout: float | None) -> float:
 class _BulkheadCore(Generic[_W]):
     """Slot counting and the waiter queue; no locking, no waiting, no clock.
 
-    The thread driver calls it under its lock; the asyncio driver from the event loop.
+    The thread driver calls it under its lock; the async driver from its event loop.
     """
 
     __slots__ = ("in_flight", "max_concurrent", "max_waiting", "waiters")
@@ -224,8 +225,18 @@ class Bulkhead:
         )
 
 
+class _Waiter:
+    """One queued task: woken by ``event``; ``granted`` once a release handed it a slot."""
+
+    __slots__ = ("event", "granted")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.granted = False
+
+
 class AsyncBulkhead:
-    """A bulkhead for asyncio tasks of one event loop (not thread-safe).
+    """A bulkhead for the tasks of one event loop, asyncio or trio (not thread-safe).
 
     A task cancelled while it waits never leaks a slot: if the slot had already been
     handed over, it is passed on before the cancellation propagates.
@@ -240,7 +251,7 @@ class AsyncBulkhead:
     def __init__(self, policy: BulkheadPolicy | None = None, service: str | None = None) -> None:
         self.policy = policy if policy is not None else BulkheadPolicy()
         self.service = service
-        self._core: _BulkheadCore[asyncio.Future[None]] = _BulkheadCore(self.policy)
+        self._core: _BulkheadCore[_Waiter] = _BulkheadCore(self.policy)
 
     @property
     def in_flight(self) -> int:
@@ -265,40 +276,30 @@ class AsyncBulkhead:
         timeout = _wait(self.policy, timeout)
         if timeout <= 0:
             raise _full(self.service, core)
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
+        waiter = _Waiter()
         if not core.enqueue(waiter):
             raise _full(self.service, core)
-        # The timer runs on the loop, like release(), so "time out" and "hand over" can
-        # never interleave: whichever runs first settles the future.
-        timer = loop.call_later(timeout, self._expire, waiter)
+        # release() and this task run on one event loop, so "hand over" and "give up"
+        # never interleave: ``granted`` says which came first.
         try:
-            await waiter
-        except asyncio.CancelledError:
-            if (
-                not core.withdraw(waiter)
-                and waiter.done()
-                and not waiter.cancelled()
-                and waiter.exception() is None
-            ):
+            with anyio.move_on_after(timeout):
+                await waiter.event.wait()
+        except BaseException:
+            if not core.withdraw(waiter) and waiter.granted:
                 # Handed a slot, then cancelled before we could run: pass the slot on.
                 self.release()
             raise
-        finally:
-            timer.cancel()
-
-    def _expire(self, waiter: asyncio.Future[None]) -> None:
-        if self._core.withdraw(waiter):
-            waiter.set_exception(_timed_out(self.service, self.policy.wait_timeout))
+        if waiter.granted:
+            return
+        core.withdraw(waiter)
+        raise _timed_out(self.service, timeout)
 
     def release(self) -> None:
         """Give the slot back (to the oldest waiting task if any)."""
-        core = self._core
-        while (waiter := core.release()) is not None:
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-            # That waiter was cancelled before it could be withdrawn: try the next one.
+        waiter = self._core.release()
+        if waiter is not None:
+            waiter.granted = True
+            waiter.event.set()
 
     async def __aenter__(self) -> AsyncBulkhead:
         await self.acquire()

@@ -2,22 +2,29 @@
 
 Which endpoint is due, and what a result does to rotation, is decided by the balancer's
 outlier detector (``due_health_checks`` / ``mark_health``); this module only sends the
-probes — from a daemon thread for the sync transport, from a task for the async one.
+probes, from a daemon thread: the sync transport's thread sends them itself; the async
+transport's thread wakes on the interval and runs each round of probes on the caller's
+event loop (``anyio.from_thread`` with the loop's token), so it works on asyncio and
+trio alike and needs no task group that would outlive a request.
 A probe is a GET of ``OutlierPolicy.health_check_path`` with the service's Host header;
 2xx and 3xx pass, anything else (or no answer within the timeout) fails.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
 import httpx
 
 from .._endpoint import Endpoint
+from .._pipeline.extensions import TIMEOUT, TIMEOUT_KEYS
 from .._pipeline.service_state import ServiceRuntime
 
 __all__ = ["AsyncHealthChecker", "HealthChecker", "probe_request"]
@@ -29,7 +36,7 @@ def probe_request(rt: ServiceRuntime, timeout: float) -> httpx.Request:
     """The GET a health probe sends (same URL host, so Host and SNI name the service)."""
     path = rt.config.outlier.health_check_path or "/"
     request = httpx.Request("GET", rt.base_url.join(path))
-    request.extensions["timeout"] = dict.fromkeys(("connect", "read", "write", "pool"), timeout)
+    request.extensions[TIMEOUT] = dict.fromkeys(TIMEOUT_KEYS, timeout)
     return request
 
 
@@ -79,7 +86,8 @@ class HealthChecker:
 
 
 class AsyncHealthChecker:
-    """An asyncio task probing due endpoints through ``send(endpoint, request)``."""
+    """Probes due endpoints through ``send(endpoint, request)`` on the creating task's
+    event loop, woken by a daemon thread (create it from inside the loop)."""
 
     def __init__(
         self,
@@ -88,24 +96,38 @@ class AsyncHealthChecker:
     ) -> None:
         self._rt = rt
         self._send = send
-        self._task = asyncio.ensure_future(self._loop())
+        self._token = anyio.lowlevel.current_token()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"svcclient-health-{rt.name}", daemon=True
+        )
+        self._thread.start()
 
-    async def _loop(self) -> None:
+    def _loop(self) -> None:
         interval, timeout = _period(self._rt)
-        while True:
-            for endpoint in self._rt.balancer.due_health_checks():
-                healthy = False
-                try:
-                    async with asyncio.timeout(timeout):
-                        response = await self._send(endpoint, probe_request(self._rt, timeout))
-                    healthy = _passed(response.status_code)
-                    await response.aclose()
-                except (httpx.HTTPError, TimeoutError) as exc:
-                    log.info("%s: health check of %s failed: %s", self._rt.name, endpoint, exc)
-                self._rt.balancer.mark_health(endpoint, healthy)
-            await asyncio.sleep(min(interval / 4, 1.0))
+        while not self._stop.is_set():
+            try:
+                anyio.from_thread.run(self._round, timeout, token=self._token)
+            except Exception:  # the event loop is gone (closed without aclose)
+                return
+            self._stop.wait(min(interval / 4, 1.0))
+
+    async def _round(self, timeout: float) -> None:
+        rt = self._rt
+        for endpoint in rt.balancer.due_health_checks():
+            if self._stop.is_set():
+                return
+            healthy = False
+            try:
+                with anyio.fail_after(timeout):
+                    response = await self._send(endpoint, probe_request(rt, timeout))
+                healthy = _passed(response.status_code)
+                await response.aclose()
+            except (httpx.HTTPError, TimeoutError) as exc:
+                log.info("%s: health check of %s failed: %s", rt.name, endpoint, exc)
+            rt.balancer.mark_health(endpoint, healthy)
 
     async def aclose(self) -> None:
-        """Cancel the probing task."""
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        """Stop probing and wait (bounded) for the thread to finish."""
+        self._stop.set()
+        await anyio.to_thread.run_sync(self._thread.join, 5.0)

@@ -3,6 +3,13 @@
 ``httpx.Client(transport=ResilientTransport("user-service"))`` gives any existing client
 discovery, retries, the breaker, balancing and metrics. The decisions live in
 :mod:`svcclient._pipeline.call`; this module only resolves DNS, sends and sleeps.
+
+What a plain ``httpx.Client`` gets: the response streams as httpx expects (``get()``
+reads the body after the transport returned, ``stream()`` reads it as it arrives), so
+retries cover everything up to the response headers; a connection reset while the body
+is read reaches the caller as httpx's ``ReadError``/``RemoteProtocolError``, not retried.
+``ServiceClient`` asks for the whole body (the ``svcclient.buffer`` extension): the body
+is then read inside the attempt and a reset mid-body is retried like any other error.
 """
 
 from __future__ import annotations
@@ -15,23 +22,20 @@ from typing import Any
 import httpx
 
 from .._config.model import ServiceConfig
-from .._config.sources import resolve_config
 from .._endpoint import Endpoint
 from .._exceptions import BulkheadFullError
-from .._observability.defaults import for_config as _default_hooks
 from .._observability.hooks import Hooks
 from .._pipeline import testmode as _testmode
-from .._pipeline.call import STREAM_EXTENSION, Call, buffered, retarget
-from .._pipeline.service_state import ServiceRuntime
+from .._pipeline.call import Call, Passthrough, buffered
 from .._policies.bulkhead import Bulkhead
+from .base import DriverBase
 from .health import HealthChecker
-from .pinned import PinnedTransport, transport_options
-from .pools import PoolSet
+from .pinned import PinnedTransport
 
 __all__ = ["ResilientTransport"]
 
 
-class ResilientTransport(httpx.BaseTransport):
+class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
     """An httpx transport running every request through the svcclient pipeline.
 
     ``config`` is a :class:`ServiceConfig` or a service name (then discovered with
@@ -54,80 +58,63 @@ class ResilientTransport(httpx.BaseTransport):
         sleep: Callable[[float], None] = time.sleep,
         **overrides: Any,
     ) -> None:
-        self.config = resolve_config(config, overrides)
-        self._hooks = _default_hooks(self.config, registry) if hooks is None else tuple(hooks)
-        self._inner = transport
-        self.runtime = ServiceRuntime(
-            self.config, self._hooks, owns_transport=transport is None, clock=clock
+        self._setup(
+            config, transport, hooks=hooks, registry=registry, clock=clock, overrides=overrides
         )
         self._sleep = _testmode.guard_sleep(sleep)
         cfg = self.config
-        self._options = transport_options(
-            cfg.verify,
-            cfg.http2,
-            httpx.Limits(
-                max_connections=cfg.max_connections,
-                max_keepalive_connections=cfg.max_keepalive_connections,
-                keepalive_expiry=cfg.keepalive_expiry,
-            ),
-        )
-        self._pools: PoolSet[httpx.BaseTransport] = PoolSet(self._new_pool, cfg.deadline + 1.0)
         self._bulkhead = Bulkhead(cfg.bulkhead, cfg.name) if cfg.bulkhead is not None else None
+        self._foreign: httpx.BaseTransport | None = None
         self._health: HealthChecker | None = None
         if cfg.outlier.enabled and cfg.outlier.health_check_path:
             self._health = HealthChecker(self.runtime, self._probe)
 
-    @property
-    def base_url(self) -> httpx.URL:
-        """The discovered base URL of the service."""
-        return self.runtime.base_url
-
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through deadline, retry, breaker, balancer and attempt timeout."""
+        if not self._for_service(request):
+            return self._passthrough(request)
         rt = self.runtime
+        call = Call(rt, request)  # checks the extensions; nothing is taken yet
         if rt.endpoint_set is not None:
             if rt.refresh_due():
                 self._refresh()
             elif not rt.first_resolution.is_set():
-                rt.first_resolution.wait(self.config.dns_timeout + 1.0)
-        if rt.retired or self._pools.has_retiring:
-            self._pools.retire(rt.retired, rt.clock())
-            for pool in self._pools.due(rt.clock()):
-                pool.close()
-        started = rt.clock()
+                rt.first_resolution.wait(min(self.config.dns_timeout, call.deadline.remaining()))
+        for pool in self._retiring():
+            pool.close()
         bulkhead = self._bulkhead
         if bulkhead is not None:
             try:
-                bulkhead.acquire(self.config.deadline)
+                bulkhead.acquire(call.deadline.remaining())
             except BulkheadFullError as exc:
                 return rt.bulkhead_rejected(request, exc)
-        call = Call(rt, request, started)
         try:
+            call.start()
             return self._run(call)
-        except BaseException:
-            call.cancel()  # no-op when the call already settled with the breaker
+        except BaseException as exc:
+            call.cancel(exc)  # no-op for whatever the call already settled
             raise
         finally:
+            call.restore()
             if bulkhead is not None:
                 bulkhead.release()
 
     def _run(self, call: Call) -> httpx.Response:
-        stream = call.request.extensions.get(STREAM_EXTENSION, False)
         while True:
             try:
                 attempt = call.begin_attempt()
             except httpx.TransportError as exc:
                 return call.fail(exc)
             try:
-                response = self._send(attempt.endpoint, call.request, stream)
+                transport, request = self._target(attempt.endpoint, call.request)
+                response = transport.handle_request(request)
+                if call.buffer and _unread(response):
+                    response = _read_body(response, call.request)
             except httpx.TransportError as exc:
                 try:
                     delay = call.attempt_failed(attempt, exc)
                 except httpx.TransportError as final:
                     return call.fail(final)
-            except BaseException:
-                call.abandon(attempt)
-                raise
             else:
                 retry_in = call.attempt_done(attempt, response)
                 if retry_in is None:
@@ -136,25 +123,24 @@ class ResilientTransport(httpx.BaseTransport):
                 response.close()
             self._sleep(delay)
 
-    def _send(self, endpoint: Endpoint, request: httpx.Request, stream: bool) -> httpx.Response:
-        if self._inner is None:
-            transport = self._pools.get(endpoint)
-        else:
-            transport = self._inner
-            if self.runtime.endpoint_set is not None:
-                retarget(request, endpoint, self.runtime.origin)
-        response = transport.handle_request(request)
-        if stream or isinstance(response.stream, httpx.ByteStream):
-            return response
-        # Read the body inside the attempt so a reset mid-body is retried like any error.
+    def _passthrough(self, request: httpx.Request) -> httpx.Response:
+        observed = Passthrough(self.runtime, request)
+        transport = self._inner
+        if transport is None:
+            transport = self._foreign
+            if transport is None:
+                transport = self._foreign = httpx.HTTPTransport(**self._options)
         try:
-            raw = b"".join(response.iter_raw())
-        finally:
-            response.close()
-        return buffered(response, raw, request)
+            response = transport.handle_request(request)
+        except BaseException as exc:
+            observed.done(None, exc)
+            raise
+        observed.done(response)
+        return response
 
     def _probe(self, endpoint: Endpoint, request: httpx.Request) -> httpx.Response:
-        return self._send(endpoint, request, False)
+        transport, request = self._target(endpoint, request)
+        return _read_body(transport.handle_request(request), request)
 
     def _new_pool(self, endpoint: Endpoint) -> httpx.BaseTransport:
         if endpoint == self.runtime.origin:
@@ -168,19 +154,30 @@ class ResilientTransport(httpx.BaseTransport):
             resolution = rt.resolver.resolve(rt.origin.host, rt.origin.port)
         except Exception as exc:
             rt.refresh_failed(exc)
+        except BaseException:
+            rt.endpoint_set.abort_refresh()
+            raise
         else:
             rt.refreshed(resolution)
 
     def close(self) -> None:
-        """Close every connection pool this transport opened (not a caller's transport)."""
+        """Stop health checks and close every pool: svcclient's own and, when one was
+        given, the caller's transport (closing the client closes what it was built on)."""
+        self._close_own()
+        if self._inner is not None:
+            self._inner.close()
+
+    def _close_own(self) -> None:
         if self._health is not None:
             self._health.close()
         for pool in self._pools.drain():
             pool.close()
-        if self._inner is not None:
-            self._inner.close()
+        if self._foreign is not None:
+            self._foreign.close()
 
     def __enter__(self) -> ResilientTransport:
+        if self._inner is not None:
+            self._inner.__enter__()
         return self
 
     def __exit__(
@@ -189,4 +186,20 @@ class ResilientTransport(httpx.BaseTransport):
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
-        self.close()
+        self._close_own()
+        if self._inner is not None:
+            self._inner.__exit__(exc_type, exc_value, traceback)
+
+
+def _unread(response: httpx.Response) -> bool:
+    """A body still to read (not in memory already, not a 101 Upgrade's raw socket)."""
+    return not isinstance(response.stream, httpx.ByteStream) and response.status_code != 101
+
+
+def _read_body(response: httpx.Response, request: httpx.Request) -> httpx.Response:
+    """Read the body inside the attempt, so a reset mid-body is retried like any error."""
+    try:
+        raw = b"".join(response.iter_raw())
+    finally:
+        response.close()
+    return buffered(response, raw, request)

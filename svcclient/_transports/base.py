@@ -1,0 +1,100 @@
+"""What the sync and async drivers share: their setup and the per-request preamble.
+
+Neither part does I/O, so one copy serves both drivers; the drivers add only what
+differs between blocking and awaiting (resolving DNS, sending, sleeping, closing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+from .._config.model import ServiceConfig
+from .._config.sources import resolve_config
+from .._endpoint import Endpoint
+from .._observability.defaults import for_config as _default_hooks
+from .._observability.hooks import Hooks
+from .._pipeline.call import retargeted
+from .._pipeline.service_state import ServiceRuntime
+from .pinned import transport_options
+from .pools import PoolSet
+
+__all__ = ["DriverBase"]
+
+T = TypeVar("T")
+
+
+class DriverBase(Generic[T]):
+    """Setup and preamble shared by :class:`ResilientTransport` and its async twin.
+
+    ``T`` is the httpx transport type the driver sends through (sync or async).
+    """
+
+    def _setup(
+        self,
+        config: ServiceConfig | str,
+        transport: T | None,
+        *,
+        hooks: Sequence[Hooks] | None,
+        registry: Any,
+        clock: Callable[[], float],
+        overrides: dict[str, Any],
+    ) -> None:
+        self.config = cfg = resolve_config(config, overrides)
+        self._hooks = _default_hooks(cfg, registry) if hooks is None else tuple(hooks)
+        self._inner = transport
+        self.runtime = rt = ServiceRuntime(
+            cfg, self._hooks, owns_transport=transport is None, clock=clock
+        )
+        self._options = transport_options(
+            cfg.verify,
+            cfg.http2,
+            httpx.Limits(
+                max_connections=cfg.max_connections,
+                max_keepalive_connections=cfg.max_keepalive_connections,
+                keepalive_expiry=cfg.keepalive_expiry,
+            ),
+        )
+        self._pools: PoolSet[T] = PoolSet(self._new_pool, cfg.deadline + 1.0)
+        url = rt.base_url
+        self._service_origin = (url.scheme, url.host, rt.origin.port)
+
+    def _new_pool(self, endpoint: Endpoint) -> T:  # pragma: no cover - each driver overrides
+        raise NotImplementedError
+
+    @property
+    def base_url(self) -> httpx.URL:
+        """The discovered base URL of the service."""
+        return self.runtime.base_url
+
+    def _for_service(self, request: httpx.Request) -> bool:
+        """Is ``request`` for the service (its scheme, host and port)? Another origin
+        (a redirect elsewhere, an absolute URL) is sent to its own host, unchanged."""
+        url = request.url
+        scheme, host, port = self._service_origin
+        if url.host != host or url.scheme != scheme:
+            return False
+        explicit = url.port
+        return explicit is None or explicit == port
+
+    def _retiring(self) -> list[T]:
+        """Retire pools of endpoints that left; return the retired pools now due to close."""
+        rt = self.runtime
+        if rt.retired or self._pools.has_retiring:
+            now = rt.clock()
+            self._pools.retire(rt.retired, now)
+            return self._pools.due(now)
+        return []
+
+    def _target(self, endpoint: Endpoint, request: httpx.Request) -> tuple[T, httpx.Request]:
+        """Where a request for ``endpoint`` goes: the endpoint's pool, or the caller's
+        transport with a copy pointed at the endpoint (never the caller's request)."""
+        inner = self._inner
+        if inner is None:
+            return self._pools.get(endpoint), request
+        rt = self.runtime
+        if rt.endpoint_set is None:
+            return inner, request
+        return inner, retargeted(request, endpoint, rt.origin)

@@ -1,0 +1,80 @@
+"""Every private httpx name svcclient still relies on, pinned: an httpx upgrade that
+moves one fails here, loudly, instead of somewhere deep in a request."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import httpx
+import pytest
+
+import svcclient
+
+PACKAGE = pathlib.Path(svcclient.__file__).parent
+
+# module -> the private httpx names it uses, and why there is no public way.
+ALLOWED = {
+    "svcclient/_client.py": {
+        "httpx._client.UseClientDefault": "type of httpx.USE_CLIENT_DEFAULT (typing only)",
+        "httpx._types.AuthTypes": "the auth= type httpx accepts (typing only)",
+        "httpx._types.HeaderTypes": "the headers= type httpx accepts (typing only)",
+    },
+    "svcclient/_exceptions.py": {
+        "RequestError._request": "set without running three __init__ calls (fast fail)",
+    },
+    "svcclient/_transports/pinned.py": {
+        "HTTPTransport._pool": "the httpcore pool handle_request sends through",
+    },
+}
+
+
+def _private_httpx_imports(path: pathlib.Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("httpx."):
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("httpx._"))
+    return found
+
+
+def test_no_private_httpx_import_outside_the_list() -> None:
+    """Each `from httpx._x import y` in svcclient is listed above with its reason."""
+    listed = {name for names in ALLOWED.values() for name in names}
+    for path in PACKAGE.rglob("*.py"):
+        rel = f"svcclient/{path.relative_to(PACKAGE)}"
+        for name in _private_httpx_imports(path):
+            assert name in listed and name in ALLOWED.get(rel, {}), f"{rel} imports {name}"
+
+
+def test_listed_private_types_still_exist() -> None:
+    """The private type names svcclient imports for typing are still where it looks."""
+    from httpx import _client, _types
+
+    assert type(httpx.USE_CLIENT_DEFAULT) is _client.UseClientDefault
+    assert _types.AuthTypes is not None and _types.HeaderTypes is not None
+
+
+def test_request_slot_behind_the_public_request_property() -> None:
+    """httpx keeps an exception's request in ``_request`` (read by ``.request``)."""
+    exc = httpx.ConnectError("x")
+    assert exc._request is None  # type: ignore[attr-defined]
+    request = httpx.Request("GET", "http://a/")
+    exc._request = request  # type: ignore[attr-defined]
+    assert exc.request is request
+    with pytest.raises(RuntimeError):
+        _ = httpx.ConnectError("y").request
+
+
+def test_http_transport_sends_through_its_pool_attribute() -> None:
+    """httpx.HTTPTransport.handle_request sends through ``self._pool`` (PinnedTransport
+    builds that pool itself, with its own network backend)."""
+    import inspect
+
+    assert "self._pool.handle_request" in inspect.getsource(httpx.HTTPTransport.handle_request)
+    source = inspect.getsource(httpx.AsyncHTTPTransport.handle_async_request)
+    assert "self._pool.handle_async_request" in source
+    assert "self._pool.close" in inspect.getsource(httpx.HTTPTransport.close)
+    assert "self._pool.__enter__" in inspect.getsource(httpx.HTTPTransport.__enter__)
