@@ -61,18 +61,18 @@ throttle = true
 
 
 def test_environment_enables_and_tunes_them() -> None:
-    """SVCCLIENT_<NAME>_THROTTLE_K and ..._CONCURRENCY_* set (and so enable) the policies."""
+    """SVCCLIENT_<NAME>__THROTTLE_K and ..._CONCURRENCY_* set (and so enable) the policies."""
     env = {
-        "SVCCLIENT_USERS_THROTTLE_K": "3",
-        "SVCCLIENT_USERS_THROTTLE_OVERLOAD_STATUSES": "429,503,502",
-        "SVCCLIENT_USERS_CONCURRENCY_ALGORITHM": "vegas",
-        "SVCCLIENT_USERS_CONCURRENCY_INITIAL_LIMIT": "5",
+        "SVCCLIENT_USERS__THROTTLE_K": "3",
+        "SVCCLIENT_USERS__THROTTLE_OVERLOAD_STATUSES": "429,503,502",
+        "SVCCLIENT_USERS__CONCURRENCY_ALGORITHM": "vegas",
+        "SVCCLIENT_USERS__CONCURRENCY_INITIAL_LIMIT": "5",
     }
     config = ServiceConfig.from_env("users", environ=env)
     assert config.throttle is not None and config.throttle.k == 3.0
     assert config.throttle.overload_statuses == frozenset({429, 502, 503})
     assert config.concurrency == ConcurrencyPolicy(initial_limit=5)
-    off = ServiceConfig.from_env("users", config, {"SVCCLIENT_USERS_THROTTLE_ENABLED": "off"})
+    off = ServiceConfig.from_env("users", config, {"SVCCLIENT_USERS__THROTTLE_ENABLED": "off"})
     assert off.throttle is None
 
 
