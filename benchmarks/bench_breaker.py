@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from svcclient._exceptions import CircuitOpenError
-from svcclient._policies.breaker.machine import CircuitBreaker
+from svcclient._policies.breaker.guard import CircuitBreaker
 
 Case = tuple[str, str, dict[str, Any]]  # (label, statement, namespace)
 

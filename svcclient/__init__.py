@@ -38,7 +38,9 @@ from ._observability.instrument import default_service_name, instrument
 from ._observability.otel import TracingHooks, redact_url
 from ._observability.prometheus import DEFAULT_BUCKETS, PrometheusHooks
 from ._observability.routes import RouteTable, normalize_route
-from ._policies.breaker.machine import BreakerPolicy, BreakerStats, CircuitBreaker
+from ._policies.breaker.guard import CircuitBreaker
+from ._policies.breaker.machine import BreakerStats
+from ._policies.breaker.policy import BreakerPolicy
 from ._policies.breaker.registry import BreakerRegistry, breakers
 from ._policies.budget import BudgetPolicy, BudgetStats, RetryBudget
 from ._policies.bulkhead import AsyncBulkhead, Bulkhead, BulkheadPolicy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import threading
 from typing import Any
@@ -10,15 +11,15 @@ from typing import Any
 import pytest
 
 from svcclient._exceptions import ConfigError
+from svcclient._policies.breaker.guard import CircuitBreaker
 from svcclient._policies.breaker.machine import (
     CLOSED,
     DISABLED,
     HALF_OPEN,
     OPEN,
     TRANSITIONS,
-    BreakerPolicy,
-    CircuitBreaker,
 )
+from svcclient._policies.breaker.policy import BreakerPolicy
 from svcclient._policies.breaker.registry import BreakerRegistry, breakers
 
 
@@ -621,13 +622,74 @@ def test_time_window_stats_age_without_new_calls() -> None:
 
 
 def test_registry_get_or_create_shares_one_breaker() -> None:
-    """The same name gives the same breaker; the first policy wins."""
+    """The same name and settings give the same breaker; None settings match any."""
     reg = BreakerRegistry()
     first = reg.get_or_create("users", BreakerPolicy(reset_timeout=5.0))
-    again = reg.get_or_create("users", BreakerPolicy(reset_timeout=99.0))
-    assert again is first and again.policy.reset_timeout == 5.0
+    assert reg.get_or_create("users", BreakerPolicy(reset_timeout=5.0)) is first
+    assert reg.get_or_create("users") is first
     assert reg.get("users") is first
     assert first.name == "users"
+
+
+def test_registry_refuses_a_second_policy_for_one_name() -> None:
+    """Another policy for an existing name is a ConfigError naming the field that differs."""
+    reg = BreakerRegistry()
+    first = reg.get_or_create("users", BreakerPolicy(reset_timeout=5.0))
+    with pytest.raises(ConfigError, match=r"reset_timeout=99\.0 \(existing: 5\.0\)") as info:
+        reg.get_or_create("users", BreakerPolicy(reset_timeout=99.0))
+    assert info.value.service == "users" and "breakers.remove('users')" in str(info.value)
+    assert reg.get("users") is first and first.policy.reset_timeout == 5.0
+
+
+def test_registry_refuses_a_second_clock_for_one_name() -> None:
+    """Another clock for an existing name is a ConfigError; an equal clock is the same."""
+    reg = BreakerRegistry()
+    clock = FakeClock()
+    first = reg.get_or_create("users", clock=clock)
+    assert reg.get_or_create("users", clock=clock) is first
+    with pytest.raises(ConfigError, match="another clock"):
+        reg.get_or_create("users", clock=FakeClock())
+    assert first.clock is clock
+
+
+def test_registry_remove_starts_a_name_over() -> None:
+    """remove(name) forgets it (True once); its holder keeps it, new callers get a new one."""
+    reg = BreakerRegistry()
+    old = reg.get_or_create("users", BreakerPolicy(reset_timeout=5.0))
+    old.open()
+    assert reg.remove("users") is True and reg.remove("users") is False
+    assert "users" not in reg and old.state == OPEN
+    fresh = reg.get_or_create("users", BreakerPolicy(reset_timeout=99.0))
+    assert fresh is not old and fresh.state == CLOSED
+
+
+def test_registry_keeps_capacity_idle_breakers_lru() -> None:
+    """Past capacity the least recently used unheld breaker is forgotten; held ones stay."""
+    reg = BreakerRegistry(capacity=2)
+    held = reg.get_or_create("held")
+    for name in ("a", "b"):
+        reg.get_or_create(name)
+    reg.get("a")  # now b is the least recently used
+    reg.get_or_create("c")
+    gc.collect()
+    assert reg.names() == ["a", "c", "held"]
+    assert reg.get("held") is held and reg.capacity == 2
+
+
+def test_registry_many_names_stay_bounded() -> None:
+    """Thousands of one-off names leave at most capacity breakers behind."""
+    reg = BreakerRegistry(capacity=16)
+    for i in range(2000):
+        reg.get_or_create(f"svc-{i}")
+    gc.collect()
+    assert len(reg) == 16 and reg.names()[0] == "svc-1984"
+
+
+def test_registry_capacity_is_validated() -> None:
+    """A negative or non-integer capacity is a ConfigError."""
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ConfigError, match="capacity"):
+            BreakerRegistry(capacity=bad)  # type: ignore[arg-type]
 
 
 def test_registry_get_unknown_name_explains() -> None:
@@ -678,3 +740,19 @@ def test_shared_registry_is_the_package_one() -> None:
 
     assert svcclient.breakers is breakers
     assert breakers.get_or_create("shared-svc") is svcclient.breakers.get("shared-svc")
+
+
+def test_keyed_subscription_happens_once_per_key() -> None:
+    """on(event, handler, key=k) twice keeps the first handler; off() frees the key."""
+    b = CircuitBreaker(name="keyed", clock=FakeClock())
+    seen: list[str] = []
+    observer = object()
+    first = b.on("open", lambda: seen.append("first"), key=observer)
+    assert b.on("open", lambda: seen.append("second"), key=observer) is first
+    b.open()
+    assert seen == ["first"]
+    b.off("open", first)
+    b.on("open", lambda: seen.append("third"), key=observer)
+    b.close()
+    b.open()
+    assert seen == ["first", "third"]

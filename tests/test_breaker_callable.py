@@ -13,7 +13,8 @@ import anyio
 import pytest
 
 from svcclient._exceptions import CallTimeoutError, CircuitOpenError
-from svcclient._policies.breaker.machine import CLOSED, DISABLED, HALF_OPEN, OPEN, CircuitBreaker
+from svcclient._policies.breaker.guard import CircuitBreaker
+from svcclient._policies.breaker.machine import CLOSED, DISABLED, HALF_OPEN, OPEN
 
 
 class FakeClock:
@@ -31,6 +32,12 @@ class FakeClock:
 
 class Boom(Exception):
     pass
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every async test here runs under asyncio and under trio."""
+    return str(request.param)
 
 
 class Interrupt(BaseException):
@@ -408,6 +415,90 @@ def test_async_fallback_for_sync_function_is_refused() -> None:
         CircuitBreaker(fallback=fb)(double)
 
 
+# -- fallback signatures ------------------------------------------------------------------
+
+
+def _open(b: CircuitBreaker) -> CircuitBreaker:
+    b.open()
+    return b
+
+
+def test_seed_style_fallback_takes_no_arguments() -> None:
+    """breaker.fallback(lambda: {...}) answers a rejection and a failure with no arguments."""
+
+    def fails(user_id: int) -> dict[str, object]:
+        raise Boom
+
+    b = CircuitBreaker(fails, clock=FakeClock())
+    b.fallback(lambda: {"id": 0, "cached": True})
+    assert b(7) == {"id": 0, "cached": True}  # failure
+    assert _open(b)(7) == {"id": 0, "cached": True}  # rejection
+
+
+def test_fallback_with_the_calls_arguments_only() -> None:
+    """A fallback with the function's arity gets the call's arguments and keywords."""
+    b = _open(CircuitBreaker(double, clock=FakeClock()))
+    b.fallback(lambda x, plus=0: ("fb", x, plus))
+    assert b(3, plus=2) == ("fb", 3, 2)
+
+
+def test_fallback_with_arguments_then_cause_opossum_order() -> None:
+    """One positional more than the function: the cause comes last, positionally."""
+    seen: list[object] = []
+
+    def fb(x: int, err: BaseException, *, plus: int = 0) -> str:
+        seen.append((x, type(err), plus))
+        return "fb"
+
+    b = _open(CircuitBreaker(double, clock=FakeClock(), fallback=fb))
+    assert b(4, plus=1) == "fb"
+    assert seen == [(4, CircuitOpenError, 1)]
+
+
+def test_fallback_with_star_args_gets_arguments_and_cause() -> None:
+    """A *args fallback receives the call's arguments and the cause last."""
+    b = _open(CircuitBreaker(double, clock=FakeClock()))
+    b.fallback(lambda *args: args)
+    x, cause = b(5)
+    assert x == 5 and isinstance(cause, CircuitOpenError)
+
+
+def test_fallback_signature_read_at_bind_when_given_first() -> None:
+    """A fallback given before the function (decorator use) is fitted once the function binds."""
+    guard = CircuitBreaker(clock=FakeClock(), fallback=lambda x, err: ("fb", x, type(err)))
+
+    @guard
+    def fails(x: int) -> int:
+        raise Boom
+
+    assert fails(2) == ("fb", 2, Boom)
+
+
+def test_fallback_that_cannot_fit_is_refused_at_registration() -> None:
+    """A fallback needing more than the arguments and the cause is a TypeError at once."""
+    b = CircuitBreaker(double, clock=FakeClock())
+    with pytest.raises(TypeError, match="needs 3 positional arguments"):
+        b.fallback(lambda a, b, c: None)
+
+
+@pytest.mark.anyio
+async def test_async_seed_style_fallback() -> None:
+    """An async breaker accepts a zero-argument fallback, sync or async."""
+
+    async def fails(x: int) -> int:
+        raise Boom
+
+    b = CircuitBreaker(fails, clock=FakeClock())
+    b.fallback(lambda: "sync")
+    assert await b(1) == "sync"
+
+    async def answer() -> str:
+        return "async"
+
+    b.fallback(answer)
+    assert await _open(b)(1) == "async"
+
+
 # -- async --------------------------------------------------------------------------------
 
 
@@ -553,3 +644,84 @@ async def test_async_disabled_passes_through() -> None:
     b.disable()
     assert await b() == 1
     assert b.stats.calls == 0
+
+
+@pytest.mark.anyio
+async def test_async_timeouts_hit_only_the_calls_that_overrun() -> None:
+    """Concurrent calls share the timer: the hung ones time out, the quick ones succeed."""
+    never = anyio.Event()
+    results: list[str] = []
+
+    async def work(hang: bool) -> str:
+        if hang:
+            await never.wait()
+        await anyio.lowlevel.checkpoint()
+        return "ok"
+
+    b = CircuitBreaker(work, timeout=0.05, fallback=lambda hang, cause: type(cause).__name__)
+
+    async def one(hang: bool) -> None:
+        results.append(await b(hang))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for i in range(6):
+                tg.start_soon(one, i % 2 == 0)
+    assert sorted(results) == ["CallTimeoutError"] * 3 + ["ok"] * 3
+    assert (b.stats.calls, b.stats.failures) == (6, 3)
+    with anyio.fail_after(5):  # and the timer re-arms for later calls
+        assert await b(True) == "CallTimeoutError"
+        assert await b(False) == "ok"
+
+
+@pytest.mark.anyio
+async def test_async_outer_cancel_under_timeout_is_not_a_timeout() -> None:
+    """Cancelled from outside while a timeout is armed: no verdict, the cancel goes on."""
+    started = anyio.Event()
+    never = anyio.Event()
+
+    async def hangs() -> None:
+        started.set()
+        await never.wait()
+
+    b = CircuitBreaker(hangs, timeout=30.0)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(b)
+            await started.wait()
+            tg.cancel_scope.cancel()
+    assert (b.stats.calls, b.stats.failures) == (0, 0)
+
+
+@pytest.mark.anyio
+async def test_async_call_that_swallows_the_timeout_still_times_out() -> None:
+    """A function that catches the cancellation and returns is still a timeout."""
+
+    async def stubborn() -> str:
+        try:
+            await anyio.sleep(10)
+        except anyio.get_cancelled_exc_class():
+            return "swallowed"
+        return "slept"
+
+    b = CircuitBreaker(stubborn, timeout=0.05)
+    with anyio.fail_after(5):
+        with pytest.raises(CallTimeoutError):
+            await b()
+        # The task itself is not left cancelled: it goes on awaiting.
+        await anyio.lowlevel.checkpoint()
+    assert b.stats.failures == 1
+
+
+@pytest.mark.anyio
+async def test_async_slow_call_rule_on_the_fake_clock() -> None:
+    """The slow-call rule reads the breaker's clock: a fake clock trips it, no sleeping."""
+    clock = FakeClock()
+
+    async def slow() -> None:
+        clock.advance(2.0)
+
+    b = CircuitBreaker(slow, clock=clock, timeout=None, slow_call_duration=1.0, volume_threshold=2)
+    await b()
+    await b()
+    assert b.state == OPEN and b.stats.slow_calls == 2

@@ -11,7 +11,8 @@ from typing import Any
 import anyio
 import pytest
 
-from svcclient._policies.breaker.machine import CLOSED, HALF_OPEN, CircuitBreaker
+from svcclient._policies.breaker.guard import CircuitBreaker
+from svcclient._policies.breaker.machine import CLOSED, HALF_OPEN
 
 THREADS = 16
 PER_THREAD = 2_000

@@ -15,7 +15,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from svcclient._policies.breaker.machine import BreakerPolicy, CircuitBreaker
+from svcclient._policies.breaker.guard import CircuitBreaker
+from svcclient._policies.breaker.policy import BreakerPolicy
 
 
 class FakeClock:

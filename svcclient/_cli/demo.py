@@ -45,7 +45,7 @@ from .._discovery.rules import discover, env_name
 from .._endpoint import Endpoint
 from .._observability.hooks import AttemptInfo, Hooks
 from .._observability.prometheus import PrometheusHooks
-from .._policies.breaker.machine import BreakerPolicy
+from .._policies.breaker.policy import BreakerPolicy
 from .._policies.retry import RetryPolicy
 from ..testing._faultserver import Fault, FaultServer
 from ..testing._localdns import LocalDns

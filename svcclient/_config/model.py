@@ -35,7 +35,7 @@ from .._balancing.balancer import BalancingPolicy
 from .._balancing.outlier import OutlierPolicy
 from .._discovery.rules import parse_service_url
 from .._exceptions import ConfigError
-from .._policies.breaker.machine import BreakerPolicy
+from .._policies.breaker.policy import BreakerPolicy
 from .._policies.budget import BudgetPolicy
 from .._policies.bulkhead import BulkheadPolicy
 from .._policies.concurrency import ConcurrencyPolicy

@@ -139,11 +139,9 @@ def buckets_with(*extra: float, base: Sequence[float] = DEFAULT_BUCKETS) -> tupl
 
 BREAKER_STATES: Final = {
     "closed": 0,
-    "forced_closed": 0,
     "disabled": 0,
     "half_open": 1,
     "open": 2,
-    "forced_open": 2,
 }
 """Value of ``svcclient_circuit_breaker_state`` per state; ordered by severity so that
 ``max()`` over workers or instances shows the worst. Unknown states are reported as -1."""

@@ -32,7 +32,7 @@ from .._exceptions import (
 )
 from .._observability.hooks import Hooks, HookTable, fire
 from .._observability.routes import RouteTable
-from .._policies.breaker.machine import CircuitBreaker
+from .._policies.breaker.guard import CircuitBreaker
 from .._policies.breaker.registry import breakers
 from .._policies.budget import RetryBudget
 from .._policies.hedge import LatencyWindow
@@ -42,8 +42,6 @@ __all__ = ["ServiceRuntime"]
 log = logging.getLogger("svcclient")
 
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain"})
-_subscribed_lock = threading.Lock()
-_subscribed: set[tuple[int, int]] = set()
 
 
 def _is_ip(host: str) -> bool:
@@ -219,16 +217,12 @@ class ServiceRuntime:
         fire(self.emit.on_ejection, self.name, endpoint, ejected)
 
     def _subscribe_breaker(self, breaker: CircuitBreaker) -> None:
-        # Breakers are shared by name; subscribe each observer once per breaker.
+        # Breakers are shared by name; subscribe each observer once per breaker (keyed
+        # by the observer, so the record lives and dies with the breaker).
         for hook in self.hooks:
             if type(hook).on_breaker_transition is Hooks.on_breaker_transition:
                 continue
-            key = (id(breaker), id(hook))
-            with _subscribed_lock:
-                if key in _subscribed:
-                    continue
-                _subscribed.add(key)
-            breaker.on("state_change", _transition_relay(self.name, hook))
+            breaker.on("state_change", _transition_relay(self.name, hook), key=hook)
 
 
 def _default_failure(status: int) -> bool:

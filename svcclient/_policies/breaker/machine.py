@@ -1,10 +1,14 @@
-"""The circuit breaker: policy, state machine and the breaker object.
+"""The circuit breaker's state machine: admission and verdicts, no I/O, no wrapper.
 
 Theory of operation
 -------------------
 A breaker watches the outcomes of calls to one dependency and stops calling it while it
 is failing, so that a sick service gets room to recover and callers fail in microseconds
-instead of waiting for timeouts.
+instead of waiting for timeouts. Whoever makes the calls (the HTTP pipeline, or the
+wrapper in ``guard.py``) asks ``allow()``/``admit()`` first and reports exactly one of
+``record_success(duration)``, ``record_failure(duration)`` or ``release()`` afterwards.
+Durations and the open interval are measured on one clock: the ``clock`` the breaker is
+given (``breaker.clock``), so a fake clock drives every rule in tests.
 
 * **closed** - every call is admitted. Outcomes go into a rolling window (the last
   ``window_duration`` seconds in buckets, or the last ``window_size`` calls). After each
@@ -12,10 +16,9 @@ instead of waiting for timeouts.
   *trips* when the failure rate ``>= error_threshold_percentage`` or, with
   ``slow_call_duration`` set, the slow-call rate ``>= slow_call_rate_threshold``
   (Resilience4j's rule: ">=" so that a 100 % threshold means "every call").
-* **open** - every call is rejected at once (``CircuitOpenError`` or the fallback), nothing
-  is recorded. After ``reset_timeout`` seconds the breaker becomes half-open. There is no
-  timer: the change is noticed by the next ``allow()``/``state``/``stats``, so the core
-  stays free of I/O and threads.
+* **open** - every call is rejected at once, nothing is recorded. After ``reset_timeout``
+  seconds the breaker becomes half-open. There is no timer: the change is noticed by the
+  next ``allow()``/``state``/``stats``, so the machine stays free of I/O and threads.
 * **half_open** - ``half_open_max_calls`` probe calls are admitted, all others rejected.
   When every probe has reported, the breaker judges the probes alone: failure rate or
   slow rate at/over its threshold opens it again (for another ``reset_timeout``),
@@ -24,8 +27,10 @@ instead of waiting for timeouts.
 * **disabled** - set by ``disable()``: every call passes, nothing is counted, until
   ``close()``.
 
-``open()`` and ``close()`` force those states (``open()`` trips as if the threshold had
-been crossed, so half-open still follows after ``reset_timeout``).
+``open()``, ``close()`` and ``disable()`` force those states from any state (``open()``
+trips as if the threshold had been crossed, so half-open still follows after
+``reset_timeout``). The table ``TRANSITIONS`` below is the whole state graph; entering a
+state runs its entry action (``_fire``) and announces the change to event handlers.
 
 Concurrency: one ``threading.Lock`` guards the counters and the state; it is never held
 while a user's function runs, nor while event handlers run (a handler may call back into
@@ -34,19 +39,15 @@ the breaker). Event handlers run after the lock is released, in the calling thre
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Executor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import MethodType
-from typing import Any, Final, Literal
+from typing import Final
 
-from ..._exceptions import CircuitOpenError, ConfigError
-from . import guard as _guard
+from ..._exceptions import CircuitOpenError
+from .policy import BreakerPolicy
 from .window import CountWindow, TimeWindow
 
 __all__ = [
@@ -55,9 +56,10 @@ __all__ = [
     "EVENTS",
     "HALF_OPEN",
     "OPEN",
-    "BreakerPolicy",
+    "STATES",
+    "TRANSITIONS",
+    "BreakerMachine",
     "BreakerStats",
-    "CircuitBreaker",
 ]
 
 log = logging.getLogger("svcclient")
@@ -90,14 +92,16 @@ TRANSITIONS: Final[Mapping[tuple[str, str], str]] = {
     **{(state, DISABLE): DISABLED for state in STATES},
 }
 
-# The opossum-style event announced on entering a state (disabled has none of its own).
-_STATE_EVENT: Final[Mapping[str, str]] = {OPEN: "open", CLOSED: "close", HALF_OPEN: "half_open"}
-
+# Events handlers can subscribe to (opossum's names). Entering open, closed or half-open
+# announces the event of the same name (disabled has none of its own), then state_change.
+EVENT_OPEN: Final = "open"
+EVENT_CLOSE: Final = "close"
+EVENT_HALF_OPEN: Final = "half_open"
 EVENTS: Final = frozenset(
     {
-        "open",
-        "close",
-        "half_open",
+        EVENT_OPEN,
+        EVENT_CLOSE,
+        EVENT_HALF_OPEN,
         "success",
         "failure",
         "timeout",
@@ -106,129 +110,16 @@ EVENTS: Final = frozenset(
         "state_change",
     }
 )
+_STATE_EVENT: Final[Mapping[str, str]] = {
+    OPEN: EVENT_OPEN,
+    CLOSED: EVENT_CLOSE,
+    HALF_OPEN: EVENT_HALF_OPEN,
+}
 
 _INF: Final = float("inf")
 
 Handler = Callable[..., object]
 Change = tuple[str, str]
-
-
-# -- policy -------------------------------------------------------------------------------
-
-_DEFAULT_FAILURE_STATUS: Final = frozenset({429, *range(500, 600)})
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
-    """How a circuit breaker judges a dependency. Immutable; vary it with ``dataclasses.replace``.
-
-    Defaults follow opossum: a 3 s call timeout, open at 50 % failures over a 10 s window
-    (10 buckets) once it holds 10 calls, try again after 30 s with one probe call.
-
-    * ``timeout`` - seconds a guarded callable may run before it counts as a failure and
-      the caller gets ``CallTimeoutError`` (None: no limit). The HTTP pipeline uses its
-      own per-attempt timeout instead.
-    * ``error_threshold_percentage`` - open when failures/calls * 100 reaches this (0-100].
-    * ``reset_timeout`` - seconds open before admitting half-open probes.
-    * ``window`` - ``"time"`` (last ``window_duration`` s in ``window_buckets`` buckets) or
-      ``"count"`` (last ``window_size`` calls).
-    * ``volume_threshold`` - calls the window must hold before any rate is judged.
-    * ``slow_call_duration`` - calls slower than this many seconds are *slow* (None: off);
-      open when slow/calls * 100 reaches ``slow_call_rate_threshold``.
-    * ``half_open_max_calls`` - probe calls admitted while half-open.
-    * ``failure_status_codes`` - HTTP statuses that count as failures (429 and 5xx);
-      other 4xx are the caller's fault and count as successes.
-
-    >>> BreakerPolicy(error_threshold_percentage=25, window="count", window_size=20)
-    """
-
-    timeout: float | None = 3.0
-    error_threshold_percentage: float = 50.0
-    reset_timeout: float = 30.0
-    window: Literal["time", "count"] = "time"
-    window_duration: float = 10.0
-    window_buckets: int = 10
-    window_size: int = 100
-    volume_threshold: int = 10
-    slow_call_duration: float | None = None
-    slow_call_rate_threshold: float = 100.0
-    half_open_max_calls: int = 1
-    failure_status_codes: frozenset[int] = _DEFAULT_FAILURE_STATUS
-
-    def __post_init__(self) -> None:
-        _check_seconds("timeout", self.timeout, optional=True)
-        _check_percent("error_threshold_percentage", self.error_threshold_percentage)
-        _check_seconds("reset_timeout", self.reset_timeout)
-        if self.window not in ("time", "count"):
-            raise ConfigError(None, "window", self.window, 'must be "time" or "count"')
-        _check_seconds("window_duration", self.window_duration)
-        _check_count("window_buckets", self.window_buckets)
-        _check_count("window_size", self.window_size)
-        _check_count("volume_threshold", self.volume_threshold)
-        _check_seconds("slow_call_duration", self.slow_call_duration, optional=True)
-        _check_percent("slow_call_rate_threshold", self.slow_call_rate_threshold)
-        _check_count("half_open_max_calls", self.half_open_max_calls)
-        # opossum's rule: the window splits into whole-millisecond buckets, so bucket edges
-        # do not drift with float rounding and a bucket is never narrower than 1 ms.
-        millis = self.window_duration * 1000.0
-        if abs(millis - round(millis)) > 1e-6 or round(millis) % self.window_buckets:
-            raise ConfigError(
-                None,
-                "window_buckets",
-                self.window_buckets,
-                f"window_duration {self.window_duration:g}s does not split into "
-                f"{self.window_buckets} whole-millisecond buckets",
-            )
-        if self.window == "count" and self.volume_threshold > self.window_size:
-            raise ConfigError(
-                None,
-                "volume_threshold",
-                self.volume_threshold,
-                f"exceeds window_size {self.window_size}: the breaker could never open",
-            )
-        codes = self.failure_status_codes
-        if isinstance(codes, int | str | bytes) or not isinstance(codes, Iterable):
-            raise ConfigError(None, "failure_status_codes", codes, "must be a set of ints")
-        frozen = frozenset(codes)
-        for code in frozen:
-            if not isinstance(code, int) or isinstance(code, bool) or not 100 <= code <= 599:
-                raise ConfigError(
-                    None, "failure_status_codes", code, "must be HTTP status codes 100-599"
-                )
-        object.__setattr__(self, "failure_status_codes", frozen)
-
-    @property
-    def sampling_window(self) -> float:
-        """Seconds of history the failure rate is judged over (``window_duration``)."""
-        return self.window_duration
-
-    def is_failure_status(self, code: int) -> bool:
-        """True when an HTTP status counts as a failure (default: 429 and 5xx)."""
-        return code in self.failure_status_codes
-
-
-def _check_seconds(key: str, value: object, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not _is_number(value) or not 0 < value < _INF:  # type: ignore[operator]
-        raise ConfigError(None, key, value, "must be a finite number of seconds > 0")
-
-
-def _check_percent(key: str, value: object) -> None:
-    if not _is_number(value) or not 0 < value <= 100:  # type: ignore[operator]
-        raise ConfigError(None, key, value, "must be a percentage in (0, 100]")
-
-
-def _check_count(key: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(None, key, value, "must be an integer >= 1")
-
-
-_POLICY_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(BreakerPolicy))
 
 
 # -- stats --------------------------------------------------------------------------------
@@ -259,75 +150,24 @@ class BreakerStats:
         return self.calls - self.failures
 
 
-# -- the breaker --------------------------------------------------------------------------
+# -- the machine --------------------------------------------------------------------------
 
 
-def _is_exception(exc: BaseException) -> bool:
-    return isinstance(exc, Exception)
+class BreakerMachine:
+    """The I/O-free breaker: admission, verdicts, state, stats, events, manual control.
 
-
-class CircuitBreaker:
-    """A circuit breaker around a callable, or driven step by step by the HTTP pipeline.
-
-    Around a callable (sync or async), opossum style::
-
-        breaker = CircuitBreaker(get_user, timeout=3.0, error_threshold_percentage=50,
-                                 reset_timeout=30.0)
-        breaker.fallback(lambda user_id, *, cause: {"id": user_id, "cached": True})
-        user = breaker(42)            # or: await breaker(42) when get_user is async
-
-        @CircuitBreaker(timeout=1.0)  # as a decorator, on def or async def
-        async def get_stock(sku): ...
-
-    Policy fields (see :class:`BreakerPolicy`) may be given as keywords or as ``policy=``
-    (keywords then override the policy's fields). ``name`` defaults to the function's
-    qualified name; ``clock`` is any monotonic ``() -> float`` (inject a fake in tests).
-
-    Failures: ``is_failure(exc)`` decides whether an exception counts (default: any
-    ``Exception``); an exception that does not count is recorded as a success and still
-    raised. ``BaseException``s that are not ``Exception`` (cancellation, KeyboardInterrupt)
-    give no verdict: the call is released and the exception propagates.
-
-    Fallback: ``fallback(fn)`` or ``fallback=fn``. It runs when the breaker rejects a
-    call, when the call fails, or when it times out; it receives the call's arguments plus
-    the cause as the keyword ``cause=`` (``CircuitOpenError``, ``CallTimeoutError`` or
-    the failure), and its result is returned. It may be async when the function is.
-    Without one, a rejection raises ``CircuitOpenError(name, retry_after)``.
-
-    Timeouts: async calls run under a cancel scope and are cancelled at ``timeout``.
-    A sync function cannot be interrupted: by default it runs in the caller's thread and,
-    if it returned or raised after ``timeout``, its outcome is discarded, a failure is
-    recorded and ``CallTimeoutError`` raised (no threads, nothing leaks). To bound the
-    caller's wait too, pass ``executor=`` (e.g. a ``ThreadPoolExecutor(max_workers=4)``
-    you own): the call runs there and the caller gets ``CallTimeoutError`` at the
-    deadline, while the worker finishes the call in the background and returns to the
-    pool, so threads stay bounded by the executor's size.
-
-    Events (``on(event, handler)``, handlers that raise are logged and ignored):
-    ``open``, ``close``, ``half_open``, ``reject`` get no arguments; ``success(duration)``,
-    ``timeout(duration)``, ``failure(duration, cause)`` (cause may be None),
-    ``fallback(result, cause)`` and ``state_change(old, new)``.
-
-    Pipeline use (no I/O, never blocks): ``allow()`` before sending; then exactly one of
-    ``record_success(duration)``, ``record_failure(duration)`` or ``release()``.
+    ``CircuitBreaker`` (``guard.py``) adds the callable wrapper on top; the HTTP pipeline
+    drives this interface directly: ``allow()`` before sending, then exactly one of
+    ``record_success(duration)``, ``record_failure(duration)`` or ``release()``, with
+    durations measured on ``clock`` (any monotonic ``() -> float``; inject a fake in tests).
     """
 
     __slots__ = (
-        "__dict__",  # only for the wrapped function's __name__, __doc__, __wrapped__
         "__weakref__",
-        "_clock",
-        "_decorated",
-        "_executor",
-        "_fallback",
-        "_fast",
-        "_fast_limit",
-        "_func",
         "_half_open_at",
         "_handlers",
-        "_is_async",
-        "_is_failure",
+        "_keyed",
         "_lock",
-        "_named",
         "_on_success",
         "_probe_calls",
         "_probe_fails",
@@ -337,41 +177,26 @@ class CircuitBreaker:
         "_slow_limit",
         "_state",
         "_window",
+        "clock",
         "name",
         "policy",
     )
 
     def __init__(
         self,
-        func: Callable[..., Any] | None = None,
         *,
-        name: str | None = None,
+        name: str,
         policy: BreakerPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
-        fallback: Callable[..., Any] | None = None,
-        is_failure: Callable[[BaseException], bool] | None = None,
-        executor: Executor | None = None,
-        **policy_fields: Any,
     ) -> None:
-        unknown = set(policy_fields) - _POLICY_FIELDS
-        if unknown:
-            raise TypeError(
-                f"CircuitBreaker got unknown option(s) {sorted(unknown)}; "
-                f"policy fields are {sorted(_POLICY_FIELDS)}"
-            )
-        if policy is None:
-            policy = BreakerPolicy(**policy_fields)
-        elif policy_fields:
-            policy = dataclasses.replace(policy, **policy_fields)
+        policy = policy if policy is not None else BreakerPolicy()
         self.policy = policy
-        self.name = name if name is not None else f"breaker-{id(self):x}"
-        self._named = name is not None
-        self._clock = clock
-        self._is_failure = is_failure if is_failure is not None else _is_exception
-        self._executor = executor
-        self._fallback = fallback
+        self.name = name
+        self.clock: Callable[[], float] = clock
+        """The clock every duration is measured on; time the calls you report with it."""
         self._lock = threading.Lock()
         self._handlers: dict[str, tuple[Handler, ...]] = {}
+        self._keyed: dict[tuple[str, object], Handler] = {}
         self._on_success: tuple[Handler, ...] = ()
         self._window: TimeWindow | CountWindow = (
             TimeWindow(policy.window_duration, policy.window_buckets)
@@ -382,63 +207,76 @@ class CircuitBreaker:
         self._half_open_at = 0.0
         self._probes_taken = self._probe_calls = self._probe_fails = self._probe_slow = 0
         self._rejects = 0
-        self._slow_limit = (
-            policy.slow_call_duration if policy.slow_call_duration is not None else _INF
-        )
-        self._func: Callable[..., Any] | None = None
-        self._is_async = False
-        self._fast = False
-        self._fast_limit = _INF
-        self._decorated = False
-        if func is not None:
-            self._bind(func)
+        self._slow_limit = policy.slow_limit
 
     def __repr__(self) -> str:
-        return f"<CircuitBreaker {self.name!r} {self._state}>"
+        return f"<{type(self).__name__} {self.name!r} {self._state}>"
 
-    # -- pipeline-facing, I/O-free ---------------------------------------------------------
+    # -- admission -------------------------------------------------------------------------
 
     def allow(self) -> bool:
         """Admit a call? Half-open: takes a probe slot. False (and ``reject``) when refused."""
         state = self._state
         if state is CLOSED or state is DISABLED:
             return True
+        return self.admit() is not OPEN
+
+    def admit(self) -> str:
+        """Admit a call and say how: the state it was admitted in, or ``OPEN`` if refused.
+
+        ``CLOSED`` or ``HALF_OPEN`` (a probe slot taken): report its outcome. ``DISABLED``:
+        nothing is counted, report nothing. ``OPEN``: refused, counted as a reject and
+        announced (``reject``); ``rejection()`` is the error to raise.
+        """
+        state = self._state
+        if state is CLOSED or state is DISABLED:
+            return state
         lock = self._lock
         change = None
         lock.acquire()
         try:
             state = self._state
-            if state is OPEN and self._clock() >= self._half_open_at:
+            if state is OPEN and self.clock() >= self._half_open_at:
                 change = self._fire(RESET_ELAPSED)
                 state = self._state
             if state is HALF_OPEN:
-                admitted = self._probes_taken < self.policy.half_open_max_calls
-                if admitted:
+                if self._probes_taken < self.policy.half_open_max_calls:
                     self._probes_taken += 1
-            else:
-                admitted = state is not OPEN
-            if not admitted:
+                else:
+                    state = OPEN
+            if state is OPEN:
                 self._rejects += 1
         finally:
             lock.release()
         if change is not None:
             self._announce(change)
-        if not admitted and "reject" in self._handlers:
-            self._emit("reject")
-        return admitted
+        if state is OPEN and "reject" in self._handlers:
+            self.emit("reject")
+        return state
+
+    def rejection(self) -> CircuitOpenError:
+        """The error for a call just refused: ``CircuitOpenError(name, retry_after)``."""
+        return CircuitOpenError(self.name, self.retry_after())
 
     def retry_after(self) -> float:
         """Seconds until an open breaker admits a probe; 0.0 when it is not open."""
         if self._state is not OPEN:
             return 0.0
-        remaining = self._half_open_at - self._clock()
+        remaining = self._half_open_at - self.clock()
         return remaining if remaining > 0.0 else 0.0
 
-    def record_success(self, duration: float) -> None:
-        """An admitted call succeeded after ``duration`` seconds (slow if over the limit)."""
+    # -- verdicts --------------------------------------------------------------------------
+
+    def record_success(self, duration: float, now: float | None = None) -> None:
+        """An admitted call succeeded after ``duration`` seconds (slow if over the limit).
+
+        ``now``: the ``clock()`` reading at the call's end, when the caller has one (saves
+        a clock read on the hot path).
+        """
         if duration <= self._slow_limit and self._state is CLOSED:
-            # The hot path, kept flat: one clock read, one lock, one bucket increment.
-            now = self._clock()
+            # The hot path, kept flat: one lock, one bucket increment.
+            if now is None:
+                now = self.clock()
             change = None
             lock = self._lock
             lock.acquire()
@@ -455,7 +293,7 @@ class CircuitBreaker:
             if change is not None:
                 self._announce(change)
             if self._on_success:
-                self._emit("success", duration)
+                self.emit("success", duration)
             return
         self._record(duration, False, None, False)
 
@@ -472,11 +310,13 @@ class CircuitBreaker:
                 if self._state is HALF_OPEN and self._probes_taken > self._probe_calls:
                     self._probes_taken -= 1
 
+    # -- state -----------------------------------------------------------------------------
+
     @property
     def state(self) -> str:
-        """``"closed"``, ``"open"``, ``"half_open"`` or ``"disabled"``."""
+        """``CLOSED``, ``OPEN``, ``HALF_OPEN`` or ``DISABLED`` (the strings ``"closed"`` …)."""
         state = self._state
-        if state is OPEN and self._clock() >= self._half_open_at:
+        if state is OPEN and self.clock() >= self._half_open_at:
             self._force(RESET_ELAPSED)
             state = self._state
         return state
@@ -484,7 +324,7 @@ class CircuitBreaker:
     @property
     def stats(self) -> BreakerStats:
         """An immutable snapshot of the window counts, rejects, rates and state."""
-        state = self.state  # notices an elapsed reset_timeout first
+        self.state  # noqa: B018 - notices an elapsed reset_timeout first
         with self._lock:
             state = self._state
             if state is HALF_OPEN:
@@ -492,7 +332,7 @@ class CircuitBreaker:
             else:
                 window = self._window
                 if state is CLOSED:
-                    window.advance(self._clock())
+                    window.advance(self.clock())
                 calls, fails, slow = window.calls, window.failures, window.slow_calls
             rejects = self._rejects
         return BreakerStats(
@@ -506,6 +346,14 @@ class CircuitBreaker:
             slow_call_rate=100.0 * slow / calls if calls else 0.0,
             retry_after=self.retry_after(),
         )
+
+    def same_setup(self, policy: BreakerPolicy | None, clock: Callable[[], float] | None) -> bool:
+        """Would a breaker made with ``policy`` and ``clock`` behave like this one?
+
+        None means "any". Clocks compare with ``==`` (two bound methods of one object are
+        equal); policies compare field by field.
+        """
+        return (policy is None or policy == self.policy) and (clock is None or clock == self.clock)
 
     # -- manual control --------------------------------------------------------------------
 
@@ -523,11 +371,22 @@ class CircuitBreaker:
 
     # -- events ----------------------------------------------------------------------------
 
-    def on(self, event: str, handler: Handler) -> Handler:
-        """Subscribe ``handler`` to ``event`` (see the class doc); returns it (decorator)."""
+    def on(self, event: str, handler: Handler, *, key: object = None) -> Handler:
+        """Subscribe ``handler`` to ``event`` (see ``EVENTS``); returns it (decorator).
+
+        With ``key`` (any hashable, e.g. the observer the handler relays to) the breaker
+        subscribes one handler per (event, key): a second ``on`` with the same key keeps
+        and returns the first handler. The key lives as long as the subscription, so
+        nothing outlives the breaker.
+        """
         if event not in EVENTS:
             raise ValueError(f"unknown breaker event {event!r}; events are {sorted(EVENTS)}")
         with self._lock:
+            if key is not None:
+                first = self._keyed.get((event, key))
+                if first is not None:
+                    return first
+                self._keyed[(event, key)] = handler
             handlers = (*self._handlers.get(event, ()), handler)
             self._handlers = {**self._handlers, event: handlers}
             if event == "success":
@@ -544,110 +403,26 @@ class CircuitBreaker:
             self._handlers = table
             if event == "success":
                 self._on_success = handlers
+            self._keyed = {k: h for k, h in self._keyed.items() if h is not handler}
 
-    def _emit(self, event: str, *args: object) -> None:
+    def emit(self, event: str, *args: object) -> None:
+        """Run ``event``'s handlers with ``args``; a handler that raises is logged, ignored."""
         for handler in self._handlers.get(event, ()):
             try:
                 handler(*args)
             except Exception:
                 log.exception("circuit breaker %r: %s handler %r raised", self.name, event, handler)
 
+    def listens(self, event: str) -> bool:
+        """True when ``event`` has a handler (skip building its arguments otherwise)."""
+        return event in self._handlers
+
     def _announce(self, change: Change) -> None:
         old, new = change
         event = _STATE_EVENT.get(new)
         if event is not None:
-            self._emit(event)
-        self._emit("state_change", old, new)
-
-    # -- the callable wrapper --------------------------------------------------------------
-
-    def fallback(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Set the fallback (``fn(*args, cause=exc, **kwargs)``); returns ``fn`` (decorator)."""
-        if self._func is not None and not self._is_async and inspect.iscoroutinefunction(fn):
-            raise TypeError(f"{self.name}: an async fallback needs an async function")
-        self._fallback = fn
-        return fn
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the guarded function through the breaker (``await`` it when async)."""
-        if self._fast:
-            state = self._state
-            if state is CLOSED:
-                # Closed sync fast path, inlined (a method call here costs as much as the
-                # bookkeeping): time the call, count a success, done.
-                clock = self._clock
-                start = clock()
-                try:
-                    result = self._func(*args, **kwargs)  # type: ignore[misc]
-                except BaseException as exc:
-                    return _guard.sync_error(self, exc, clock() - start, args, kwargs)
-                now = clock()
-                if now - start <= self._fast_limit:
-                    change = None
-                    lock = self._lock
-                    lock.acquire()
-                    try:
-                        if self._state is CLOSED:
-                            window = self._window
-                            window.success(now)
-                            if window.failures or window.slow_calls:
-                                change = self._judge()
-                        else:
-                            change = self._verdict(now, False, False)
-                    finally:
-                        lock.release()
-                    if change is not None:
-                        self._announce(change)
-                    if self._on_success:
-                        self._emit("success", now - start)
-                    return result
-                return _guard.sync_late(self, result, now - start, args, kwargs)
-            if state is OPEN:
-                # Open fast path: reject without touching anything but the reject counter.
-                now = self._clock()
-                if now < self._half_open_at:
-                    error = self._rejected(now)
-                    if self._fallback is None:
-                        raise error
-                    return _guard.fallback_sync(self, args, kwargs, error)
-        if self._func is None:
-            if len(args) == 1 and not kwargs and callable(args[0]):
-                self._bind(args[0])
-                self._decorated = True
-                return self
-            raise TypeError(f"{self.name}: no function to call; use the breaker as a decorator")
-        if self._is_async:
-            return _guard.call_async(self, args, kwargs)
-        return _guard.call_sync(self, args, kwargs)
-
-    def __get__(self, obj: object, objtype: type | None = None) -> Any:
-        # A breaker made by decorating a method binds like the function it replaced.
-        if obj is None or not self._decorated:
-            return self
-        return MethodType(self, obj)
-
-    def _bind(self, func: Callable[..., Any]) -> None:
-        if self._func is not None:
-            raise TypeError(f"{self.name}: already guards {self._func!r}")
-        self._func = func
-        self._is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-            getattr(func, "__call__", None)  # noqa: B004 - an object with async __call__
-        )
-        if not self._is_async and inspect.iscoroutinefunction(self._fallback):
-            raise TypeError(f"{self.name}: an async fallback needs an async function")
-        if not self._named:
-            self.name = getattr(func, "__qualname__", None) or self.name
-        # Look like the function (as functools.wraps would), for decorators and introspection.
-        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
-            if hasattr(func, attr):
-                self.__dict__[attr] = getattr(func, attr)
-        self.__dict__["__wrapped__"] = func
-        mark = getattr(inspect, "markcoroutinefunction", None)  # Python 3.12+
-        if self._is_async and mark is not None:
-            mark(self)  # so inspect.iscoroutinefunction(breaker) is True, as for the function
-        timeout = self.policy.timeout
-        self._fast = not self._is_async and (timeout is None or self._executor is None)
-        self._fast_limit = min(timeout if timeout is not None else _INF, self._slow_limit)
+            self.emit(event)
+        self.emit("state_change", old, new)
 
     # -- state machine (lock held) ---------------------------------------------------------
 
@@ -660,7 +435,7 @@ class CircuitBreaker:
         self._state = new
         # Entry actions.
         if new is OPEN:
-            self._half_open_at = self._clock() + self.policy.reset_timeout
+            self._half_open_at = self.clock() + self.policy.reset_timeout
         elif new is HALF_OPEN or new is CLOSED:
             self._probes_taken = self._probe_calls = self._probe_fails = self._probe_slow = 0
             if new is CLOSED:
@@ -702,45 +477,29 @@ class CircuitBreaker:
         )
         return self._fire(PROBES_FAILED if reopen else PROBES_PASSED)
 
-    # -- helpers ---------------------------------------------------------------------------
-
     def _record(
         self, duration: float, failed: bool, cause: BaseException | None, timed_out: bool
     ) -> None:
         slow = duration > self._slow_limit
         with self._lock:
-            change = self._verdict(self._clock(), failed, slow)
+            change = self._verdict(self.clock(), failed, slow)
         if change is not None:
             self._announce(change)
         if failed:
             if timed_out and "timeout" in self._handlers:
-                self._emit("timeout", duration)
+                self.emit("timeout", duration)
             if "failure" in self._handlers:
-                self._emit("failure", duration, cause)
+                self.emit("failure", duration, cause)
         elif self._on_success:
-            self._emit("success", duration)
+            self.emit("success", duration)
 
     def _force(self, trigger: str) -> None:
         with self._lock:
             # RESET_ELAPSED is re-checked under the lock: another thread may have done it.
             if trigger is RESET_ELAPSED and not (
-                self._state is OPEN and self._clock() >= self._half_open_at
+                self._state is OPEN and self.clock() >= self._half_open_at
             ):
                 return
             change = self._fire(trigger)
         if change is not None:
             self._announce(change)
-
-    def _rejected(self, now: float) -> CircuitOpenError:
-        """Count a rejection made outside ``allow()``; the error to raise or hand over."""
-        lock = self._lock
-        lock.acquire()
-        self._rejects += 1
-        lock.release()
-        if "reject" in self._handlers:
-            self._emit("reject")
-        return CircuitOpenError(self.name, self._half_open_at - now)
-
-    def _reject_error(self) -> CircuitOpenError:
-        """The error for a call ``allow()`` just refused."""
-        return CircuitOpenError(self.name, self.retry_after())
