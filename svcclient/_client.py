@@ -17,6 +17,7 @@ the response headers and the body arrives as it is sent.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -41,10 +42,28 @@ USE_CLIENT_DEFAULT = httpx.USE_CLIENT_DEFAULT
 __all__ = ["AsyncServiceClient", "ServiceClient"]
 
 
+# Set on a client by opentelemetry-instrumentation-httpx's ``instrument_client``, which
+# wraps the client's transport (our pipeline) in one CLIENT span per *call*. svcclient
+# already makes one CLIENT span per attempt, so while such a client sends, the wrapper is
+# told to stand aside (OpenTelemetry's suppress-HTTP-instrumentation context key).
+_OTEL_INSTRUMENTED = "_is_instrumented_by_opentelemetry"
+
+
+def _stand_aside() -> contextlib.AbstractContextManager[object]:
+    from ._observability.otel import suppressing_http_instrumentation
+
+    return suppressing_http_instrumentation()
+
+
 class _ServiceInfo:
     """What both clients tell about their service (``resilient`` is their transport)."""
 
     resilient: ResilientTransport | AsyncResilientTransport
+
+    def _traced(self) -> bool:
+        from ._observability.otel import TracingHooks
+
+        return any(isinstance(hook, TracingHooks) for hook in self.resilient.runtime.hooks)
 
     @property
     def config(self) -> ServiceConfig:
@@ -110,6 +129,11 @@ class ServiceClient(_ServiceInfo, httpx.Client):
         """httpx's ``send``; a streamed request is retried only up to its headers."""
         if not stream:
             request.extensions[BUFFER] = True
+        if getattr(self, _OTEL_INSTRUMENTED, False) and self._traced():
+            with _stand_aside():
+                return super().send(
+                    request, stream=stream, auth=auth, follow_redirects=follow_redirects
+                )
         return super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
 
 
@@ -161,6 +185,11 @@ class AsyncServiceClient(_ServiceInfo, httpx.AsyncClient):
         """httpx's ``send``; a streamed request is retried only up to its headers."""
         if not stream:
             request.extensions[BUFFER] = True
+        if getattr(self, _OTEL_INSTRUMENTED, False) and self._traced():
+            with _stand_aside():
+                return await super().send(
+                    request, stream=stream, auth=auth, follow_redirects=follow_redirects
+                )
         return await super().send(
             request, stream=stream, auth=auth, follow_redirects=follow_redirects
         )

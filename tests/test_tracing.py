@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -353,3 +353,59 @@ def test_no_meter_provider_records_nothing(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(hooks._histogram, "record", lambda *a, **k: calls.append(a))
     run(hooks, make_call(), [(200, None)])
     assert calls == []
+
+
+def test_attempt_span_is_current_and_http_instrumentation_suppressed_while_sending(
+    provider: TracerProvider,
+) -> None:
+    """enter() makes the attempt's span current and sets the suppress-HTTP key; undo clears."""
+    hooks = TracingHooks(provider)
+    call = make_call()
+    hooks.on_request_start(call)
+    a = AttemptInfo(call, 0, None, call.request, time.perf_counter())
+    hooks.on_attempt_start(a)
+    assert a.enter is not None
+    key = otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY
+    assert not otel_context.get_value(key)
+    undo = a.enter()
+    try:
+        current = otel_trace.get_current_span()
+        assert current is a.state
+        assert otel_context.get_value(key) is True
+    finally:
+        undo()
+    assert otel_context.get_value(key) is None
+    assert otel_trace.get_current_span() is not a.state
+    hooks.on_attempt_end(a)
+    hooks.on_request_end(call)
+
+
+def test_no_attempt_context_without_a_tracer() -> None:
+    """With no SDK provider the hooks leave enter unset: nothing to attach per attempt."""
+    hooks = TracingHooks(otel_trace.NoOpTracerProvider())
+    call = make_call()
+    hooks.on_request_start(call)
+    a = AttemptInfo(call, 0, None, call.request, time.perf_counter())
+    hooks.on_attempt_start(a)
+    assert a.enter is None
+
+
+def test_attempt_context_chains_to_an_earlier_observer(provider: TracerProvider) -> None:
+    """An enter set by an earlier observer still runs, inside-out undo."""
+    log: list[str] = []
+
+    def earlier() -> Callable[[], object]:
+        log.append("enter earlier")
+        return lambda: log.append("undo earlier")
+
+    hooks = TracingHooks(provider)
+    call = make_call()
+    hooks.on_request_start(call)
+    a = AttemptInfo(call, 0, None, call.request, time.perf_counter())
+    a.enter = earlier
+    hooks.on_attempt_start(a)
+    assert a.enter is not None
+    undo = a.enter()
+    log.append("send")
+    undo()
+    assert log == ["enter earlier", "send", "undo earlier"]

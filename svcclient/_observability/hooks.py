@@ -25,7 +25,9 @@ __all__ = [
     "CallInfo",
     "HookTable",
     "Hooks",
+    "enter_attempt",
     "fire",
+    "leave_attempt",
 ]
 
 log = logging.getLogger("svcclient")
@@ -85,6 +87,11 @@ class AttemptInfo:
 
     ``number`` is the resend count (0 for the first attempt). ``request`` may be given
     headers by ``on_attempt_start`` (trace context). ``state`` is for observers.
+
+    ``enter`` may be set by an observer in ``on_attempt_start``: the driver calls it in the
+    task that sends, right before sending, and calls what it returns right after (the
+    tracing observer makes the attempt's span current there). An observer that sets it
+    chains to the value it found.
     """
 
     call: CallInfo
@@ -96,6 +103,7 @@ class AttemptInfo:
     error_type: str | None = None
     duration: float = 0.0
     state: Any = None
+    enter: Callable[[], Callable[[], object]] | None = None
 
 
 class Hooks:
@@ -163,6 +171,25 @@ class HookTable:
 
     def __getattr__(self, name: str) -> tuple[Callable[..., None], ...]:  # for mypy only
         raise AttributeError(name)
+
+
+def enter_attempt(info: AttemptInfo | None) -> Callable[[], object] | None:
+    """What a driver calls right before sending an attempt; returns the undo (or None)."""
+    if info is None or info.enter is None:
+        return None
+    try:
+        return info.enter()
+    except Exception:
+        log.exception("svcclient attempt context failed")
+        return None
+
+
+def leave_attempt(undo: Callable[[], object]) -> None:
+    """Undo :func:`enter_attempt` (right after the send, in the same task)."""
+    try:
+        undo()
+    except Exception:
+        log.exception("svcclient attempt context failed")
 
 
 def fire(methods: tuple[Callable[..., None], ...], *args: Any) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 import httpx
 
 from .._classify import classify_error
-from .hooks import AttemptInfo, CallInfo, Hooks, HookTable, fire
+from .hooks import AttemptInfo, CallInfo, Hooks, HookTable, enter_attempt, fire, leave_attempt
 from .routes import OTHER_ROUTE, RouteTable
 
 if TYPE_CHECKING:
@@ -169,11 +169,17 @@ class InstrumentedTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send through the wrapped transport, reporting the attempt to the hooks."""
         attempt = self._observer.begin(request)
+        undo = enter_attempt(attempt) if attempt.enter is not None else None
         try:
             response = self.transport.handle_request(request)
         except BaseException as exc:
+            if undo is not None:
+                leave_attempt(undo)
+                undo = None
             self._observer.end(attempt, None, _error_type(exc))
             raise
+        if undo is not None:
+            leave_attempt(undo)
         self._observer.end(attempt, response.status_code, None)
         return response
 
@@ -192,11 +198,17 @@ class AsyncInstrumentedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send through the wrapped transport, reporting the attempt to the hooks."""
         attempt = self._observer.begin(request)
+        undo = enter_attempt(attempt) if attempt.enter is not None else None
         try:
             response = await self.transport.handle_async_request(request)
         except BaseException as exc:
+            if undo is not None:
+                leave_attempt(undo)
+                undo = None
             self._observer.end(attempt, None, _error_type(exc))
             raise
+        if undo is not None:
+            leave_attempt(undo)
         self._observer.end(attempt, response.status_code, None)
         return response
 

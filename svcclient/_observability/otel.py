@@ -18,6 +18,15 @@ Theory of operation:
   Pass ``call_span=False`` to get attempt spans only.
 * **W3C trace context** is injected into each attempt's headers through the global
   propagator (``opentelemetry.propagate.inject``), so the server's span joins the trace.
+* **Beside opentelemetry-instrumentation-httpx.** While an attempt is sent its span is
+  the current span and OpenTelemetry's suppress-HTTP-instrumentation context key is set
+  (through ``AttemptInfo.enter``, which the drivers call around the send), so a globally
+  patched httpx transport makes no second CLIENT span and does not overwrite
+  ``traceparent``. ``instrument_client`` on a ``ServiceClient`` wraps the whole pipeline
+  in a span per *call*; the client tells it to stand aside the same way. Either way the
+  server's parent is svcclient's attempt span. (A plain ``httpx.Client`` over a
+  ``ResilientTransport`` given to ``instrument_client`` keeps that outer span: svcclient
+  does not own that client's ``send``.)
 * **OTel metrics**: ``http.client.request.duration`` (histogram, unit ``s``, the
   conventions' advisory buckets) is recorded per attempt with ``http.request.method``,
   ``server.address``, ``server.port``, ``url.scheme``, ``url.template``,
@@ -34,7 +43,9 @@ A provider set *after* the hooks were created is picked up on the next call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import functools
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
 from opentelemetry import context as _otel_context
@@ -117,6 +128,45 @@ else:  # pragma: no cover - depends on the installed API version
 
 
 _get_current_context = _otel_context.get_current
+
+# The context key OpenTelemetry's HTTP client instrumentations check before making a span
+# (opentelemetry-api keeps it with the context; the instrumentation package reads it).
+_SUPPRESS_HTTP_KEY: Final = getattr(
+    _otel_context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", "suppress_http_instrumentation"
+)
+
+
+def _attach(ctx: _otel_context.Context) -> Callable[[], object]:
+    return functools.partial(_otel_context.detach, _otel_context.attach(ctx))
+
+
+def _attach_chained(
+    ctx: _otel_context.Context, previous: Callable[[], Callable[[], object]]
+) -> Callable[[], object]:
+    undo_previous = previous()
+    undo = _attach(ctx)
+
+    def both() -> None:
+        undo()
+        undo_previous()
+
+    return both
+
+
+def suppressing_http_instrumentation() -> contextlib.AbstractContextManager[object]:
+    """A ``with`` block in which OpenTelemetry's HTTP instrumentations make no spans."""
+    return _Suppressed()
+
+
+class _Suppressed:
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> object:
+        self._token = _otel_context.attach(_otel_context.set_value(_SUPPRESS_HTTP_KEY, True))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _otel_context.detach(self._token)
 
 
 def _noop_tracer_provider(tp: TracerProvider) -> bool:
@@ -361,10 +411,20 @@ class TracingHooks(Hooks):
         span_ctx = span.get_span_context()
         if span_ctx.trace_flags.sampled and TRACE_ID_STATE_KEY not in call.state:
             call.state[TRACE_ID_STATE_KEY] = format(span_ctx.trace_id, "032x")
+        span_in_ctx = _otel_trace.set_span_in_context(span, parent_ctx)
         if self._propagate:
-            _otel_propagate.inject(
-                attempt.request.headers, context=_otel_trace.set_span_in_context(span, parent_ctx)
-            )
+            _otel_propagate.inject(attempt.request.headers, context=span_in_ctx)
+        # While the attempt is sent its span is current, and OpenTelemetry's HTTP
+        # instrumentations (opentelemetry-instrumentation-httpx patches the transport that
+        # sends) are told to stand aside: one CLIENT span per attempt, and the server's
+        # parent is this one, not a second span that overwrites traceparent.
+        previous = attempt.enter
+        sending = _otel_context.set_value(_SUPPRESS_HTTP_KEY, True, span_in_ctx)
+        attempt.enter = (
+            functools.partial(_attach, sending)
+            if previous is None
+            else functools.partial(_attach_chained, sending, previous)
+        )
 
     def on_attempt_end(self, attempt: AttemptInfo) -> None:
         """Close the attempt's span and record ``http.client.request.duration``."""

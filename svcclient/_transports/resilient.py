@@ -24,7 +24,7 @@ import httpx
 from .._config.model import ServiceConfig
 from .._endpoint import Endpoint
 from .._exceptions import BulkheadFullError
-from .._observability.hooks import Hooks
+from .._observability.hooks import Hooks, enter_attempt, leave_attempt
 from .._pipeline import testmode as _testmode
 from .._pipeline.call import Call, Passthrough, buffered
 from .._policies.bulkhead import Bulkhead
@@ -107,9 +107,16 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                 return call.fail(exc)
             try:
                 transport, request = self._target(attempt.endpoint, call.request)
-                response = transport.handle_request(request)
-                if call.buffer and _unread(response):
-                    response = _read_body(response, call.request)
+                # Observers' attempt context (the attempt's span current) around the send.
+                info = attempt.info
+                undo = enter_attempt(info) if info is not None and info.enter else None
+                try:
+                    response = transport.handle_request(request)
+                    if call.buffer and _unread(response):
+                        response = _read_body(response, call.request)
+                finally:
+                    if undo is not None:
+                        leave_attempt(undo)
             except httpx.TransportError as exc:
                 try:
                     delay = call.attempt_failed(attempt, exc)
@@ -130,11 +137,16 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
             transport = self._foreign
             if transport is None:
                 transport = self._foreign = httpx.HTTPTransport(**self._options)
+        undo = enter_attempt(observed.attempt)
         try:
             response = transport.handle_request(request)
         except BaseException as exc:
+            if undo is not None:
+                leave_attempt(undo)
             observed.done(None, exc)
             raise
+        if undo is not None:
+            leave_attempt(undo)
         observed.done(response)
         return response
 

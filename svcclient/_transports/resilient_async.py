@@ -19,7 +19,7 @@ import httpx
 from .._config.model import ServiceConfig
 from .._endpoint import Endpoint
 from .._exceptions import BulkheadFullError
-from .._observability.hooks import Hooks
+from .._observability.hooks import Hooks, enter_attempt, leave_attempt
 from .._pipeline import testmode as _testmode
 from .._pipeline.call import Attempt, Call, Passthrough, buffered
 from .._pipeline.hedging import Race
@@ -193,6 +193,10 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
     async def _send(self, attempt: Attempt, call: Call) -> httpx.Response:
         transport, request = self._target(attempt.endpoint, call.request)
         timeout = attempt.remaining()
+        # Observers' attempt context (the attempt's span current) around the send, in the
+        # task that sends (a hedge races in a task of its own).
+        info = attempt.info
+        undo = enter_attempt(info) if info is not None and info.enter else None
         try:
             with anyio.fail_after(timeout):
                 response = await transport.handle_async_request(request)
@@ -202,6 +206,9 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             raise httpx.ReadTimeout(
                 f"attempt exceeded {timeout:.3f}s in total", request=request
             ) from exc
+        finally:
+            if undo is not None:
+                leave_attempt(undo)
         return response
 
     async def _passthrough(self, request: httpx.Request) -> httpx.Response:
@@ -211,11 +218,16 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             transport = self._foreign
             if transport is None:
                 transport = self._foreign = httpx.AsyncHTTPTransport(**self._options)
+        undo = enter_attempt(observed.attempt)
         try:
             response = await transport.handle_async_request(request)
         except BaseException as exc:
+            if undo is not None:
+                leave_attempt(undo)
             observed.done(None, exc)
             raise
+        if undo is not None:
+            leave_attempt(undo)
         observed.done(response)
         return response
 
