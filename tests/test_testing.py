@@ -21,6 +21,7 @@ from svcclient import (
     classify_error,
 )
 from svcclient._pipeline import testmode as _testmode
+from svcclient._pipeline.testmode import MOCKED_HOSTS
 from svcclient._transports import resilient as _transport
 from svcclient.testing import (
     AsyncFaultTransport,
@@ -73,7 +74,62 @@ def test_mock_service_stubs_a_client_by_name() -> None:
             response = client.get("/users/1")
     assert response.json() == {"id": 1, "name": "Ada"}
     assert route.call_count == 1
-    assert DnsResolver.resolve is ORIGINAL_RESOLVE  # the DNS short-circuit is undone
+    assert DnsResolver.resolve is ORIGINAL_RESOLVE  # nothing is patched class-wide
+    assert not MOCKED_HOSTS  # the DNS short-circuit is undone
+
+
+def test_mock_service_honours_the_url_the_client_is_given() -> None:
+    """mock_service(name, url=...) mocks what ServiceClient(name, url=...) calls."""
+    with mock_service("user-service", url="http://user-service:3000") as users:
+        route = users.get("/users/1").respond(json={"id": 1})
+        with ServiceClient(
+            "user-service", url="http://user-service:3000", registry=CollectorRegistry()
+        ) as client:
+            assert client.get("/users/1").json() == {"id": 1}
+    assert str(route.calls.last.request.url) == "http://user-service:3000/users/1"
+
+
+def test_mock_service_honours_config_overrides() -> None:
+    """Config keywords (namespace, port) shape the mocked URL exactly as the client's."""
+    with mock_service("billing", namespace="shop", port=8080) as billing:
+        billing.get("/ping").respond(204)
+        with ServiceClient(
+            "billing", namespace="shop", port=8080, registry=CollectorRegistry()
+        ) as client:
+            assert client.get("/ping").status_code == 204
+            assert client.base_url.host.rstrip(".") == "billing.shop.svc.cluster.local"
+
+
+def test_mock_service_takes_a_service_config() -> None:
+    """A ServiceConfig (as the client gets) gives the same base URL."""
+    config = ServiceConfig("orders", url="http://orders.internal:7000")
+    with mock_service(config) as orders:
+        orders.get("/o/1").respond(json={"ok": True})
+        with ServiceClient(config, registry=CollectorRegistry()) as client:
+            assert client.get("/o/1").json() == {"ok": True}
+
+
+def test_unmocked_url_error_names_the_mocked_url() -> None:
+    """A client calling another URL fails with a message naming what is mocked and url=."""
+    with mock_service("user-service") as users:
+        users.get("/users/1").respond(200)
+        with ServiceClient(
+            "user-service", url="http://user-service:3000", registry=CollectorRegistry()
+        ) as client:
+            with pytest.raises(respx.models.AllMockedAssertionError) as info:
+                client.get("/users/1")
+    text = str(info.value)
+    assert "mock_service('user-service') mocks http://user-service." in text
+    assert "url=" in text
+
+
+def test_mock_service_install_hint_names_the_testing_extra() -> None:
+    """The missing-respx hint points at svcclient[testing], never at the dev extra."""
+    import svcclient.testing as testing
+
+    source = inspect.getsource(testing.mock_service)
+    assert "svcclient[testing]" in source
+    assert "[dev]" not in source
 
 
 def test_mock_service_rejects_unstubbed_paths() -> None:
@@ -85,9 +141,9 @@ def test_mock_service_rejects_unstubbed_paths() -> None:
                 client.get("/orders/1")
 
 
-def test_mock_service_follows_discovery_kwargs() -> None:
-    """The router binds to the URL discovery gives for the same default."""
-    with mock_service("billing", default="http://billing:3000") as billing:
+def test_mock_service_follows_the_default_url() -> None:
+    """The router binds to the URL discovery gives for the same default URL."""
+    with mock_service("billing", url="http://billing:3000") as billing:
         billing.post("/charges").respond(201)
         with ServiceClient(
             "billing", url="http://billing:3000", registry=CollectorRegistry()
@@ -316,8 +372,8 @@ def test_breakers_cleared(svc_breakers):
 def test_breakers_cleared_again(svc_breakers):
     assert "leaky" not in svc_breakers
 
-def test_env(svc_env, fault_server, svc_registry):
-    server = fault_server("127.0.0.2")
+def test_env(svc_env, start_fault_server, svc_registry):
+    server = start_fault_server("127.0.0.2")
     svc_env.url("user-service", server.url)
     with ServiceClient("user-service", registry=svc_registry) as client:
         assert client.discovery.source == "env"
@@ -343,5 +399,46 @@ def test_plugin_fixtures(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPa
     """Every plugin fixture works in a user's test run."""
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makepyfile(test_user=PLUGIN_TESTS)
-    result = pytester.runpytest_subprocess("-p", "svcclient.testing._plugin", "-q")
+    result = pytester.runpytest_subprocess("-p", "pytest_svcclient", "-q")
     result.assert_outcomes(passed=7)
+
+
+LAZY_CHECK = """
+import sys
+
+def test_nothing_of_svcclient_is_imported():
+    assert "pytest_svcclient" in sys.modules  # the plugin is loaded...
+    loaded = sorted(m for m in sys.modules if m == "svcclient" or m.startswith("svcclient."))
+    assert loaded == []  # ...and imported nothing of svcclient
+
+def test_a_fixture_imports_on_use(svc_breakers):
+    assert "svcclient" in sys.modules and len(svc_breakers) == 0
+"""
+
+
+def test_plugin_imports_no_svcclient_module_until_a_fixture_is_used(
+    pytester: pytest.Pytester,
+) -> None:
+    """With the installed entry point, a run imports no svcclient module until needed."""
+    pytester.makepyfile(test_lazy=LAZY_CHECK)
+    collected = pytester.runpytest_subprocess("--co", "-q", "-p", "no:randomly")
+    collected.assert_outcomes()
+    assert "2 tests collected" in collected.stdout.str()
+    result = pytester.runpytest_subprocess("-q", "-p", "no:randomly", "test_lazy.py")
+    result.assert_outcomes(passed=2)
+
+
+def test_empty_project_collection_imports_no_svcclient(pytester: pytest.Pytester) -> None:
+    """An empty project's ``pytest --co`` (plugin auto-loaded) imports no svcclient module."""
+    pytester.makeconftest(
+        """
+import sys
+
+def pytest_collection_finish(session):
+    loaded = sorted(m for m in sys.modules if m == "svcclient" or m.startswith("svcclient."))
+    print("SVCCLIENT_MODULES", loaded)
+    assert "pytest_svcclient" in sys.modules
+"""
+    )
+    result = pytester.runpytest_subprocess("--co", "-s", "-p", "no:randomly")
+    assert "SVCCLIENT_MODULES []" in result.stdout.str()

@@ -36,8 +36,9 @@ from .._policies.breaker.guard import CircuitBreaker
 from .._policies.breaker.registry import breakers
 from .._policies.budget import RetryBudget
 from .._policies.hedge import LatencyWindow
+from . import testmode as _testmode
 
-__all__ = ["ServiceRuntime"]
+__all__ = ["ServiceRuntime", "discover_service"]
 
 log = logging.getLogger("svcclient")
 
@@ -50,6 +51,17 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def discover_service(config: ServiceConfig) -> Discovery:
+    """The discovery a client of ``config`` makes (its base URL and the rules tried)."""
+    return discover(
+        config.name,
+        config.url,
+        namespace=config.namespace,
+        port=config.port,
+        cluster_domain=config.cluster_domain,
+    )
 
 
 class ServiceRuntime:
@@ -68,13 +80,7 @@ class ServiceRuntime:
         self.clock = clock
         self.hooks = tuple(hooks)
         self.emit = HookTable(self.hooks)
-        self.discovery: Discovery = discover(
-            config.name,
-            config.url,
-            namespace=config.namespace,
-            port=config.port,
-            cluster_domain=config.cluster_domain,
-        )
+        self.discovery: Discovery = discover_service(config)
         self.base_url = httpx.URL(self.discovery.url)
         host = self.base_url.host
         port = self.base_url.port or (443 if self.base_url.scheme == "https" else 80)
@@ -136,7 +142,14 @@ class ServiceRuntime:
     def refresh_due(self) -> bool:
         """True when this call should re-resolve the service's host (TTL expired)."""
         es = self.endpoint_set
-        return es is not None and es.needs_refresh(self.clock()) and es.begin_refresh(self.clock())
+        if es is None:
+            return False
+        if _testmode.MOCKED_HOSTS and _testmode.is_mocked(self.origin.host):
+            # svcclient.testing.mock_service: respx answers the host itself; no DNS.
+            if list(es.current) != [self.origin]:
+                self.refreshed(Resolution((self.origin,), 0.0, "mock"))
+            return False
+        return es.needs_refresh(self.clock()) and es.begin_refresh(self.clock())
 
     def refreshed(self, resolution: Resolution) -> None:
         """Feed a successful DNS answer in; the balancer sees the new endpoint set."""

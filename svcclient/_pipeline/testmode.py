@@ -13,21 +13,31 @@ first attempt that succeeds), so it costs nothing in production:
   the policy's own number).  ``allow_retry(retry_number)`` is the one-line check the
   pipeline makes before scheduling retry number ``retry_number`` (1-based).
 
+* ``mock_host(host)`` / ``unmock_host(host)`` name hosts that ``svcclient.testing``
+  mocks (``mock_service``): a client skips DNS for them and sends to the host itself,
+  where respx answers. Read by the runtime only when a DNS refresh is due, and only while
+  some host is mocked (one empty-dict test otherwise).
+
 The public switches live in :mod:`svcclient.testing` (``set_testing``, ``no_retry_sleeps``).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 __all__ = [
+    "MOCKED_HOSTS",
     "allow_retry",
     "attempts_cap",
     "guard_async_sleep",
     "guard_sleep",
+    "is_mocked",
     "is_testing",
+    "mock_host",
     "set_state",
+    "unmock_host",
 ]
 
 _UNLIMITED: Final = None
@@ -97,3 +107,35 @@ def guard_async_sleep(
             await sleep(seconds)
 
     return backoff_sleep
+
+
+MOCKED_HOSTS: Final[dict[str, int]] = {}
+"""Hosts mocked by ``mock_service`` (lower case, no trailing dot) -> how many routers."""
+_mock_lock: Final = threading.Lock()
+
+
+def _host_key(host: str) -> str:
+    return host.rstrip(".").lower()
+
+
+def mock_host(host: str) -> None:
+    """Answer DNS for ``host`` with the host itself while a mock is active (counted)."""
+    key = _host_key(host)
+    with _mock_lock:
+        MOCKED_HOSTS[key] = MOCKED_HOSTS.get(key, 0) + 1
+
+
+def unmock_host(host: str) -> None:
+    """Undo one :func:`mock_host`."""
+    key = _host_key(host)
+    with _mock_lock:
+        left = MOCKED_HOSTS.get(key, 0) - 1
+        if left > 0:
+            MOCKED_HOSTS[key] = left
+        else:
+            MOCKED_HOSTS.pop(key, None)
+
+
+def is_mocked(host: str) -> bool:
+    """True while ``host`` is mocked."""
+    return bool(MOCKED_HOSTS) and _host_key(host) in MOCKED_HOSTS

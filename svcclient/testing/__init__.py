@@ -1,11 +1,13 @@
 """Helpers for testing code that calls services through svcclient.
 
-* :func:`mock_service` - a respx router bound to a service's discovered base URL, so a
-  test stubs ``user-service`` by name (needs ``respx``, a test dependency)::
+* :func:`mock_service` - a respx router bound to the base URL a client of the service
+  calls; give it the ``url=`` and config you give the client (needs ``respx``:
+  ``pip install 'svcclient[testing]'``)::
 
-      with mock_service("user-service") as users:
+      with mock_service("user-service", url="http://user-service:3000") as users:
           users.get("/users/1").respond(json={"id": 1, "name": "Ada"})
-          assert ServiceClient("user-service").get("/users/1").json()["name"] == "Ada"
+          client = ServiceClient("user-service", url="http://user-service:3000")
+          assert client.get("/users/1").json()["name"] == "Ada"
 
 * :class:`FaultTransport` / :class:`AsyncFaultTransport` - httpx transports that play a
   script of outcomes (status codes, refused connections, timeouts, a reset mid-body,
@@ -24,14 +26,14 @@
 * :class:`LocalDns` - an in-process authoritative DNS server on loopback, and
   :class:`~svcclient.testing._faultserver.FaultServer` - a local HTTP server with scripted faults.
 
-The pytest plugin (``svcclient.testing._plugin``, loaded through the ``pytest11`` entry
-point) provides the fixtures ``svc_registry``, ``svc_breakers``, ``svc_env``,
-``svc_test_mode``, ``fault_server`` and ``local_dns``.
+The pytest plugin (the top-level module ``pytest_svcclient``, loaded through the
+``pytest11`` entry point; it imports nothing of svcclient until a fixture is used)
+provides the fixtures ``svc_registry``, ``svc_breakers``, ``svc_env``, ``svc_test_mode``,
+``start_fault_server`` and ``local_dns``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import json
@@ -45,10 +47,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 import httpx
 
 from .._config.model import ServiceConfig
-from .._discovery.dns import DnsResolver, Resolution
-from .._discovery.rules import discover
-from .._endpoint import Endpoint
-from .._pipeline.testmode import set_state
+from .._pipeline.testmode import mock_host, set_state, unmock_host
 from ._faultserver import Fault, FaultServer
 from ._localdns import LocalDns
 
@@ -150,8 +149,10 @@ class FakeClock:
 
     async def asleep(self, seconds: float) -> None:
         """Async :meth:`sleep` (yields to the loop once, waits no real time)."""
+        import anyio
+
         self.sleep(seconds)
-        await asyncio.sleep(0)
+        await anyio.sleep(0)
 
 
 # -- scripted transports ----------------------------------------------------------------------
@@ -327,7 +328,36 @@ def _respond(outcome: Outcome, request: httpx.Request) -> httpx.Response:
     return outcome(request)
 
 
-class FaultTransport(httpx.BaseTransport):
+class _Scripted:
+    """What both scripted transports are: a script, its bookkeeping, and the reply."""
+
+    def __init__(self, outcomes: Iterable[Outcome], default: Outcome) -> None:
+        self._script = _Script(outcomes, default)
+
+    @property
+    def requests(self) -> list[httpx.Request]:
+        """Every request received, oldest first."""
+        return list(self._script.requests)
+
+    def count(self, method: str | None = None, path: str | None = None) -> int:
+        """Requests received, optionally only one method and/or URL path."""
+        return self._script.count(method, path)
+
+    @property
+    def pending(self) -> int:
+        """Scripted outcomes not used yet."""
+        return self._script.pending()
+
+    def push(self, outcomes: Iterable[Outcome]) -> None:
+        """Append outcomes to the script."""
+        self._script.push(outcomes)
+
+    def _next(self, request: httpx.Request) -> tuple[Outcome, float]:
+        outcome = self._script.next(request)
+        return outcome, _delay_of(outcome)
+
+
+class FaultTransport(_Scripted, httpx.BaseTransport):
     """An httpx transport that plays a script of outcomes, one per request, then ``default``.
 
     Outcomes:
@@ -357,72 +387,40 @@ class FaultTransport(httpx.BaseTransport):
         default: Outcome = 200,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._script = _Script(outcomes, default)
+        super().__init__(outcomes, default)
         self._sleep = sleep
-
-    @property
-    def requests(self) -> list[httpx.Request]:
-        """Every request received, oldest first."""
-        return list(self._script.requests)
-
-    def count(self, method: str | None = None, path: str | None = None) -> int:
-        """Requests received, optionally only one method and/or URL path."""
-        return self._script.count(method, path)
-
-    @property
-    def pending(self) -> int:
-        """Scripted outcomes not used yet."""
-        return self._script.pending()
-
-    def push(self, outcomes: Iterable[Outcome]) -> None:
-        """Append outcomes to the script."""
-        self._script.push(outcomes)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Play the next outcome for ``request``."""
-        outcome = self._script.next(request)
-        delay = _delay_of(outcome)
+        outcome, delay = self._next(request)
         if delay:
             self._sleep(delay)
         return _respond(outcome, request)
 
 
-class AsyncFaultTransport(httpx.AsyncBaseTransport):
+async def _anyio_sleep(seconds: float) -> None:
+    import anyio
+
+    await anyio.sleep(seconds)
+
+
+class AsyncFaultTransport(_Scripted, httpx.AsyncBaseTransport):
     """The async twin of :class:`FaultTransport` (``sleep`` is awaited; default
-    ``asyncio.sleep``, or ``FakeClock().asleep``)."""
+    ``anyio.sleep``, so asyncio and trio both work; or ``FakeClock().asleep``)."""
 
     def __init__(
         self,
         outcomes: Iterable[Outcome] = (),
         *,
         default: Outcome = 200,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] = _anyio_sleep,
     ) -> None:
-        self._script = _Script(outcomes, default)
+        super().__init__(outcomes, default)
         self._sleep = sleep
-
-    @property
-    def requests(self) -> list[httpx.Request]:
-        """Every request received, oldest first."""
-        return list(self._script.requests)
-
-    def count(self, method: str | None = None, path: str | None = None) -> int:
-        """Requests received, optionally only one method and/or URL path."""
-        return self._script.count(method, path)
-
-    @property
-    def pending(self) -> int:
-        """Scripted outcomes not used yet."""
-        return self._script.pending()
-
-    def push(self, outcomes: Iterable[Outcome]) -> None:
-        """Append outcomes to the script."""
-        self._script.push(outcomes)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Play the next outcome for ``request``."""
-        outcome = self._script.next(request)
-        delay = _delay_of(outcome)
+        outcome, delay = self._next(request)
         if delay:
             await self._sleep(delay)
         return _respond(outcome, request)
@@ -430,87 +428,61 @@ class AsyncFaultTransport(httpx.AsyncBaseTransport):
 
 # -- mock_service -----------------------------------------------------------------------------
 
-# Hosts whose DNS lookups a mock_service router answers with the host itself, so the
-# pipeline reaches the respx-patched connection pool without asking a real nameserver.
-_mocked_hosts: Counter[str] = Counter()
-_mock_lock = threading.Lock()
-_originals: dict[str, Any] = {}
-
-
-def _mock_resolution(host: str, port: int) -> Resolution | None:
-    if _mocked_hosts.get(host.rstrip(".").lower()):
-        # TTL 0: re-asked at the next refresh, so real DNS returns after the mock ends.
-        return Resolution((Endpoint(host, port),), 0.0, "mock")
-    return None
-
-
-def _patch_dns(host: str) -> None:
-    with _mock_lock:
-        _mocked_hosts[host] += 1
-        if _originals:
-            return
-        sync_resolve = DnsResolver.resolve
-        async_resolve = DnsResolver.aresolve
-
-        def resolve(self: DnsResolver, host: str, port: int) -> Resolution:
-            mocked = _mock_resolution(host, port)
-            return mocked if mocked is not None else sync_resolve(self, host, port)
-
-        async def aresolve(self: DnsResolver, host: str, port: int) -> Resolution:
-            mocked = _mock_resolution(host, port)
-            return mocked if mocked is not None else await async_resolve(self, host, port)
-
-        _originals.update(resolve=sync_resolve, aresolve=async_resolve)
-        DnsResolver.resolve = resolve  # type: ignore[method-assign]
-        DnsResolver.aresolve = aresolve  # type: ignore[method-assign]
-
-
-def _unpatch_dns(host: str) -> None:
-    with _mock_lock:
-        _mocked_hosts[host] -= 1
-        if _mocked_hosts[host] <= 0:
-            del _mocked_hosts[host]
-        if not _mocked_hosts and _originals:
-            DnsResolver.resolve = _originals.pop("resolve")  # type: ignore[method-assign]
-            DnsResolver.aresolve = _originals.pop("aresolve")  # type: ignore[method-assign]
-
-
 _router_class: dict[str, type[Any]] = {}  # built on first use: respx is imported lazily
 
 
 def _service_router_class() -> type[Any]:
-    """A respx MockRouter that also short-circuits DNS for its host while active."""
+    """A respx MockRouter that, while active, has svcclient skip DNS for its host."""
     cached = _router_class.get("router")
     if cached is not None:
         return cached
     import respx
 
     class ServiceRouter(respx.MockRouter):
-        def __init__(self, *, mock_host: str | None = None, **settings: Any) -> None:
+        def __init__(
+            self, *, mock_host: str | None = None, mock_service: str = "", **settings: Any
+        ) -> None:
             super().__init__(**settings)
             self.mock_host = mock_host
+            self.mock_service = mock_service
             self.mock_base_url = settings.get("base_url")
-            self._dns_patched = False
+            self._host_mocked = False
 
         def __call__(self, func: Any = None, **settings: Any) -> Any:
             if func is None:  # ``router(...)`` makes a fresh router: keep host and URL
                 settings.setdefault("base_url", self.mock_base_url)
-                return type(self)(mock_host=self.mock_host, **settings)
+                return type(self)(
+                    mock_host=self.mock_host, mock_service=self.mock_service, **settings
+                )
             return super().__call__(func, **settings)
 
         def start(self) -> None:
-            if self.mock_host and not self._dns_patched:
-                _patch_dns(self.mock_host)
-                self._dns_patched = True
+            if self.mock_host and not self._host_mocked:
+                mock_host(self.mock_host)
+                self._host_mocked = True
             super().start()
 
         def stop(self, clear: bool = True, reset: bool = True, quiet: bool = False) -> None:
             try:
                 super().stop(clear=clear, reset=reset, quiet=quiet)
             finally:
-                if self.mock_host and self._dns_patched:
-                    _unpatch_dns(self.mock_host)
-                    self._dns_patched = False
+                if self.mock_host and self._host_mocked:
+                    unmock_host(self.mock_host)
+                    self._host_mocked = False
+
+        @contextlib.contextmanager
+        def resolver(self, request: httpx.Request) -> Iterator[Any]:
+            try:
+                with super().resolver(request) as resolved:
+                    yield resolved
+            except respx.models.AllMockedAssertionError as exc:
+                # Say which URL this router mocks: a client built with another url= (or
+                # config) calls somewhere else.
+                raise respx.models.AllMockedAssertionError(
+                    f"{exc} -- mock_service({self.mock_service!r}) mocks "
+                    f"{self.mock_base_url}; pass mock_service the url= (and config) you "
+                    f"give ServiceClient if the client calls elsewhere"
+                ) from None
 
     _router_class["router"] = ServiceRouter
     return ServiceRouter
@@ -519,51 +491,57 @@ def _service_router_class() -> type[Any]:
 def mock_service(
     service: str | ServiceConfig,
     *,
+    url: str | None = None,
     assert_all_called: bool = False,
     assert_all_mocked: bool = True,
-    **discover_kwargs: Any,
+    **config: Any,
 ) -> respx.MockRouter:
-    """A respx router bound to ``service``'s discovered base URL.
+    """A respx router bound to the base URL a ``ServiceClient`` of ``service`` calls.
 
-    ``service`` is a name (its config is looked up as ``ServiceClient(name)`` would:
-    ``$SVCCLIENT_CONFIG`` and ``SVCCLIENT_<NAME>_*`` variables) or a :class:`ServiceConfig`.
-    ``discover_kwargs`` (``default``, ``namespace``, ``port``, ``cluster_domain``,
-    ``environ``) override what discovery is given. Use it as a context manager (sync or
-    async) or decorator; while active, requests to the service's URL are answered by the
-    routes you add, unmatched ones fail (``assert_all_mocked``), and svcclient skips the
-    DNS lookup of the service's host.
+    Give it what you give the client: ``mock_service("user-service",
+    url="http://user-service:3000")`` mocks what ``ServiceClient("user-service",
+    url="http://user-service:3000")`` calls. The URL is worked out exactly as the client
+    does it: ``service`` is a name (then ``$SVCCLIENT_CONFIG`` and ``SVCCLIENT_<NAME>__*``
+    apply) or a :class:`ServiceConfig`; ``url`` and other ``config`` keywords
+    (``namespace``, ``port``, ``cluster_domain``...) override it; the discovery rules
+    (``<NAME>_URL``, the kubelet variables, ``url``, cluster DNS) then pick the URL.
 
-    >>> with mock_service("user-service") as users:                    # doctest: +SKIP
+    Use it as a context manager (sync or async) or decorator; while active, requests to
+    that URL are answered by the routes you add, unmatched ones fail
+    (``assert_all_mocked``, with a message naming the mocked URL), and svcclient skips
+    the DNS lookup of its host (no resolver is patched: the runtime asks test mode).
+
+    >>> with mock_service("user-service", url="http://user-service:3000") as users:
     ...     users.get("/users/1").respond(json={"id": 1, "name": "Ada"})
-    ...     ServiceClient("user-service").get("/users/1").json()["name"]
-    'Ada'
+    ...     ServiceClient("user-service", url="http://user-service:3000").get("/users/1")
+    <Response [200 OK]>
 
     Raises ``ImportError`` with an install hint when respx is missing.
     """
     try:
         import respx  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - respx is a dev dependency here
+    except ImportError as exc:  # pragma: no cover - respx is installed with the tests
         raise ImportError(
-            "svcclient.testing.mock_service needs respx: pip install respx "
-            "(or pip install 'svcclient[dev]')"
+            "svcclient.testing.mock_service needs respx: pip install 'svcclient[testing]' "
+            "(or pip install respx)"
         ) from exc
     from .._config.sources import resolve_config
+    from .._pipeline.service_state import discover_service
 
-    config = resolve_config(service, {}) if isinstance(service, str) else service
-    kwargs: dict[str, Any] = {
-        "default": config.url,
-        "namespace": config.namespace,
-        "port": config.port,
-        "cluster_domain": config.cluster_domain,
-    }
-    kwargs.update(discover_kwargs)
-    found = discover(config.name, **kwargs)
-    host = httpx.URL(found.url).host.lower().rstrip(".")
+    overrides = dict(config)
+    if url is not None:
+        overrides["url"] = url
+    if isinstance(service, str):
+        resolved = resolve_config(service, overrides)
+    else:
+        resolved = service.with_overrides(**overrides) if overrides else service
+    base_url = discover_service(resolved).url
     router_cls = _service_router_class()
     router: respx.MockRouter = router_cls(
-        base_url=found.url,
+        base_url=base_url,
         assert_all_called=assert_all_called,
         assert_all_mocked=assert_all_mocked,
-        mock_host=host,
+        mock_host=httpx.URL(base_url).host,
+        mock_service=resolved.name,
     )
     return router

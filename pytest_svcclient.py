@@ -1,5 +1,10 @@
 """pytest fixtures for code that uses svcclient (loaded through the ``pytest11`` entry point).
 
+This module sits outside the ``svcclient`` package on purpose: pytest imports every
+installed plugin at start-up, and importing anything under ``svcclient`` would import the
+whole package into every test run of every project that has svcclient installed. Here
+nothing of svcclient is imported until a test asks for one of these fixtures.
+
 Fixtures:
 
 * ``svc_registry`` - a fresh ``prometheus_client.CollectorRegistry`` (pass it as
@@ -11,14 +16,15 @@ Fixtures:
   ``svc_env.namespace("demo")``, ``svc_env.option("user-service", "timeout", 1.5)``;
   every change is undone after the test (it uses ``monkeypatch``).
 * ``svc_test_mode`` - test mode for the test: no retry backoff sleeps.
-* ``fault_server`` - a factory ``fault_server("127.0.0.2", port=0, name="a")`` starting
-  :class:`~svcclient.testing.FaultServer` instances on loopback, all stopped at teardown.
+* ``start_fault_server`` - a function: ``start_fault_server("127.0.0.2", port=0,
+  name="a")`` starts a :class:`~svcclient.testing.FaultServer` on loopback and returns
+  it; every server it started is stopped at teardown.
 * ``local_dns`` - a started :class:`~svcclient.testing.LocalDns` (authoritative DNS on
   127.0.0.1, a free port); ``local_dns.set_records(name, ips, ttl)`` and pass
   ``dns_nameservers=[local_dns.nameserver]``.
 
 svcclient is imported inside the fixtures, so merely having the plugin installed costs
-a pytest run nothing.
+a pytest run nothing (``tests/test_testing.py`` checks it in a subprocess).
 """
 
 from __future__ import annotations
@@ -31,14 +37,14 @@ import pytest
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from .._policies.breaker.registry import BreakerRegistry
-    from ._faultserver import FaultServer
-    from ._localdns import LocalDns
+    from svcclient._policies.breaker.registry import BreakerRegistry
+    from svcclient.testing._faultserver import FaultServer
+    from svcclient.testing._localdns import LocalDns
 
 __all__ = [
     "SvcEnv",
-    "fault_server",
     "local_dns",
+    "start_fault_server",
     "svc_breakers",
     "svc_env",
     "svc_registry",
@@ -54,7 +60,7 @@ class SvcEnv:
 
     @staticmethod
     def _prefix(name: str) -> str:
-        from .._discovery.rules import env_name
+        from svcclient._discovery.rules import env_name
 
         return env_name(name)
 
@@ -74,7 +80,7 @@ class SvcEnv:
 
     def option(self, name: str, key: str, value: object) -> None:
         """Set ``SVCCLIENT_<NAME>__<KEY>``: ``option("user-service", "retry.attempts", 5)``."""
-        from .._config.env import override_variable
+        from svcclient._config.env import override_variable
 
         var = override_variable(name, key)
         self._mp.setenv(var, str(value))
@@ -106,7 +112,7 @@ def svc_registry() -> CollectorRegistry:
 @pytest.fixture
 def svc_breakers() -> Iterator[BreakerRegistry]:
     """``svcclient.breakers``, emptied before and after the test."""
-    from .._policies.breaker.registry import breakers
+    from svcclient._policies.breaker.registry import breakers
 
     breakers.clear()
     yield breakers
@@ -122,7 +128,7 @@ def svc_env(monkeypatch: pytest.MonkeyPatch) -> SvcEnv:
 @pytest.fixture
 def svc_test_mode() -> Iterator[None]:
     """svcclient test mode for this test: retries happen without backoff sleeps."""
-    from .._pipeline.testmode import set_state
+    from svcclient._pipeline.testmode import set_state
 
     previous = set_state(True, None)
     yield
@@ -130,9 +136,9 @@ def svc_test_mode() -> Iterator[None]:
 
 
 @pytest.fixture
-def fault_server() -> Iterator[Callable[..., FaultServer]]:
-    """Factory: ``fault_server("127.0.0.2", name="a") -> FaultServer`` (started)."""
-    from ._faultserver import FaultServer
+def start_fault_server() -> Iterator[Callable[..., FaultServer]]:
+    """``start_fault_server("127.0.0.2", name="a") -> FaultServer``: started, stopped after."""
+    from svcclient.testing._faultserver import FaultServer
 
     servers: list[FaultServer] = []
 
@@ -150,7 +156,7 @@ def fault_server() -> Iterator[Callable[..., FaultServer]]:
 @pytest.fixture
 def local_dns() -> Iterator[LocalDns]:
     """A started in-process DNS server on 127.0.0.1 (see ``svcclient.testing.LocalDns``)."""
-    from ._localdns import LocalDns
+    from svcclient.testing._localdns import LocalDns
 
     with LocalDns() as server:
         yield server
