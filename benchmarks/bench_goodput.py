@@ -15,7 +15,14 @@ in wall time; the servers' fault scripts and counters are reset between contende
 * ``(a)`` bare ``httpx.Client``, round robin over the three;
 * ``(b)`` tenacity ``@retry`` + pybreaker around (a) - what users write today;
 * ``(c)`` ``ServiceClient`` with defaults (round robin, outlier ejection, retries, breaker);
-* ``(d)`` ``AsyncServiceClient`` with ``least_loaded`` balancing and hedging.
+* ``(d)`` ``AsyncServiceClient`` with ``least_loaded`` balancing and hedging;
+* ``(k)`` bare httpx to a ClusterIP: a kube-proxy stand-in (``KubeProxy``, round robin
+  per new connection) on 127.0.0.10 in front of the three; keep-alive pins the client to
+  whichever pod its connection landed on;
+* ``(rr)`` ``ServiceClient`` with defaults but round-robin balancing (the old default).
+
+``--sequential`` runs one worker (the issue's "300 sequential GETs", sync): the goal for
+``(c)`` there is 100 % success, p99 <= 50 ms and a run no longer than bare httpx's.
 
 svcclient gets the three addresses the way DNS would give them: the client is built for
 ``http://127.0.0.2:PORT`` and the balancer is handed the three endpoints
@@ -67,15 +74,19 @@ CONTENDERS = {
     "b": "(b) tenacity + pybreaker, round robin",
     "c": "(c) svcclient defaults",
     "d": f"(d) svcclient least_loaded + hedging ({HEDGE_DELAY * 1000:g} ms)",
+    "k": "(k) bare httpx, ClusterIP (kube-proxy stand-in)",
+    "rr": "(rr) svcclient defaults with round_robin",
 }
+VIP = "127.0.0.10"
 
 Outcome = tuple[bool, float]  # (succeeded, seconds)
 
 
-def _params(quick: bool) -> dict[str, Any]:
-    if quick:
-        return {"requests": 300, "workers": 4, "max_seconds": 30.0}
-    return {"requests": 2000, "workers": 4, "max_seconds": 150.0}
+def _params(quick: bool, sequential: bool = False) -> dict[str, Any]:
+    workers = 1 if sequential else 4
+    if quick or sequential:
+        return {"requests": 300, "workers": workers, "max_seconds": 60.0}
+    return {"requests": 2000, "workers": workers, "max_seconds": 150.0}
 
 
 def _summary(outcomes: list[Outcome], wanted: int, elapsed: float, hit: bool) -> dict[str, Any]:
@@ -207,11 +218,20 @@ def _endpoints(port: int) -> list[Endpoint]:
     return [Endpoint(h, port) for h in HOSTS]
 
 
-def _ours(port: int, p: dict[str, Any]) -> tuple[list[Outcome], float, bool]:
-    client = ServiceClient(
-        ServiceConfig("bench-goodput-c", url=f"http://{HOSTS[0]}:{port}"),
-        registry=CollectorRegistry(),
-    )
+def _cluster_ip(port: int, p: dict[str, Any]) -> tuple[list[Outcome], float, bool]:
+    from svcclient.testing._kubeproxy import KubeProxy
+
+    with KubeProxy(VIP, backends=[(h, port) for h in HOSTS]) as vip:
+        return _bare([f"http://{VIP}:{vip.port}"], p)
+
+
+def _ours(
+    port: int, p: dict[str, Any], balancing: BalancingPolicy | None = None
+) -> tuple[list[Outcome], float, bool]:
+    config = ServiceConfig("bench-goodput-c", url=f"http://{HOSTS[0]}:{port}")
+    if balancing is not None:
+        config = config.with_overrides(balancing=balancing)
+    client = ServiceClient(config, registry=CollectorRegistry())
     client.resilient.runtime.balancer.set_endpoints(_endpoints(port))
     with client:
 
@@ -243,9 +263,11 @@ def _hedged(port: int, p: dict[str, Any]) -> tuple[list[Outcome], float, bool]:
     return asyncio.run(main())
 
 
-def run(quick: bool, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+def run(
+    quick: bool, only: tuple[str, ...] | None = None, sequential: bool = False
+) -> dict[str, Any]:
     """Every contender against the same three servers; see the module docstring."""
-    p = _params(quick)
+    p = _params(quick, sequential)
     port = free_common_port(HOSTS)
     specs = [
         {"kind": "fault", "host": HOSTS[0], "port": port, "fault": "refuse"},
@@ -266,6 +288,8 @@ def run(quick: bool, only: tuple[str, ...] | None = None) -> dict[str, Any]:
         "b": lambda: _diy(urls, p),
         "c": lambda: _ours(port, p),
         "d": lambda: _hedged(port, p),
+        "k": lambda: _cluster_ip(port, p),
+        "rr": lambda: _ours(port, p, BalancingPolicy(strategy="round_robin")),
     }
     if importlib.util.find_spec("pybreaker") is None:  # pragma: no cover - dev dependency
         del plans["b"]
@@ -320,10 +344,11 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="svcclient goodput under faults")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", default=None, help="comma-separated: ref,a,b,c,d")
+    parser.add_argument("--sequential", action="store_true", help="one worker, 300 GETs")
+    parser.add_argument("--only", default=None, help="comma-separated: ref,a,b,c,d,k,rr")
     args = parser.parse_args(argv)
     only = tuple(args.only.split(",")) if args.only else None
-    print(render(run(args.quick, only)))
+    print(render(run(args.quick, only, args.sequential)))
     return 0
 
 

@@ -78,10 +78,10 @@ def fail_n(lb: LoadBalancer, ep: Endpoint, n: int) -> None:
 
 
 def test_policy_defaults() -> None:
-    """Round robin, 3600 s affinity timeout, no header/cookie, 10 s EWMA decay, no seed."""
+    """P2C least loaded, 3600 s affinity timeout, no header/cookie, 10 s EWMA decay, no seed."""
     p = BalancingPolicy()
     assert (p.strategy, p.affinity_timeout, p.ewma_decay, p.seed) == (
-        "round_robin",
+        "least_loaded",
         3600.0,
         10.0,
         None,

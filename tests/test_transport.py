@@ -154,11 +154,12 @@ def test_opt_out_per_request_disables_retries() -> None:
 
 
 def test_exhausted_connect_errors_reach_the_caller_as_httpx_errors() -> None:
-    """After the last attempt the original httpx.ConnectError is raised, recognisable."""
+    """After the last attempt the original httpx.ConnectError is raised, recognisable
+    (3 attempts plus one requeue: one endpoint, so the requeue cap is 1)."""
     script = Script(connect_error())
     with make_client(script, breaker=None) as client, pytest.raises(httpx.ConnectError):
         client.get("/x")
-    assert len(script.received) == 3
+    assert len(script.received) == 4
 
 
 def test_one_shot_request_body_is_not_retried() -> None:

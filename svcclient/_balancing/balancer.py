@@ -70,9 +70,10 @@ def _check_token(key: str, value: object) -> None:
 class BalancingPolicy:
     """How a service's requests are spread over its endpoints.
 
-    * ``strategy``: ``"round_robin"`` (default), ``"least_loaded"`` (power of two choices
-      over in-flight requests and a latency EWMA) or ``"affinity"`` (the same key goes to
-      the same endpoint, see ``affinity_*``).
+    * ``strategy``: ``"least_loaded"`` (default: Finagle's and Linkerd's power of two
+      choices over in-flight requests x peak-EWMA latency, which steers around a pod that
+      is slow or refusing), ``"round_robin"`` or ``"affinity"`` (the same key goes to the
+      same endpoint, see ``affinity_*``).
     * ``affinity_timeout``: seconds a key stays pinned without use (default 3600, like
       Kubernetes' ``sessionAffinityConfig.clientIP.timeoutSeconds``). After that the key
       is re-hashed; rendezvous hashing gives the same endpoint again unless the set has
@@ -89,7 +90,7 @@ class BalancingPolicy:
     'affinity'
     """
 
-    strategy: StrategyName = "round_robin"
+    strategy: StrategyName = "least_loaded"
     affinity_timeout: float = 3600.0
     affinity_header: str | None = None
     affinity_cookie: str | None = None
@@ -354,6 +355,26 @@ class LoadBalancer:
             # The common success needs no lock: nothing to reset.
             with self._lock:
                 self._detector.record_success(ep)
+
+    def on_abandon(self, ep: Endpoint, elapsed: float) -> None:
+        """An attempt to ``ep`` ended with no outcome: it lost a hedge race or was
+        cancelled. That is neither a success nor a failure for outlier detection (a
+        loser booked as a success would reset a dead pod's failure streak). ``elapsed``
+        is a lower bound of its latency, so it may raise the peak EWMA, never lower it."""
+        st = self._stats.get(ep.key)
+        if st is None:
+            return
+        try:  # noqa: SIM105
+            st.inflight.pop()
+        except IndexError:
+            pass
+        if elapsed > st.ewma:
+            st.ewma = elapsed
+            st.stamp = self._clock()
+        if st.health is None and not st.live and not st.inflight:
+            with self._lock:
+                if not st.live and not st.inflight and self._stats.get(ep.key) is st:
+                    del self._stats[ep.key]
 
     # -- active health checks -----------------------------------------------------------
 

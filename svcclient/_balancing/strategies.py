@@ -186,19 +186,49 @@ class LeastLoaded:
                 raise LookupError(_EMPTY)
             return eligible[0]
         r = self._random
+        if avoid is not None:
+            return self._pick_avoiding(eligible, stats, avoid)
         i = int(r() * n)
         j = int(r() * (n - 1))
         if j >= i:
             j += 1  # two distinct indexes, uniformly
         a = eligible[i]
         b = eligible[j]
-        if avoid is not None:
-            if a.key == avoid.key:
-                return b
-            if b.key == avoid.key:
-                return a
         now = self._clock()
         return a if self.cost(stats[i], now) <= self.cost(stats[j], now) else b
+
+    def _pick_avoiding(
+        self,
+        eligible: tuple[Endpoint, ...],
+        stats: tuple[EndpointStats, ...],
+        avoid: Endpoint,
+    ) -> Endpoint:
+        """P2C among the endpoints other than ``avoid`` (a retry's previous pod): both
+        draws come from the rest, so the comparison still happens (with two pods of three
+        failing, a retry reaches the healthy one instead of bouncing back)."""
+        n = len(eligible)
+        k = -1
+        for x, ep in enumerate(eligible):
+            if ep.key == avoid.key:
+                k = x
+                break
+        r = self._random
+        if k < 0:
+            i = int(r() * n)
+            j = int(r() * (n - 1))
+            if j >= i:
+                j += 1
+        elif n == 2:
+            return eligible[1 - k]
+        else:
+            i = int(r() * (n - 1))
+            j = int(r() * (n - 2))
+            if j >= i:
+                j += 1
+            i += i >= k  # skip the avoided index
+            j += j >= k
+        now = self._clock()
+        return eligible[i] if self.cost(stats[i], now) <= self.cost(stats[j], now) else eligible[j]
 
 
 class _Sticky:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from .._balancing.requeue import may_requeue
 from .._classify import classify_error
 from .._endpoint import Endpoint
 from .._exceptions import (
@@ -113,6 +114,7 @@ class Call:
         "pending",
         "replayable",
         "request",
+        "requeues",
         "route",
         "rt",
         "started",
@@ -132,6 +134,7 @@ class Call:
             deadline = _tighter(deadline, incoming, clock)
         self.deadline = deadline
         self.number = 0
+        self.requeues = 0  # connect failures sent elsewhere without using an attempt
         self.admitted = False
         self.last_endpoint: Endpoint | None = None
         self.history: list[AttemptRecord] | None = None
@@ -155,6 +158,8 @@ class Call:
         rt = self.rt
         if rt.budget is not None:
             rt.budget.record_request()
+        if rt.hedge_budget is not None:
+            rt.hedge_budget.record_request()
         if rt.hooks:
             request = self.request
             route = rt.routes.route(request.url.path, self.route)
@@ -171,7 +176,7 @@ class Call:
             raise self._deadline_error()
         breaker = rt.breaker
         if breaker is not None:
-            if self.number == 0:
+            if not self.admitted and self.number == 0:
                 if not breaker.allow():
                     fire(rt.emit.on_breaker_reject, rt.name)
                     raise CircuitOpenError(rt.name, breaker.retry_after(), request=self.request)
@@ -239,6 +244,8 @@ class Call:
     def attempt_failed(self, attempt: Attempt, exc: Exception) -> float:
         """Record a transport error; return a backoff delay or raise the final error."""
         error_type = self.record_error(attempt, exc)
+        if self._requeue(exc, error_type):
+            return 0.0
         delay = self._retry_delay(None, error_type, None)
         if delay is None:
             if self.deadline.remaining() <= 0 and error_type in _TIMEOUT_ERRORS:
@@ -266,7 +273,8 @@ class Call:
         if not self._close(attempt):
             return
         duration = self.clock() - attempt.started
-        self.rt.balancer.on_end(attempt.endpoint, duration, False)
+        # Neither success nor failure: a hedge loser must not reset a dead pod's streak.
+        self.rt.balancer.on_abandon(attempt.endpoint, duration)
         info = attempt.info
         if info is not None:
             info.duration = duration
@@ -299,7 +307,9 @@ class Call:
         )
         if self.opt_in is False or not (idempotent or self.opt_in) or not self.replayable:
             return False
-        if rt.budget is not None and not rt.budget.try_withdraw():
+        # Hedges draw on their own budget (same policy), so they cannot starve retries.
+        budget = rt.hedge_budget
+        if budget is not None and not budget.try_withdraw():
             fire(rt.emit.on_retry_budget_exhausted, rt.name)
             return False
         self.number += 1
@@ -386,6 +396,26 @@ class Call:
         if self.history is None:
             self.history = []
         self.history.append(AttemptRecord(endpoint.key, outcome, duration))
+
+    def _requeue(self, exc: Exception, error_type: str) -> bool:
+        """A connect failure (nothing sent) goes elsewhere without using an attempt
+        (:mod:`svcclient._balancing.requeue`), if the retry budget has a token."""
+        rt = self.rt
+        if not may_requeue(
+            exc,
+            error_type,
+            requeues=self.requeues,
+            endpoints=len(rt.balancer.endpoints),
+            remaining=self.deadline.remaining(),
+            opt_in=self.opt_in,
+        ) or not _testmode.allow_retry(self.number + 1):
+            return False
+        if rt.budget is not None and not rt.budget.try_withdraw():
+            fire(rt.emit.on_retry_budget_exhausted, rt.name)
+            return False
+        self.requeues += 1
+        log.debug("%s: requeued after %s (nothing was sent)", rt.name, error_type)
+        return True
 
     def _retry_delay(
         self, status: int | None, error_type: str | None, headers: httpx.Headers | None

@@ -128,6 +128,12 @@ class ServiceRuntime:
             self.breaker = breakers.get_or_create(config.name, config.breaker, clock=clock)
             self._subscribe_breaker(self.breaker)
         self.budget = RetryBudget.from_policy(config.budget, clock=clock) if config.budget else None
+        # Hedges get their own budget: racing them on the retries' would starve retries.
+        self.hedge_budget = (
+            RetryBudget.from_policy(config.budget, clock=clock)
+            if config.budget is not None and config.hedge is not None
+            else None
+        )
         self.routes = RouteTable()
         self.retry = config.retry
         t = config.timeout

@@ -185,7 +185,9 @@ async def test_round_robin_spreads_within_one_under_concurrency(
     """Round robin from 4 concurrent tasks over 3 healthy pods: 60 calls, each pod 20 +- 1."""
     servers, kw = trio
     with no_fd_leak():
-        async with AsyncServiceClient("rr", hooks=[], **kw) as client:
+        async with AsyncServiceClient(
+            "rr", balancing=BalancingPolicy(strategy="round_robin"), hooks=[], **kw
+        ) as client:
             await client.get("/warm")
 
             async def call(i: int) -> str:
@@ -294,7 +296,14 @@ def test_failing_pod_is_ejected_and_returns_after_the_ejection_time(
     events = _Ejections()
     outlier = OutlierPolicy(consecutive_failures=3, base_ejection_time=0.5)
     with no_fd_leak():
-        with ServiceClient("eject", outlier=outlier, breaker=None, hooks=[events], **kw) as client:
+        with ServiceClient(
+            "eject",
+            balancing={"strategy": "round_robin"},
+            outlier=outlier,
+            breaker=None,
+            hooks=[events],
+            **kw,
+        ) as client:
             first = [client.get("/1").status_code for _ in range(12)]
             assert [(host, out) for _, host, out in events.events] == [("127.0.0.2", True)]
             ejected_at = events.events[0][0]
@@ -320,7 +329,12 @@ def test_pod_still_failing_on_return_is_ejected_again_for_longer(
     outlier = OutlierPolicy(consecutive_failures=3, base_ejection_time=0.5)
     with no_fd_leak():
         with ServiceClient(
-            "re-eject", outlier=outlier, breaker=None, hooks=[events], **kw
+            "re-eject",
+            balancing={"strategy": "round_robin"},
+            outlier=outlier,
+            breaker=None,
+            hooks=[events],
+            **kw,
         ) as client:
             for _ in range(12):
                 client.get("/1")

@@ -102,6 +102,7 @@ def test_name_that_becomes_nxdomain_keeps_the_last_good_set(
     with no_fd_leak():
         with ServiceClient(
             "vanish",
+            balancing={"strategy": "round_robin"},
             url=f"http://{NAME}:{trio[0].port}",
             dns_nameservers=[dns.nameserver],
             hooks=[],
@@ -150,6 +151,7 @@ async def test_async_changed_answer_is_used_after_the_ttl(
     with no_fd_leak():
         async with AsyncServiceClient(
             "moving-async",
+            balancing={"strategy": "round_robin"},
             url=f"http://{NAME}:{a.port}",
             dns_nameservers=[dns.nameserver],
             hooks=[],
@@ -174,6 +176,7 @@ def test_dns_outage_keeps_serving_with_one_bounded_delay(
     with no_fd_leak():
         with ServiceClient(
             "dns-outage",
+            balancing={"strategy": "round_robin"},
             url=f"http://{NAME}:{trio[0].port}",
             dns_nameservers=[dns.nameserver],
             dns_timeout=0.4,

@@ -78,14 +78,15 @@ def test_refused_connections_count_network_errors_per_attempt(
             with pytest.raises(httpx.ConnectError):
                 client.get("/x", extensions={"route": "/x"})
     labels = {"error_type": "connect_refused", "target_service": "dead-service"}
-    assert registry.get_sample_value("network_errors_total", labels) == 3  # 3 attempts
+    # 3 attempts plus one requeue (one endpoint: the requeue cap is 1)
+    assert registry.get_sample_value("network_errors_total", labels) == 4
     no_response = {
         "method": "GET",
         "route": "/x",
         "status_code": "0",
         "target_service": "dead-service",
     }
-    assert _duration_count(registry, **no_response) == 3
+    assert _duration_count(registry, **no_response) == 4
 
 
 def test_retried_503_shows_in_duration_and_retry_counters(

@@ -37,7 +37,11 @@ def test_name_with_several_a_records_spreads_over_every_pod(
     port = trio[0].port
     dns = dnsmasq({"users.svc.test": list(HOSTS)}, ttl=30)
     with ServiceClient(
-        "users", url=f"http://users.svc.test:{port}", dns_nameservers=[dns.nameserver], hooks=[]
+        "users",
+        balancing={"strategy": "round_robin"},
+        url=f"http://users.svc.test:{port}",
+        dns_nameservers=[dns.nameserver],
+        hooks=[],
     ) as client:
         seen = collections.Counter(who(client.get("/users/1")) for _ in range(30))
     assert sorted(seen) == ["a", "b", "c"]
@@ -59,6 +63,7 @@ def test_re_resolution_adds_and_removes_endpoints_without_failing_in_flight(
     errors: list[BaseException] = []
     with ServiceClient(
         "users",
+        balancing={"strategy": "round_robin"},
         url=f"http://users.svc.test:{port}",
         dns_nameservers=[dns.nameserver],
         hooks=[],
@@ -186,7 +191,11 @@ async def test_async_client_spreads_over_dns_endpoints(
     port = trio[0].port
     dns = dnsmasq({"users.svc.test": list(HOSTS)}, ttl=30)
     async with AsyncServiceClient(
-        "users", url=f"http://users.svc.test:{port}", dns_nameservers=[dns.nameserver], hooks=[]
+        "users",
+        balancing={"strategy": "round_robin"},
+        url=f"http://users.svc.test:{port}",
+        dns_nameservers=[dns.nameserver],
+        hooks=[],
     ) as client:
         seen = collections.Counter([who(await client.get("/u")) for _ in range(12)])
     assert seen == {"a": 4, "b": 4, "c": 4}

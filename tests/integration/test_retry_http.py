@@ -66,7 +66,7 @@ def test_refused_one_of_three_every_call_succeeds_and_posts_arrive_once(
     (a, b, c), kw = trio
     a.refuse()
     with no_fd_leak():
-        with ServiceClient("refuse-one", **kw) as client:
+        with ServiceClient("refuse-one", balancing={"strategy": "round_robin"}, **kw) as client:
             gets = [client.get(f"/g/{i}").status_code for i in range(30)]
             posts = [client.post("/p", json={"i": i}).status_code for i in range(10)]
     assert gets == [200] * 30 and posts == [200] * 10
@@ -304,11 +304,18 @@ async def test_hedging_cuts_the_p99_a_slow_pod_causes(
     a.set_fault(Fault.slow(0.3))
     outlier_off = OutlierPolicy(enabled=False)  # keep the slow pod in rotation
     with no_fd_leak():
-        async with AsyncServiceClient("plain", breaker=None, outlier=outlier_off, **kw) as plain:
+        async with AsyncServiceClient(
+            "plain", balancing={"strategy": "round_robin"}, breaker=None, outlier=outlier_off, **kw
+        ) as plain:
             await _latencies(plain, 3)  # warm up: one pool and connection per pod
             unhedged = await _latencies(plain, 12)
         async with AsyncServiceClient(
-            "hedged", hedge=HedgePolicy(delay=0.02), breaker=None, outlier=outlier_off, **kw
+            "hedged",
+            balancing={"strategy": "round_robin"},
+            hedge=HedgePolicy(delay=0.02),
+            breaker=None,
+            outlier=outlier_off,
+            **kw,
         ) as hedged:
             await _latencies(hedged, 3)
             gets_before = a.count() + b.count() + c.count()
@@ -330,7 +337,11 @@ async def test_hedging_never_duplicates_a_post(
     a.set_fault(Fault.slow(0.3))
     with no_fd_leak():
         async with AsyncServiceClient(
-            "hedged-post", hedge=HedgePolicy(delay=0.02), breaker=None, **kw
+            "hedged-post",
+            balancing={"strategy": "round_robin"},
+            hedge=HedgePolicy(delay=0.02),
+            breaker=None,
+            **kw,
         ) as client:
             latencies = await _latencies(client, 6, method="POST")
         _quiesce(a, b, c)
