@@ -20,6 +20,7 @@ from svcclient._policies.concurrency import (
 )
 
 NO_PROBE = 0.999  # a jitter draw that puts the next probe far away
+PER_SAMPLE = {"sample_window": 0.0, "window_samples": 1}  # every sample is a window
 
 
 def _vegas(**kw: object) -> VegasLimit:
@@ -231,7 +232,8 @@ def test_limiter_reports_integer_limit_changes() -> None:
     """on_limit sees each new integer limit once; fractional moves are not reported."""
     seen: list[int] = []
     limiter = ConcurrencyLimiter(
-        ConcurrencyPolicy(algorithm="gradient2", initial_limit=10), on_limit=seen.append
+        ConcurrencyPolicy(algorithm="gradient2", initial_limit=10, **PER_SAMPLE),
+        on_limit=seen.append,
     )
     for _ in range(10):
         limiter.try_acquire()
@@ -242,7 +244,9 @@ def test_limiter_reports_integer_limit_changes() -> None:
 
 def test_limiter_classifies_outcomes() -> None:
     """429/503 and timeouts are drops; a refused connection and a zero RTT are ignored."""
-    limiter = ConcurrencyLimiter(ConcurrencyPolicy(initial_limit=10), rng=lambda: NO_PROBE)
+    limiter = ConcurrencyLimiter(
+        ConcurrencyPolicy(initial_limit=10, **PER_SAMPLE), rng=lambda: NO_PROBE
+    )
     limiter.record_status(0.010, 200)  # sets rtt_noload
     limiter.record_status(0.010, 429)
     limiter.record_error(0.010, "read_timeout")
@@ -281,7 +285,7 @@ def test_vegas_settles_near_the_servers_concurrency(workers: int) -> None:
     probing the no-load RTT does not ratchet it up."""
     service = 0.010
     limiter = ConcurrencyLimiter(
-        ConcurrencyPolicy(initial_limit=20, max_limit=200), rng=lambda: NO_PROBE
+        ConcurrencyPolicy(initial_limit=20, max_limit=200, **PER_SAMPLE), rng=lambda: NO_PROBE
     )
     history = []
     probing = 0
@@ -296,3 +300,54 @@ def test_vegas_settles_near_the_servers_concurrency(workers: int) -> None:
     lg = max(1, int(math.log10(workers + 6)))
     assert min(tail) >= workers
     assert max(tail) <= workers + 6 * lg + 1
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_samples_are_pooled_into_windows() -> None:
+    """Nothing changes until a window is both sample_window long and window_samples full;
+    then its mean RTT and largest in-flight count make one update."""
+    clock = FakeClock()
+    limiter = ConcurrencyLimiter(
+        ConcurrencyPolicy(initial_limit=10, sample_window=1.0, window_samples=3),
+        clock=clock,
+        rng=lambda: NO_PROBE,
+    )
+    algo = limiter._algo
+    assert isinstance(algo, VegasLimit)
+    limiter.in_flight = 10
+    for t, rtt in ((0.0, 0.010), (0.5, 0.020), (0.9, 0.030)):
+        clock.now = t
+        limiter.sample(rtt, False)
+    assert algo.rtt_noload == 0.0  # three samples, but only 0.9 s: still open
+    clock.now = 1.0
+    limiter.sample(0.020, False)
+    assert algo.rtt_noload == pytest.approx(0.020)  # the mean of the four
+    clock.now = 1.1
+    limiter.sample(0.020, False)
+    clock.now = 1.2
+    limiter.sample(0.020, False)
+    clock.now = 5.0
+    limiter.sample(0.020, False)
+    assert limiter.limit == 16  # second window: no queueing, grown by 6
+
+
+def test_a_drop_in_the_window_shrinks_the_limit() -> None:
+    """One drop among a window's samples makes that window's update a drop."""
+    clock = FakeClock()
+    limiter = ConcurrencyLimiter(
+        ConcurrencyPolicy(initial_limit=10, sample_window=1.0, window_samples=2),
+        clock=clock,
+        rng=lambda: NO_PROBE,
+    )
+    limiter.record_status(0.010, 200)
+    limiter.record_status(0.010, 503)
+    clock.now = 1.0
+    limiter.record_status(0.010, 200)
+    assert limiter.limit == 9

@@ -230,6 +230,10 @@ class Call:
         status = response.status_code
         failed = rt.failure_status(status)
         rt.balancer.on_end(attempt.endpoint, duration, status >= 500)
+        if rt.throttle is not None:
+            rt.throttle.record_status(status)
+        if rt.limiter is not None:
+            rt.limiter.record_status(duration, status)
         info = attempt.info
         if info is not None:
             info.status_code = status
@@ -260,6 +264,10 @@ class Call:
         duration = self.clock() - attempt.started
         error_type = classify_error(exc)
         rt.balancer.on_end(attempt.endpoint, duration, True)
+        if rt.throttle is not None:
+            rt.throttle.record(False)
+        if rt.limiter is not None:
+            rt.limiter.record_error(duration, error_type)
         info = attempt.info
         if info is not None:
             info.error_type = error_type
@@ -322,6 +330,11 @@ class Call:
         A final failure status (5xx, 429) goes to the fallback when one is configured.
         """
         rt = self.rt
+        if rt.throttle is not None and response.status_code in rt.throttle.overload_statuses:
+            # With throttling on, "overloaded" is the throttle's to judge, in proportion; a
+            # breaker counting it too would open on the throttle's own surplus (K = 2 sends
+            # twice what the backend accepts, so half the calls sent are refused).
+            self.cancel()
         if rt.config.fallback is not None and rt.failure_status(response.status_code):
             cause = httpx.HTTPStatusError(
                 f"{rt.name} answered {response.status_code}",
@@ -439,6 +452,9 @@ class Call:
         )
         if not decision.retry:
             log.debug("%s: not retrying: %s", rt.name, decision.reason)
+            return None
+        if rt.throttle is not None and rt.throttle.admit():
+            log.debug("%s: not retrying: throttled", rt.name)
             return None
         if rt.budget is not None and not rt.budget.try_withdraw():
             fire(rt.emit.on_retry_budget_exhausted, rt.name)

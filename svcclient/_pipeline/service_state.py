@@ -26,16 +26,20 @@ from .._discovery.rules import Discovery, discover
 from .._endpoint import Endpoint
 from .._exceptions import (
     BulkheadFullError,
+    ConcurrencyLimitError,
     DiscoveryError,
     NoHealthyEndpointError,
     RequestFailedError,
+    ThrottledError,
 )
 from .._observability.hooks import Hooks, HookTable, fire
 from .._observability.routes import RouteTable
 from .._policies.breaker.guard import CircuitBreaker
 from .._policies.breaker.registry import breakers
 from .._policies.budget import RetryBudget
+from .._policies.concurrency import ConcurrencyLimiter
 from .._policies.hedge import LatencyWindow
+from .._policies.throttle import Throttle
 from . import testmode as _testmode
 
 __all__ = ["ServiceRuntime", "discover_service"]
@@ -142,6 +146,15 @@ class ServiceRuntime:
         self.failure_status = (
             config.breaker.is_failure_status if config.breaker is not None else _default_failure
         )
+        # Overload control (both off by default): checked before the bulkhead, fed with
+        # every attempt's outcome by the Call.
+        self.throttle = Throttle(config.throttle, clock=clock) if config.throttle else None
+        self.limiter: ConcurrencyLimiter | None = None
+        if config.concurrency is not None:
+            self.limiter = ConcurrencyLimiter(
+                config.concurrency, clock=clock, on_limit=self._on_limit
+            )
+            self._on_limit(self.limiter.limit)
 
     # -- DNS ---------------------------------------------------------------------------
 
@@ -229,6 +242,30 @@ class ServiceRuntime:
         if self.config.fallback is None:
             raise exc
         return self.config.fallback(request, exc)
+
+    def admit(self, request: httpx.Request) -> httpx.Response | None:
+        """Throttling, then the adaptive concurrency limit: None when the call may go on
+        (holding a limiter slot), else the fallback's answer, or raise the rejection."""
+        throttle = self.throttle
+        if throttle is not None:
+            p = throttle.admit()
+            if p:
+                fire(self.emit.on_throttled, self.name)
+                return self._refuse(request, ThrottledError(self.name, p, request=request))
+        limiter = self.limiter
+        if limiter is not None and not limiter.try_acquire():
+            fire(self.emit.on_bulkhead_rejected, self.name)
+            exc = ConcurrencyLimitError(self.name, limiter.limit, request=request)
+            return self._refuse(request, exc)
+        return None
+
+    def _refuse(self, request: httpx.Request, exc: RequestFailedError) -> httpx.Response:
+        if self.config.fallback is None:
+            raise exc
+        return self.config.fallback(request, exc)
+
+    def _on_limit(self, limit: int) -> None:
+        fire(self.emit.on_concurrency_limit, self.name, limit)
 
     def _on_ejection(self, endpoint: Endpoint, ejected: bool) -> None:
         if ejected:

@@ -9,7 +9,12 @@ no gain in throughput. A :class:`ConcurrencyLimiter` finds that number from the 
 it measures, as TCP congestion control does:
 
 * every attempt's round-trip time is a *sample*, with the calls in flight when it ended;
-* an algorithm turns samples into an estimated limit; calls beyond ``int(limit)`` are
+  samples are pooled into windows (``sample_window`` seconds and ``window_samples``
+  samples at least: Netflix's ``WindowedLimit``), and each window - its mean RTT, the most
+  calls in flight, whether any call dropped - is one update. Updating on every sample would
+  let the burst of samples from calls admitted together grow the limit many times before
+  a single RTT can show what the growth did;
+* an algorithm turns updates into an estimated limit; calls beyond ``int(limit)`` are
   refused at once (:class:`~svcclient.ConcurrencyLimitError`), never queued - a queue is
   exactly what the limit exists to prevent;
 * a *drop* (an overload status, 429/503 by default, or a timeout) lowers the limit. Its
@@ -30,9 +35,12 @@ Every ``probe_multiplier x limit`` samples (times a random 0.5-1) ``rtt_noload``
 again, so it can rise when the service really got slower. Netflix takes the next sample as
 the new no-load RTT; a client that keeps its limit full never sees a sample without
 queueing, so that baseline ratchets up at every probe and the limit with it. Instead, as
-Envoy's adaptive-concurrency filter and BBR's ProbeRTT do, the limit drops to ``min_limit``
-until ``PROBE_SAMPLES`` calls have run at that concurrency, and their fastest becomes
-``rtt_noload``.
+Envoy's adaptive-concurrency filter and BBR's ProbeRTT do, the limit drops to a quarter
+of the estimate (at least ``min_limit``) until ``PROBE_SAMPLES`` calls have run with no
+more than that in flight (sample by sample, not windowed), and their fastest becomes
+``rtt_noload``. A quarter: low enough to be below the server's own concurrency whenever
+the estimate is near it, high enough that a probe costs a couple of RTTs, not a
+throughput collapse.
 
 ``gradient2`` - the gradient between a long-term exponential average RTT (``long_window``
 samples) and the latest one: ``gradient = clamp(rtt_tolerance x long_rtt / rtt, 0.5, 1)``,
@@ -49,6 +57,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -91,6 +100,9 @@ class ConcurrencyPolicy:
     * ``rtt_tolerance`` (1.5, gradient2): latency growth accepted before shrinking, >= 1.
     * ``queue_size`` (4, gradient2): how far the limit may grow per estimate.
     * ``long_window`` (600, gradient2): samples in the long-term RTT average.
+    * ``sample_window`` (1.0 s) and ``window_samples`` (10): samples are pooled into windows
+      of at least this long and this many; each window feeds the algorithm once (its mean
+      RTT, the most calls in flight, whether anything dropped).
     * ``overload_statuses`` ({429, 503}): responses that count as drops.
 
     >>> ConcurrencyPolicy(algorithm="gradient2", max_limit=50).smoothing_factor
@@ -106,6 +118,8 @@ class ConcurrencyPolicy:
     rtt_tolerance: float = 1.5
     queue_size: int = 4
     long_window: int = 600
+    sample_window: float = 1.0
+    window_samples: int = 10
     overload_statuses: frozenset[int] = DEFAULT_OVERLOAD_STATUSES
 
     def __post_init__(self) -> None:
@@ -129,6 +143,10 @@ class ConcurrencyPolicy:
             raise ConfigError(None, "rtt_tolerance", t, "must be a finite number >= 1")
         _integer("queue_size", self.queue_size, 0)
         _integer("long_window", self.long_window, 1)
+        w = self.sample_window
+        if isinstance(w, bool) or not isinstance(w, int | float) or not 0.0 <= w < 1e9:
+            raise ConfigError(None, "sample_window", w, "must be a finite number of seconds >= 0")
+        _integer("window_samples", self.window_samples, 1)
         frozen = status_set("overload_statuses", self.overload_statuses)
         object.__setattr__(self, "overload_statuses", frozen)
 
@@ -188,8 +206,11 @@ class VegasLimit:
 
     @property
     def limit(self) -> float:
-        """The limit to apply now: ``min_limit`` while probing, else the estimate."""
-        return self._lo if self.probing else self.estimate
+        """The limit to apply now: the probe's limit while probing, else the estimate."""
+        return self._probe_limit() if self.probing else self.estimate
+
+    def _probe_limit(self) -> float:
+        return max(self._lo, float(int(self.estimate / 4)))
 
     def update(self, rtt: float, inflight: int, dropped: bool) -> float:
         """Feed one sample: ``rtt`` seconds, ``inflight`` calls, and whether it was a drop."""
@@ -198,9 +219,9 @@ class VegasLimit:
         if dropped:
             new = est - lg
         elif self.probing:
-            # Only calls that ran with at most min_limit in flight measure the no-load RTT;
-            # the others were admitted before the probe began.
-            if inflight <= self._lo:
+            # Only calls that ran with at most the probe's limit in flight measure the
+            # no-load RTT; the others were admitted before the probe began.
+            if inflight <= self._probe_limit():
                 self.probe_seen += 1
                 self.probe_min = min(self.probe_min, rtt)
                 if self.probe_seen >= PROBE_SAMPLES:
@@ -298,7 +319,8 @@ class Gradient2Limit:
 class ConcurrencyLimiter:
     """Calls in flight under an adaptive limit, shared by threads and tasks (never waits).
 
-    ``on_limit(limit)`` is called (outside the lock) whenever the integer limit changes.
+    ``on_limit(limit)`` is called (outside the lock) whenever the integer limit changes;
+    ``clock`` (monotonic seconds) times the sample windows.
 
     >>> limiter = ConcurrencyLimiter(ConcurrencyPolicy(initial_limit=1))
     >>> limiter.try_acquire(), limiter.try_acquire()
@@ -307,12 +329,30 @@ class ConcurrencyLimiter:
     0
     """
 
-    __slots__ = ("_algo", "_lock", "_statuses", "in_flight", "limit", "on_limit", "policy")
+    __slots__ = (
+        "_algo",
+        "_lock",
+        "_min_n",
+        "_statuses",
+        "_w_drop",
+        "_w_good",
+        "_w_inflight",
+        "_w_n",
+        "_w_start",
+        "_w_sum",
+        "_width",
+        "clock",
+        "in_flight",
+        "limit",
+        "on_limit",
+        "policy",
+    )
 
     def __init__(
         self,
         policy: ConcurrencyPolicy | None = None,
         *,
+        clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         on_limit: Callable[[int], None] | None = None,
     ) -> None:
@@ -323,10 +363,20 @@ class ConcurrencyLimiter:
             else Gradient2Limit(self.policy)
         )
         self._statuses = self.policy.overload_statuses
+        self._width = float(self.policy.sample_window)
+        self._min_n = self.policy.window_samples
         self._lock = threading.Lock()
+        self.clock = clock
         self.in_flight = 0
         self.limit = self.policy.initial_limit
         self.on_limit = on_limit
+        self._open_window(math.nan)
+
+    def _open_window(self, now: float) -> None:
+        self._w_start = now
+        self._w_n = self._w_good = self._w_inflight = 0
+        self._w_sum = 0.0
+        self._w_drop = False
 
     def try_acquire(self) -> bool:
         """Take a slot if fewer than ``limit`` calls are in flight."""
@@ -349,7 +399,25 @@ class ConcurrencyLimiter:
             return
         with self._lock:
             old = self.limit
-            new = int(self._algo.update(rtt, self.in_flight, dropped))
+            algo = self._algo
+            if isinstance(algo, VegasLimit) and algo.probing:
+                new = int(algo.update(rtt, self.in_flight, dropped))
+            else:
+                now = self.clock()
+                if self._w_n == 0:
+                    self._w_start = now
+                self._w_n += 1
+                self._w_inflight = max(self._w_inflight, self.in_flight)
+                if dropped:
+                    self._w_drop = True
+                else:
+                    self._w_good += 1
+                    self._w_sum += rtt
+                if self._w_n < self._min_n or now - self._w_start < self._width:
+                    return
+                mean = self._w_sum / self._w_good if self._w_good else 0.0
+                new = int(algo.update(mean, self._w_inflight, self._w_drop or not self._w_good))
+                self._open_window(now)
             self.limit = new
         if new != old and self.on_limit is not None:
             self.on_limit(new)

@@ -125,7 +125,17 @@ class Throttle:
     0.75
     """
 
-    __slots__ = ("_k", "_lock", "_max_p", "_min", "_window", "clock", "policy", "rng")
+    __slots__ = (
+        "_k",
+        "_lock",
+        "_max_p",
+        "_min",
+        "_window",
+        "clock",
+        "overload_statuses",
+        "policy",
+        "rng",
+    )
 
     def __init__(
         self,
@@ -140,6 +150,7 @@ class Throttle:
         self._k = float(self.policy.k)
         self._max_p = float(self.policy.max_reject_probability)
         self._min = self.policy.min_requests
+        self.overload_statuses = self.policy.overload_statuses
         self._window = TimeWindow(self.policy.window, self.policy.buckets)
         self._lock = threading.Lock()
 
@@ -202,7 +213,7 @@ class Throttle:
 
     def record_status(self, status: int) -> None:
         """Count a response: an accept unless ``status`` is an overload status."""
-        self.record(status not in self.policy.overload_statuses)
+        self.record(status not in self.overload_statuses)
 
     def reset(self) -> None:
         """Forget the window (tests, or after reconfiguration)."""

@@ -63,7 +63,9 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
         )
         self._sleep = _testmode.guard_sleep(sleep)
         cfg = self.config
-        self._bulkhead = Bulkhead(cfg.bulkhead, cfg.name) if cfg.bulkhead is not None else None
+        # An adaptive concurrency limit (ServiceRuntime.limiter) replaces the bulkhead.
+        static = cfg.bulkhead if cfg.concurrency is None else None
+        self._bulkhead = Bulkhead(static, cfg.name) if static is not None else None
         self._foreign: httpx.BaseTransport | None = None
         self._health: HealthChecker | None = None
         if cfg.outlier.enabled and cfg.outlier.health_check_path:
@@ -82,6 +84,10 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                 rt.first_resolution.wait(min(self.config.dns_timeout, call.deadline.remaining()))
         for pool in self._retiring():
             pool.close()
+        if rt.throttle is not None or rt.limiter is not None:
+            refused = rt.admit(request)  # holds a limiter slot when it returns None
+            if refused is not None:
+                return refused
         bulkhead = self._bulkhead
         if bulkhead is not None:
             try:
@@ -98,6 +104,8 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
             call.restore()
             if bulkhead is not None:
                 bulkhead.release()
+            if rt.limiter is not None:
+                rt.limiter.release()
 
     def _run(self, call: Call) -> httpx.Response:
         while True:

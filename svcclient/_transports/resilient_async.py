@@ -61,7 +61,9 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         )
         self._sleep = _testmode.guard_async_sleep(sleep)
         cfg = self.config
-        self._bulkhead = AsyncBulkhead(cfg.bulkhead, cfg.name) if cfg.bulkhead else None
+        # An adaptive concurrency limit (ServiceRuntime.limiter) replaces the bulkhead.
+        static = cfg.bulkhead if cfg.concurrency is None else None
+        self._bulkhead = AsyncBulkhead(static, cfg.name) if static is not None else None
         self._foreign: httpx.AsyncBaseTransport | None = None
         # Health checks need a running event loop: started on the first request.
         self._health: AsyncHealthChecker | None = None
@@ -82,6 +84,10 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
                 await self._first_resolution(call)
         for pool in self._retiring():
             await pool.aclose()
+        if rt.throttle is not None or rt.limiter is not None:
+            refused = rt.admit(request)  # holds a limiter slot when it returns None
+            if refused is not None:
+                return refused
         bulkhead = self._bulkhead
         if bulkhead is not None:
             try:
@@ -100,6 +106,8 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             call.restore()
             if bulkhead is not None:
                 bulkhead.release()
+            if rt.limiter is not None:
+                rt.limiter.release()
 
     async def _run(self, call: Call) -> httpx.Response:
         while True:
