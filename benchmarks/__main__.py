@@ -49,7 +49,13 @@ __all__ = [
 ]
 
 SECTIONS = ("overhead", "fastfail", "goodput", "scale")
-MODULES = ("bench_breaker", "bench_retry", "bench_balancing", "bench_observability")
+MODULES = (
+    "bench_breaker",
+    "bench_retry",
+    "bench_balancing",
+    "bench_observability",
+    "bench_overload",
+)
 GUARD_OVERHEAD_MAX = 1.5
 GUARD_GOODPUT_MIN = 0.99
 MODULE_TIMEOUT = {True: 60.0, False: 300.0}  # seconds, by --quick

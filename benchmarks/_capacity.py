@@ -15,8 +15,9 @@ serves ``C (service_time - x shed_time) / (service_time - shed_time)`` of them: 
 client sends above capacity, the less the server serves.
 
 HTTP/1.1 with keep-alive, parsed by hand (the client is httpx: request line, headers,
-optional Content-Length body). Counters: ``served`` (200), ``shed`` (503) and the largest
-queue seen. Binds loopback only; every wait is bounded.
+optional Content-Length body). Counters: ``served`` (200), ``shed`` (503), the largest
+queue seen and the most requests in the server at once (``max_active``). Binds loopback
+only; every wait is bounded.
 
 Two ways to run it:
 
@@ -75,6 +76,8 @@ class _Pool:
         self.served = 0
         self.shed = 0
         self.max_queue = 0
+        self.active = 0  # requests inside handle(): in service, queued or being shed
+        self.max_active = 0
 
     async def _occupy(self, seconds: float, *, shed: bool) -> None:
         if self.free > 0 and not self.sheds and not self.queued:
@@ -98,6 +101,14 @@ class _Pool:
         self.free += 1
 
     async def handle(self) -> int:
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            return await self._handle()
+        finally:
+            self.active -= 1
+
+    async def _handle(self) -> int:
         if len(self.queued) >= self.cap.queue_limit and self.free == 0:
             await self._occupy(self.cap.shed_time, shed=True)
             self.shed += 1
@@ -108,11 +119,17 @@ class _Pool:
         return 200
 
     def stats(self) -> dict[str, int]:
-        return {"served": self.served, "shed": self.shed, "max_queue": self.max_queue}
+        return {
+            "served": self.served,
+            "shed": self.shed,
+            "max_queue": self.max_queue,
+            "max_active": self.max_active,
+        }
 
     def reset(self) -> dict[str, int]:
         seen = self.stats()
         self.served = self.shed = self.max_queue = 0
+        self.max_active = self.active
         return seen
 
 
@@ -159,7 +176,7 @@ class CapacityServer:
         return self
 
     def stats(self) -> dict[str, int]:
-        """``served``, ``shed`` and ``max_queue`` since the last reset."""
+        """``served``, ``shed``, ``max_queue`` and ``max_active`` since the last reset."""
         return self._call(lambda pool: pool.stats())
 
     def reset(self) -> dict[str, int]:
@@ -317,7 +334,7 @@ class CapacityProcess:
         return stats
 
     def stats(self) -> dict[str, int]:
-        """``served``, ``shed`` and ``max_queue`` since the last reset."""
+        """``served``, ``shed``, ``max_queue`` and ``max_active`` since the last reset."""
         return self._command("stats")
 
     def reset(self) -> dict[str, int]:

@@ -21,7 +21,9 @@ Reported per contender:
   full): how many, and their latency p50 / p99 / max;
 * latency p50 / p99 of **admitted** calls (those that were sent, whatever their answer) and
   of successful ones;
-* the server's no-load latency (one request at a time, before the runs) for reference.
+* the server's no-load latency (one request at a time, before the runs) for reference;
+* a throttled call's latency in a hot loop with no server and no load, sync and async
+  (in the open-loop run the client is idle between arrivals and every call starts cold).
 
 Goals (issue 17): with throttling, goodput >= 90 % of C and local rejections <= 1 ms; with
 the adaptive limit, admitted calls' p99 <= 2 x the server's no-load latency.
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import platform
 import sys
@@ -51,6 +54,7 @@ from svcclient import (
     CircuitOpenError,
     ConcurrencyLimitError,
     ConcurrencyPolicy,
+    ResilientTransport,
     ServiceConfig,
     ThrottledError,
     ThrottlePolicy,
@@ -66,6 +70,7 @@ CONTENDERS = {
     "httpx": "bare httpx",
     "defaults": "svcclient defaults",
     "throttle": "svcclient + throttle",
+    "throttle_k15": "svcclient + throttle (k=1.5)",
     "vegas": "svcclient + concurrency (vegas)",
     "gradient2": "svcclient + concurrency (gradient2)",
     "both": "svcclient + throttle + vegas",
@@ -76,7 +81,11 @@ Outcome = tuple[str, float]  # (kind, seconds)
 
 
 def _params(quick: bool) -> dict[str, Any]:
-    return {"seconds": 3.0 if quick else 10.0, "noload_requests": 8 if quick else 20}
+    return {
+        "seconds": 3.0 if quick else 10.0,
+        "noload_requests": 8 if quick else 20,
+        "reject_loop": 1000 if quick else 5000,
+    }
 
 
 def _config(name: str) -> ServiceConfig | None:
@@ -85,6 +94,8 @@ def _config(name: str) -> ServiceConfig | None:
         return base
     if name == "throttle":
         return dataclasses.replace(base, throttle=ThrottlePolicy())
+    if name == "throttle_k15":
+        return dataclasses.replace(base, throttle=ThrottlePolicy(k=1.5))
     if name == "vegas":
         return dataclasses.replace(base, concurrency=ConcurrencyPolicy())
     if name == "gradient2":
@@ -206,6 +217,51 @@ async def _noload(url: str, n: int) -> dict[str, float]:
     return {"p50_ms": percentile(lat, 50) * 1000.0, "p99_ms": percentile(lat, 99) * 1000.0}
 
 
+def _rejection_cost(n: int) -> dict[str, dict[str, float]]:
+    """A throttled call's latency in a hot loop (no server, no load), sync and async."""
+    config = ServiceConfig(
+        "bench-overload-reject",
+        url="http://127.0.0.1:9",
+        throttle=ThrottlePolicy(min_requests=0, max_reject_probability=1.0),
+    )
+
+    def rigged(transport: ResilientTransport | AsyncResilientTransport) -> None:
+        throttle = transport.runtime.throttle
+        assert throttle is not None
+        for _ in range(100):
+            throttle.record(False)
+        throttle.rng = lambda: 0.0  # every call loses the draw
+
+    def summary(lat: list[float]) -> dict[str, float]:
+        return {"p50_us": percentile(lat, 50) * 1e6, "p99_us": percentile(lat, 99) * 1e6}
+
+    sync_transport = ResilientTransport(config, registry=CollectorRegistry())
+    rigged(sync_transport)
+    lat: list[float] = []
+    with httpx.Client(base_url="http://127.0.0.1:9", transport=sync_transport) as client:
+        for _ in range(n):
+            start = time.perf_counter()
+            with contextlib.suppress(ThrottledError):
+                client.get(PATH)
+            lat.append(time.perf_counter() - start)
+    out = {"sync": summary(lat)}
+
+    async def run_async() -> list[float]:
+        transport = AsyncResilientTransport(config, registry=CollectorRegistry())
+        rigged(transport)
+        lat: list[float] = []
+        async with httpx.AsyncClient(base_url="http://127.0.0.1:9", transport=transport) as c:
+            for _ in range(n):
+                start = time.perf_counter()
+                with contextlib.suppress(ThrottledError):
+                    await c.get(PATH)
+                lat.append(time.perf_counter() - start)
+        return lat
+
+    out["async"] = summary(asyncio.run(run_async()))
+    return out
+
+
 def _contender(name: str, srv: CapacityProcess, seconds: float) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         client = _client(name, srv.url)
@@ -246,6 +302,7 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
                 continue
             out["contenders"][name] = _contender(name, srv, p["seconds"])
             time.sleep(0.5)  # let the server's queue drain between contenders
+    out["rejection_cost"] = _rejection_cost(p["reject_loop"])
     out["goals"] = _goals(out)
     return out
 
@@ -256,8 +313,12 @@ def _goals(result: dict[str, Any]) -> dict[str, bool | None]:
     goals: dict[str, bool | None] = {}
     t = c.get("throttle")
     goals["throttle_goodput_ge_90pct"] = None if t is None else t["goodput"] >= 0.9
-    goals["throttle_local_rejection_le_1ms"] = (
+    goals["throttle_local_rejection_p99_le_1ms_under_load"] = (
         None if t is None or t["local_p99_ms"] is None else t["local_p99_ms"] <= 1.0
+    )
+    cost = result.get("rejection_cost")
+    goals["throttle_local_rejection_p99_le_1ms_isolated"] = (
+        None if cost is None else max(v["p99_us"] for v in cost.values()) <= 1000.0
     )
     for name in ("vegas", "gradient2"):
         v = c.get(name)
@@ -296,6 +357,16 @@ def render(result: dict[str, Any]) -> str:
             f"| {_f(entry['admitted_p50_ms'])} / {_f(entry['admitted_p99_ms'])} "
             f"| {_f(entry['ok_p50_ms'])} / {_f(entry['ok_p99_ms'])} "
             f"| {entry['outcomes'].get('status_503', 0)} |"
+        )
+    cost = result.get("rejection_cost")
+    if cost:
+        lines.append("")
+        lines.append(
+            "Throttled call in a hot loop (no load): "
+            + "; ".join(
+                f"{mode} p50 {v['p50_us']:.0f} µs, p99 {v['p99_us']:.0f} µs"
+                for mode, v in cost.items()
+            )
         )
     lines.append("")
     for goal, ok in result["goals"].items():

@@ -27,6 +27,14 @@ def _vegas(**kw: object) -> VegasLimit:
     return VegasLimit(ConcurrencyPolicy(**kw), rng=lambda: NO_PROBE)  # type: ignore[arg-type]
 
 
+def _warm(v: VegasLimit, rtt: float = 0.010) -> None:
+    """Complete the initial probe: PROBE_SAMPLES calls with one in flight."""
+    assert v.probing
+    for _ in range(PROBE_SAMPLES):
+        v.update(rtt, 1, False)
+    assert v.rtt_noload == rtt and not v.probing
+
+
 def _gradient(**kw: object) -> Gradient2Limit:
     return Gradient2Limit(ConcurrencyPolicy(algorithm="gradient2", **kw))  # type: ignore[arg-type]
 
@@ -74,11 +82,16 @@ def test_policy_rejects_bad_values(kwargs: dict[str, object], key: str) -> None:
 # --- Vegas --------------------------------------------------------------------------------
 
 
-def test_vegas_first_sample_sets_the_no_load_rtt() -> None:
-    """The first sample only becomes rtt_noload; a faster one later replaces it."""
+def test_vegas_starts_by_probing_the_no_load_rtt() -> None:
+    """At first the limit is a quarter of initial_limit, until PROBE_SAMPLES calls ran with
+    at most that many in flight; their fastest is rtt_noload; a faster one later replaces it."""
     v = _vegas(initial_limit=10)
-    assert v.update(0.020, 10, False) == 10.0
-    assert v.rtt_noload == 0.020
+    assert v.limit == 2.0
+    assert v.update(0.005, 10, False) == 2.0  # too many in flight: not a no-load sample
+    for rtt in (0.030, 0.020, 0.025, 0.040):
+        assert v.update(rtt, 2, False) == 2.0
+    assert v.update(0.050, 1, False) == 10.0
+    assert v.rtt_noload == 0.020 and not v.probing
     assert v.update(0.010, 10, False) == 10.0
     assert v.rtt_noload == 0.010
 
@@ -86,7 +99,7 @@ def test_vegas_first_sample_sets_the_no_load_rtt() -> None:
 def test_vegas_grows_fast_without_queueing_and_slowly_with_little() -> None:
     """queue <= lg grows by 6 lg; lg < queue < 3 lg grows by lg (limit 10: lg = 1)."""
     v = _vegas(initial_limit=10)
-    v.update(0.010, 10, False)
+    _warm(v)
     assert v.update(0.010, 10, False) == 16.0  # queue = ceil(10 x 0) = 0
     v.estimate = 10.0
     # queue = ceil(10 x (1 - 10/12)) = 2: between lg = 1 and 3 lg = 3
@@ -96,7 +109,7 @@ def test_vegas_grows_fast_without_queueing_and_slowly_with_little() -> None:
 def test_vegas_holds_in_the_sweet_spot_and_shrinks_beyond_beta() -> None:
     """3 lg <= queue <= 6 lg keeps the limit; queue > 6 lg shrinks it by lg."""
     v = _vegas(initial_limit=20)
-    v.update(0.010, 20, False)
+    _warm(v)
     # queue = ceil(20 x (1 - 10/14)) = 6: within [3, 6]
     assert v.update(0.014, 20, False) == 20.0
     # queue = ceil(20 x (1 - 10/20)) = 10 > 6
@@ -106,14 +119,14 @@ def test_vegas_holds_in_the_sweet_spot_and_shrinks_beyond_beta() -> None:
 def test_vegas_uses_log10_steps_at_high_limits() -> None:
     """At limit 200, lg = 2: no queueing grows it by 12."""
     v = _vegas(initial_limit=200, max_limit=1000)
-    v.update(0.010, 200, False)
+    _warm(v)
     assert v.update(0.010, 200, False) == 212.0
 
 
 def test_vegas_drop_shrinks_and_leaves_the_no_load_rtt_alone() -> None:
     """A drop lowers the limit by lg, and its (fast) RTT does not become rtt_noload."""
     v = _vegas(initial_limit=10)
-    v.update(0.010, 10, False)
+    _warm(v)
     assert v.update(0.0001, 10, True) == 9.0
     assert v.rtt_noload == 0.010
 
@@ -121,7 +134,7 @@ def test_vegas_drop_shrinks_and_leaves_the_no_load_rtt_alone() -> None:
 def test_vegas_does_not_grow_when_the_client_is_the_bottleneck() -> None:
     """With fewer than half the limit in flight, a sample leaves the limit alone."""
     v = _vegas(initial_limit=20)
-    v.update(0.010, 20, False)
+    _warm(v)
     assert v.update(0.010, 9, False) == 20.0
     assert v.update(0.010, 10, False) == 26.0  # lg(20) = 1
 
@@ -129,26 +142,28 @@ def test_vegas_does_not_grow_when_the_client_is_the_bottleneck() -> None:
 def test_vegas_clamps_and_smooths() -> None:
     """The new limit is clamped to [min, max], then smoothed toward the old one."""
     v = _vegas(initial_limit=95, max_limit=100)
-    v.update(0.010, 95, False)
+    _warm(v)
     assert v.update(0.010, 95, False) == 100.0  # 95 + 6 clamped
     s = _vegas(initial_limit=10, smoothing=0.5)
-    s.update(0.010, 10, False)
+    _warm(s)
     assert s.update(0.010, 10, False) == 13.0  # 0.5 x 10 + 0.5 x 16
     low = _vegas(initial_limit=2, min_limit=2)
-    low.update(0.010, 2, False)
+    _warm(low)
     assert low.update(0.010, 2, True) == 2.0
 
 
-def test_vegas_probes_the_no_load_rtt_at_min_limit() -> None:
-    """After jitter x probe_multiplier x limit samples the limit drops to min_limit until
-    PROBE_SAMPLES calls ran at that concurrency; their fastest is the new rtt_noload."""
-    draws = iter([0.0, NO_PROBE])  # first jitter 0.5: probe after 0.5 x 2 x 10 = 10 samples
+def test_vegas_probes_the_no_load_rtt_again() -> None:
+    """After jitter x probe_multiplier x limit samples the limit drops to a quarter (at
+    least min_limit) until PROBE_SAMPLES calls ran at that concurrency; their fastest is
+    the new rtt_noload."""
+    # jitter 0.5 after the initial probe: the next one after 0.5 x 2 x 10 = 10 samples
+    draws = iter([NO_PROBE, 0.0, NO_PROBE])
     v = VegasLimit(
         ConcurrencyPolicy(initial_limit=10, min_limit=2, max_limit=10, probe_multiplier=2),
         rng=lambda: next(draws),
     )
-    v.update(0.010, 10, False)
-    for _ in range(8):
+    _warm(v)
+    for _ in range(9):
         assert v.update(0.050, 1, False) == 10.0  # app-limited: the limit stays
     assert v.rtt_noload == 0.010 and not v.probing
     assert v.update(0.050, 10, False) == 2.0  # the tenth sample starts the probe
@@ -310,6 +325,13 @@ class FakeClock:
         return self.now
 
 
+def _warm_limiter(limiter: ConcurrencyLimiter, rtt: float = 0.020) -> None:
+    """Complete the initial probe (sample by sample, not windowed)."""
+    for _ in range(PROBE_SAMPLES):
+        limiter.sample(rtt, False)
+    assert limiter.limit == limiter.policy.initial_limit
+
+
 def test_samples_are_pooled_into_windows() -> None:
     """Nothing changes until a window is both sample_window long and window_samples full;
     then its mean RTT and largest in-flight count make one update."""
@@ -319,23 +341,22 @@ def test_samples_are_pooled_into_windows() -> None:
         clock=clock,
         rng=lambda: NO_PROBE,
     )
-    algo = limiter._algo
-    assert isinstance(algo, VegasLimit)
+    _warm_limiter(limiter)
     limiter.in_flight = 10
     for t, rtt in ((0.0, 0.010), (0.5, 0.020), (0.9, 0.030)):
         clock.now = t
         limiter.sample(rtt, False)
-    assert algo.rtt_noload == 0.0  # three samples, but only 0.9 s: still open
+    assert limiter.limit == 10  # three samples, but only 0.9 s: still open
     clock.now = 1.0
     limiter.sample(0.020, False)
-    assert algo.rtt_noload == pytest.approx(0.020)  # the mean of the four
-    clock.now = 1.1
-    limiter.sample(0.020, False)
-    clock.now = 1.2
-    limiter.sample(0.020, False)
-    clock.now = 5.0
-    limiter.sample(0.020, False)
-    assert limiter.limit == 16  # second window: no queueing, grown by 6
+    assert limiter.limit == 16  # mean 0.020 = rtt_noload: no queueing, grown by 6
+    for t in (1.1, 1.2):
+        clock.now = t
+        limiter.sample(0.040, False)
+    assert limiter.limit == 16  # two samples only: still open
+    clock.now = 2.5
+    limiter.sample(0.040, False)
+    assert limiter.limit == 15  # queue = ceil(16 x (1 - 20/40)) = 8 > 6: shrink by 1
 
 
 def test_a_drop_in_the_window_shrinks_the_limit() -> None:
@@ -346,8 +367,9 @@ def test_a_drop_in_the_window_shrinks_the_limit() -> None:
         clock=clock,
         rng=lambda: NO_PROBE,
     )
-    limiter.record_status(0.010, 200)
-    limiter.record_status(0.010, 503)
+    _warm_limiter(limiter)
+    limiter.record_status(0.020, 200)
+    limiter.record_status(0.020, 503)
     clock.now = 1.0
-    limiter.record_status(0.010, 200)
+    limiter.record_status(0.020, 200)
     assert limiter.limit == 9

@@ -111,3 +111,18 @@ def test_concurrency_max_limit_fits_the_pool() -> None:
     with pytest.raises(ConfigError) as info:
         ServiceConfig("users", max_connections=50, concurrency=ConcurrencyPolicy())
     assert info.value.key == "concurrency.max_limit"
+
+
+def test_readme_overload_snippet_builds_the_config() -> None:
+    """The README's overload-control example builds a config with both policies."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(
+        b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "ThrottlePolicy()" in b
+    )
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    config = namespace["config"]
+    assert isinstance(config, ServiceConfig)
+    assert config.throttle == ThrottlePolicy() and config.concurrency == ConcurrencyPolicy()

@@ -330,11 +330,18 @@ class Call:
         A final failure status (5xx, 429) goes to the fallback when one is configured.
         """
         rt = self.rt
-        if rt.throttle is not None and response.status_code in rt.throttle.overload_statuses:
+        if (
+            self.admitted
+            and rt.throttle is not None
+            and response.status_code in rt.throttle.overload_statuses
+        ):
             # With throttling on, "overloaded" is the throttle's to judge, in proportion; a
             # breaker counting it too would open on the throttle's own surplus (K = 2 sends
-            # twice what the backend accepts, so half the calls sent are refused).
-            self.cancel()
+            # twice what the backend accepts, so half the calls sent are refused). The
+            # breaker gets its admission back without a verdict.
+            self.admitted = False
+            if rt.breaker is not None:
+                rt.breaker.release()
         if rt.config.fallback is not None and rt.failure_status(response.status_code):
             cause = httpx.HTTPStatusError(
                 f"{rt.name} answered {response.status_code}",

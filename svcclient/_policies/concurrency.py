@@ -25,8 +25,8 @@ it measures, as TCP congestion control does:
 
 Two algorithms, as Netflix describes them:
 
-``vegas`` (default) - TCP Vegas. ``rtt_noload`` is the smallest RTT seen. The queue the
-limit causes is estimated as
+``vegas`` (default) - TCP Vegas. ``rtt_noload`` is the smallest RTT seen, starting with
+a probe (below). The queue the limit causes is estimated as
 ``queue = ceil(limit x (1 - rtt_noload / rtt))``; with ``lg = max(1, int(log10(limit)))``:
 queue <= lg grows the limit by ``6 lg``, queue < ``3 lg`` by ``lg``, queue > ``6 lg`` shrinks
 it by ``lg``; a drop shrinks it by ``lg``. Samples taken while fewer than half the limit are
@@ -168,11 +168,13 @@ def _lg(limit: float) -> int:
 class VegasLimit:
     """The Vegas estimate (see the module docstring); ``update`` returns the limit to apply.
 
-    >>> v = VegasLimit(ConcurrencyPolicy(initial_limit=10), rng=lambda: 0.999)
-    >>> v.update(0.010, 10, False)   # the first sample only sets rtt_noload
-    10.0
-    >>> v.update(0.010, 10, False)   # no queueing: grow by 6 x lg(10)
-    16.0
+    >>> v = VegasLimit(ConcurrencyPolicy(initial_limit=12), rng=lambda: 0.999)
+    >>> v.limit                      # probing first: a quarter of the limit
+    3.0
+    >>> for _ in range(PROBE_SAMPLES):
+    ...     _ = v.update(0.010, 1, False)
+    >>> v.rtt_noload, v.update(0.010, 12, False)   # no queueing: grow by 6 x lg(12)
+    (0.01, 18.0)
     """
 
     __slots__ = (
@@ -194,7 +196,10 @@ class VegasLimit:
         self.estimate = float(policy.initial_limit)
         self.rtt_noload = 0.0
         self.probes = 0
-        self.probing = False
+        # Start with a probe: the first calls may already queue at the server if
+        # initial_limit is above its concurrency, and a queued RTT taken as the no-load
+        # one would let the limit grow past the server's knee until the next probe.
+        self.probing = True
         self.probe_min = math.inf
         self.probe_seen = 0
         self._lo = float(policy.min_limit)
