@@ -21,6 +21,7 @@ overrides the built-in defaults.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -96,7 +97,9 @@ class ServiceConfig:
     ``["127.0.0.1:5353"]`` point DNS at a chosen server; the search list and ``ndots``
     still come from resolv.conf unless ``dns_search`` gives them (``[]``: none).
     ``dns_allow_addresses`` (networks) lets link-local/multicast/unspecified answers
-    through, which are dropped otherwise.
+    through, which are dropped otherwise. ``max_connection_age`` (300 s, ±10 % jitter;
+    None: never) retires a pooled connection between requests once it is that old, so
+    kube-proxy can spread a ClusterIP's connections over pods that joined since.
 
     >>> ServiceConfig("user-service", url="http://user-service:3000", timeout=1.0)
     """
@@ -117,6 +120,7 @@ class ServiceConfig:
     deadline_header: str | None = None
     max_connections: int = 100
     max_keepalive_connections: int = 20
+    max_connection_age: float | None = 300.0
     keepalive_expiry: float = 5.0
     http2: bool = False
     verify: bool = True
@@ -144,6 +148,11 @@ class ServiceConfig:
                 raise ConfigError(name, key, value, "must be a number of seconds > 0")
         if self.port is not None and not 0 < self.port < 65536:
             raise ConfigError(name, "port", self.port, "not a TCP port")
+        age = self.max_connection_age
+        if age is not None and (
+            isinstance(age, bool) or not isinstance(age, int | float) or not 0 < age < math.inf
+        ):
+            raise ConfigError(name, "max_connection_age", age, "must be seconds > 0 or None")
         if self.resolve not in _RESOLVE_MODES:
             raise ConfigError(name, "resolve", self.resolve, f"one of {', '.join(_RESOLVE_MODES)}")
         if self.max_connections < 1 or self.max_keepalive_connections < 0:

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import functools
 import ssl
+import time
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import httpcore
 import httpx
 
 from .._endpoint import Endpoint
+from .connection_age import AgedAsyncBackend, AgedBackend
 
 __all__ = ["AsyncPinnedTransport", "PinnedTransport", "transport_options"]
 
@@ -122,21 +124,37 @@ def _pool_kwargs(options: _Options) -> dict[str, typing.Any]:
 class PinnedTransport(httpx.HTTPTransport):
     """An ``httpx.HTTPTransport`` whose connections all go to ``endpoint``."""
 
-    def __init__(self, endpoint: Endpoint, options: _Options) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        options: _Options,
+        *,
+        max_age: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(**options)
+        backend: httpcore.NetworkBackend = _PinnedBackend(endpoint)
+        if max_age is not None:
+            backend = AgedBackend(backend, max_age, clock=clock)
         # httpx has no public hook for the network backend; the pool is rebuilt with one.
-        self._pool = httpcore.ConnectionPool(
-            network_backend=_PinnedBackend(endpoint), **_pool_kwargs(options)
-        )
+        self._pool = httpcore.ConnectionPool(network_backend=backend, **_pool_kwargs(options))
         self.endpoint = endpoint
 
 
 class AsyncPinnedTransport(httpx.AsyncHTTPTransport):
     """An ``httpx.AsyncHTTPTransport`` whose connections all go to ``endpoint``."""
 
-    def __init__(self, endpoint: Endpoint, options: _Options) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        options: _Options,
+        *,
+        max_age: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(**options)
-        self._pool = httpcore.AsyncConnectionPool(
-            network_backend=_AsyncPinnedBackend(endpoint), **_pool_kwargs(options)
-        )
+        backend: httpcore.AsyncNetworkBackend = _AsyncPinnedBackend(endpoint)
+        if max_age is not None:
+            backend = AgedAsyncBackend(backend, max_age, clock=clock)
+        self._pool = httpcore.AsyncConnectionPool(network_backend=backend, **_pool_kwargs(options))
         self.endpoint = endpoint

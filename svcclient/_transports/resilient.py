@@ -163,9 +163,10 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
         return _read_body(transport.handle_request(request), request)
 
     def _new_pool(self, endpoint: Endpoint) -> httpx.BaseTransport:
-        if endpoint == self.runtime.origin:
+        age = self.config.max_connection_age
+        if endpoint == self.runtime.origin and age is None:
             return httpx.HTTPTransport(**self._options)
-        return PinnedTransport(endpoint, self._options)
+        return PinnedTransport(endpoint, self._options, max_age=age, clock=self.runtime.clock)
 
     def _refresh(self) -> None:
         rt = self.runtime

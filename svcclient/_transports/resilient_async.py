@@ -244,9 +244,10 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         return await _read_body(await transport.handle_async_request(request), request)
 
     def _new_pool(self, endpoint: Endpoint) -> httpx.AsyncBaseTransport:
-        if endpoint == self.runtime.origin:
+        age = self.config.max_connection_age
+        if endpoint == self.runtime.origin and age is None:
             return httpx.AsyncHTTPTransport(**self._options)
-        return AsyncPinnedTransport(endpoint, self._options)
+        return AsyncPinnedTransport(endpoint, self._options, max_age=age, clock=self.runtime.clock)
 
     async def _first_resolution(self, call: Call) -> None:
         # Another task (or thread) holds the first refresh: wait for it, bounded.
