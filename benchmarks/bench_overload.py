@@ -9,8 +9,9 @@ schedule whatever the earlier ones are doing), on a fresh client; the server's c
 reset between contenders.
 
 Contenders: bare ``httpx.AsyncClient``; svcclient with its current defaults (retries with a
-budget, breaker, bulkhead); svcclient with adaptive throttling (``ThrottlePolicy()``); with an
-adaptive concurrency limit (``ConcurrencyPolicy()``: Vegas, and Gradient2); with both.
+budget, breaker, bulkhead); svcclient with adaptive throttling (``ThrottlePolicy()``, and
+with ``k=1.5``); with an adaptive concurrency limit (``ConcurrencyPolicy()``: Vegas, and
+Gradient2); with both. ``--quick`` runs the first four of these for 3 s each.
 
 Reported per contender:
 
@@ -75,6 +76,7 @@ CONTENDERS = {
     "gradient2": "svcclient + concurrency (gradient2)",
     "both": "svcclient + throttle + vegas",
 }
+QUICK = ("httpx", "defaults", "throttle", "vegas")  # --quick (CI) runs only these
 LOCAL = ("throttled", "limited", "breaker_open", "bulkhead_full")
 
 Outcome = tuple[str, float]  # (kind, seconds)
@@ -298,7 +300,7 @@ def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, A
     with CapacityProcess(CAPACITY) as srv:
         out["noload"] = asyncio.run(_noload(srv.url, p["noload_requests"]))
         for name in CONTENDERS:
-            if only is not None and name not in only:
+            if name not in (only or (QUICK if quick else CONTENDERS)):
                 continue
             out["contenders"][name] = _contender(name, srv, p["seconds"])
             time.sleep(0.5)  # let the server's queue drain between contenders

@@ -354,6 +354,8 @@ _POLICY_KEYS: Final = (
     "outlier.base_ejection_time",
     "bulkhead",
     "hedge",
+    "throttle.k",
+    "concurrency.algorithm",
     "resolve",
     "dns_nameservers",
 )
