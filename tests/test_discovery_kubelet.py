@@ -21,11 +21,28 @@ def test_user_beside_user_service_never_crashes(order: tuple[Service, Service]) 
     env = kubelet_environ(order)
     d = discover("user", "http://user:3000", environ=env, namespace_file=NO_NS)
     if env["USER_SERVICE_PORT"].startswith("tcp://"):
-        # user-service's Docker-link variable clobbered user's port: a noted non-match.
-        assert d.source == "default"
+        # user-service's Docker-link variable clobbered user's port: noted, and user's own
+        # link variables (USER_PORT_3000_TCP, checked against its cluster IP) list 3000.
         assert "is not a port" in d.tried[1]
-    else:
-        assert (d.source, d.url) == ("kubernetes_env", "http://10.96.0.5:3000")
+    assert (d.source, d.url) == ("kubernetes_env", "http://10.96.0.5:3000")
+
+
+@pytest.mark.parametrize("order", [(USER, USER_SERVICE), (USER_SERVICE, USER)])
+def test_clobbered_first_port_comes_from_the_link_variable(order: tuple[Service, Service]) -> None:
+    """No default URL, USER_SERVICE_PORT clobbered: USER_PORT=tcp://<user's ip>:3000 gives it."""
+    d = discover("user", environ=kubelet_environ(order), namespace_file=NO_NS)
+    assert (d.source, d.url) == ("kubernetes_env", "http://10.96.0.5:3000")
+
+
+def test_link_variable_of_another_ip_is_ignored() -> None:
+    """A tcp:// value naming a different address is not taken as this Service's port."""
+    env = {
+        "USER_SERVICE_HOST": "10.96.0.5",
+        "USER_SERVICE_PORT": "tcp://10.96.12.34:3000",
+        "USER_PORT": "tcp://10.96.99.99:4000",
+    }
+    d = discover("user", environ=env, namespace_file=NO_NS)
+    assert d.source == "cluster_dns"
 
 
 @pytest.mark.parametrize("order", [(USER_NAMED, USER_SERVICE), (USER_SERVICE, USER_NAMED)])

@@ -108,6 +108,22 @@ _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DOCKER_LINK_SUFFIX = re.compile(r"^\d+_(TCP|UDP|SCTP)(_PORT|_PROTO|_ADDR)?$")
 
 
+_LINK_VAR = re.compile(r"^_PORT_(\d+)_TCP$")
+
+
+def _link_port(value: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int | None:
+    """The port of ``tcp://<ip>:<port>`` when the address is ``ip``, else None."""
+    rest = value.strip()
+    if not rest.startswith("tcp://"):
+        return None
+    host, _, port = rest[6:].rpartition(":")
+    try:
+        same = ipaddress.ip_address(host.strip("[]")) == ip
+    except ValueError:
+        return None
+    return _port_value(port) if same else None
+
+
 def is_service_name(name: str) -> bool:
     """True for a Kubernetes Service name (a DNS-1035 label): ``user-service``, not
     ``user.service``, ``user_service`` or ``User``."""
@@ -144,14 +160,28 @@ def _kubernetes_env(
             value_port = _port_value(value)
             if value_port is not None:
                 named[var[len(pfx) :]] = value_port
+    # The Docker-link variables <NAME>_PORT=tcp://<ip>:<port> and <NAME>_PORT_<port>_TCP
+    # name the Service's ports too; checked against the cluster IP, they cannot be another
+    # Service's (whose variables would be <NAME>_<X>_PORT...).
+    link_ports = {
+        int(m.group(1))
+        for var, value in env.items()
+        if (m := _LINK_VAR.match(var[len(prefix) :]))
+        and var.startswith(prefix + "_PORT_")
+        and _link_port(value, ip) == int(m.group(1))
+    }
+    link_first = _link_port(env.get(f"{prefix}_PORT", ""), ip)
     notes: list[str] = []
     if first_raw and first is None:
         # e.g. USER_SERVICE_PORT=tcp://... is Service user-service's Docker-link variable
         notes.append(f"{port_key}={first_raw!r} is not a port (another Service's variable?)")
+        if link_first is not None:
+            first = link_first
+            notes.append(f"first port {first} from {prefix}_PORT")
     wanted = default.port if default is not None else None
     port: int
     if wanted is not None:
-        listed = set(named.values()) | ({first} if first is not None else set())
+        listed = set(named.values()) | link_ports | ({first} if first is not None else set())
         if wanted not in listed:
             seen = ", ".join(str(p) for p in sorted(listed)) or "none"
             notes.append(f"the default URL's port {wanted} is not a port of the Service ({seen})")
