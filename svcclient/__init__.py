@@ -35,7 +35,7 @@ from ._exceptions import (
 )
 from ._observability.hooks import AttemptInfo, CallInfo, Hooks
 from ._observability.instrument import default_service_name, instrument
-from ._observability.otel import TracingHooks, redact_url
+from ._observability.otel import TracingHooks
 from ._observability.prometheus import DEFAULT_BUCKETS, PrometheusHooks
 from ._observability.routes import RouteTable, normalize_route
 from ._policies.breaker.guard import CircuitBreaker
@@ -50,6 +50,7 @@ from ._policies.hedge import HedgePolicy
 from ._policies.retry import RetryDecision, RetryPolicy
 from ._policies.retry_after import parse_retry_after
 from ._policies.throttle import Throttle, ThrottlePolicy
+from ._redact import redact_url
 from ._transports.resilient import ResilientTransport
 from ._transports.resilient_async import AsyncResilientTransport
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from ._redact import redact_text, redact_value
+
 __all__ = [
     "AttemptRecord",
     "BulkheadFullError",
@@ -58,12 +60,16 @@ class SvcClientError(Exception):
 class ConfigError(SvcClientError, ValueError):
     """A configuration value is invalid; names the service, the key and the value.
 
+    The message shows the value redacted (URL credentials, tokens); ``.value`` keeps it
+    as given, for programs.
+
     >>> raise ConfigError("user-service", "timeout", -1, "must be > 0")
     """
 
     def __init__(self, service: str | None, key: str, value: object, reason: str) -> None:
-        where = f"{service}: " if service else ""
-        super().__init__(f"{where}{key}={value!r}: {reason}", service=service)
+        where = f"{redact_value(service)[1:-1]}: " if isinstance(service, str) and service else ""
+        message = f"{where}{key}={redact_value(value)}: {redact_text(reason)}"
+        super().__init__(message, service=service)
         self.key = key
         self.value = value
         self.reason = reason
@@ -86,7 +92,7 @@ class RequestFailedError(SvcClientError, httpx.TransportError):
         # What httpx.RequestError.__init__ does, minus three chained __init__ calls: a
         # rejection is on the fast-fail path and should cost well under a microsecond.
         # ``_request`` is httpx's slot behind ``.request`` (pinned in test_httpx_private).
-        Exception.__init__(self, message)
+        Exception.__init__(self, redact_text(message))
         self._request = request
         self.service = service
 
@@ -102,11 +108,13 @@ class DiscoveryError(RequestFailedError):
         *,
         request: httpx.Request | None = None,
     ) -> None:
+        # Rules report URLs they found (with any credentials in them): redact each entry.
+        tried = tuple(redact_text(t) for t in tried)
         msg = f"cannot discover {service!r}; tried: " + "; ".join(tried)
         if detail:
             msg += f" ({detail})"
         super().__init__(msg, service=service, request=request)
-        self.tried = tuple(tried)
+        self.tried = tried
 
 
 class CircuitOpenError(RequestFailedError):

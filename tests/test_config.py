@@ -169,3 +169,73 @@ def test_invalid_toml_file_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.key == "path"
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "value"),
+    [
+        ("http2 = 'no'\n", "http2", "no"),
+        ("verify = 'false'\n", "verify", "false"),
+        ("deadline_header = 'Host'\n", "deadline_header", "Host"),
+        ("namespace = 'x@evil.example'\n", "namespace", "x@evil.example"),
+        ("port = 1.5\n", "port", 1.5),
+        ("timeout = '1.5'\n", "timeout", "1.5"),
+        ("[services.svc.breaker]\nwindow_duration = 1e306\n", "breaker.window_duration", 1e306),
+        ("[services.svc.breaker]\nvolume_threshold = true\n", "breaker.volume_threshold", True),
+        ("[services.svc.hedge]\nmax_hedges = true\n", "hedge.max_hedges", True),
+        ("dns_nameservers = ['resolver.example']\n", "dns_nameservers", "resolver.example"),
+    ],
+)
+def test_toml_values_keep_their_types(tmp_path: Path, body: str, key: str, value: object) -> None:
+    """TOML has real booleans and numbers: text or bools in their place are errors."""
+    path = tmp_path / "c.toml"
+    path.write_text(body if body.startswith("[") else "[services.svc]\n" + body)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert (info.value.service, info.value.key, info.value.value) == ("svc", key, value)
+
+
+def test_environment_text_is_parsed_into_the_field_type() -> None:
+    """Environment variables are text: numbers, booleans and lists are parsed from it."""
+    env = {
+        "SVCCLIENT_SVC__HTTP2": "yes",
+        "SVCCLIENT_SVC__TIMEOUT": "1.5",
+        "SVCCLIENT_SVC__RETRY_RETRY_STATUSES": "503, 429",
+        "SVCCLIENT_SVC__DNS_NAMESERVERS": "127.0.0.1:5353",
+    }
+    c = ServiceConfig.from_env("svc", environ=env)
+    assert c.http2 is True and c.timeout == 1.5
+    assert c.retry.retry_statuses == {429, 503}
+    assert c.dns_nameservers == ("127.0.0.1:5353",)
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "key"),
+    [
+        ("SVCCLIENT_SVC__BREAKER_WINDOW_DURATION", "1e400", "breaker.window_duration"),
+        ("SVCCLIENT_SVC__DEADLINE", "inf", "deadline"),
+        ("SVCCLIENT_SVC__PORT", "99999999999999999999999", "port"),
+        ("SVCCLIENT_SVC__HTTP2", "maybe", "http2"),
+    ],
+)
+def test_environment_errors_name_the_dotted_key(var: str, value: str, key: str) -> None:
+    """An env value out of range: ConfigError naming service and dotted key, no OverflowError."""
+    with pytest.raises(ConfigError) as info:
+        ServiceConfig.from_env("svc", environ={var: value})
+    assert (info.value.service, info.value.key) == ("svc", key)
+    assert str(info.value).startswith(f"svc: {key}=")
+
+
+def test_field_types_are_resolved_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading many services resolves each class's type hints once, not per service."""
+    import typing
+
+    from svcclient._config import model
+
+    calls = []
+    real = typing.get_type_hints
+    monkeypatch.setattr(model, "_HINTS", {})
+    monkeypatch.setattr(model.typing, "get_type_hints", lambda cls: calls.append(cls) or real(cls))
+    for i in range(20):
+        ServiceConfig.from_mapping(f"s{i}", {"timeout": 1.0, "retry": {"attempts": 2}})
+    assert len(calls) == len(set(calls)) <= 2

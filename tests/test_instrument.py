@@ -318,3 +318,43 @@ def test_real_server_sees_traceparent_of_client_span(server: str) -> None:
     labels = {"method": "GET", "route": "/users/{id}", "status_code": "200"}
     assert registry.get_sample_value(DUR, {**labels, "target_service": "127.0.0.1"}) == 1
     provider.shutdown()
+
+
+def test_string_namer_names_every_request(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """service_name="billing" labels every request billing, with nothing logged."""
+    client = instrument(
+        httpx.Client(transport=httpx.MockTransport(ok)),
+        service_name="billing",
+        hooks=[PrometheusHooks(registry)],
+    )
+    with caplog.at_level(logging.DEBUG, logger="svcclient"):
+        client.get("http://10.0.0.7/a")
+        client.get("http://users.svc/a")
+    assert count(registry, "billing", "/a") == 2
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("bad", [42, b"billing", ["billing"]])
+def test_bad_namer_is_refused_at_the_call(bad: object) -> None:
+    """A service_name that is not a str, mapping or callable is a TypeError at instrument()."""
+    with pytest.raises(TypeError, match="service_name"):
+        instrument(httpx.Client(transport=httpx.MockTransport(ok)), service_name=bad, hooks=[])  # type: ignore[arg-type]
+
+
+def test_default_hooks_follow_each_registry() -> None:
+    """Fresh registries (which may reuse a freed id) each get hooks that record into them."""
+    from svcclient._observability.defaults import default_hooks
+
+    missing = 0
+    for _ in range(300):
+        reg = CollectorRegistry()
+        client = instrument(
+            httpx.Client(transport=httpx.MockTransport(ok)), hooks=default_hooks(reg)
+        )
+        client.get("http://users.svc/a")
+        if count(reg, "users", "/a") != 1:
+            missing += 1
+        del client, reg
+    assert missing == 0

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
+from svcclient import ServiceClient
 from svcclient._exceptions import ConfigError
 from svcclient._observability import routes as _routes
-from svcclient._observability.routes import OTHER_ROUTE, RouteTable, normalize_route
+from svcclient._observability.routes import (
+    OTHER_ROUTE,
+    RouteTable,
+    normalize_route,
+    route_table,
+)
 
 
 @pytest.mark.parametrize(
@@ -27,10 +35,18 @@ from svcclient._observability.routes import OTHER_ROUTE, RouteTable, normalize_r
         ("/", "/"),
         ("", "/"),
         ("?q=1", "/"),
+        ("/users/u123/orders", "/users/{id}/orders"),
+        ("/orders/order-42", "/orders/{id}"),
+        ("/invoices/INV_2024_0017", "/invoices/{id}"),
+        ("/days/2026-12-01", "/days/{id}"),
+        (
+            "/reset/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpM",
+            "/reset/{id}",
+        ),
     ],
 )
 def test_ids_become_placeholders(path: str, route: str) -> None:
-    """Digits, UUIDs, long hex and opaque tokens become {id}; query and fragment go."""
+    """Digits, slug ids, dates, UUIDs, hex, JWTs and tokens become {id}; query and fragment go."""
     assert normalize_route(path) == route
 
 
@@ -43,6 +59,9 @@ def test_ids_become_placeholders(path: str, route: str) -> None:
         "/list-all-pending-invoices-for-customers",
         "/users/me",
         "/files/report.pdf",
+        "/v12/users",
+        "/hash/sha256",
+        "/page2",
     ],
 )
 def test_meaningful_segments_are_kept(path: str) -> None:
@@ -107,3 +126,47 @@ def test_bad_max_routes_is_a_config_error(bad: object) -> None:
     """max_routes must be a positive int."""
     with pytest.raises(ConfigError):
         RouteTable(max_routes=bad)  # type: ignore[arg-type]
+
+
+def test_cap_is_per_service_across_clients() -> None:
+    """Three clients of one service, 150 routes each: 100 route series plus other, not 301."""
+    registry = CollectorRegistry()
+    name = "routes-shared-cap"
+    clients = [
+        ServiceClient(
+            name,
+            url="http://127.0.0.1:9",
+            transport=httpx.MockTransport(lambda r: httpx.Response(200)),
+            registry=registry,
+            resolve="system",
+        )
+        for _ in range(3)
+    ]
+    for k, client in enumerate(clients):
+        for i in range(150):
+            assert client.get(f"/{_word(k * 150 + i)}").status_code == 200
+    routes = {
+        s.labels["route"]
+        for m in registry.collect()
+        if m.name == "http_request_duration_seconds"
+        for s in m.samples
+        if s.name.endswith("_count")
+    }
+    assert len(routes) == 101 and OTHER_ROUTE in routes
+    assert clients[0].resilient.runtime.routes is clients[2].resilient.runtime.routes
+    for client in clients:
+        client.close()
+
+
+def test_route_table_is_bounded_in_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the service cap, new service names share the 'other' table."""
+    monkeypatch.setattr(_routes, "_tables", {})
+    monkeypatch.setattr(_routes, "_MAX_SERVICES", 2)
+    a, b = route_table("svc-a"), route_table("svc-b")
+    assert a is not b
+    assert route_table("svc-c") is route_table("svc-d")
+    assert set(_routes._tables) == {"svc-a", "svc-b", OTHER_ROUTE}
+
+
+def _word(i: int) -> str:
+    return "r" + format(i, "b").replace("0", "a").replace("1", "b")

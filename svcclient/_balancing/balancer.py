@@ -40,6 +40,7 @@ from typing import Literal, get_args
 
 from .._endpoint import Endpoint
 from .._exceptions import ConfigError
+from .._validate import check_choice, check_header_name, check_seconds, check_token
 from .outlier import OutlierDetector, OutlierPolicy, Transition
 from .strategies import Affinity, EndpointStats, LeastLoaded, RoundRobin, Strategy
 
@@ -50,20 +51,6 @@ logger = logging.getLogger("svcclient")
 StrategyName = Literal["round_robin", "least_loaded", "affinity"]
 _STRATEGIES: tuple[str, ...] = get_args(StrategyName)
 _INF = math.inf
-
-
-def _check_seconds(key: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(None, key, value, "must be a number of seconds")
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(None, key, value, "must be a finite number > 0")
-
-
-def _check_token(key: str, value: object) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str) or not value or any(c.isspace() or c in ':;=,"' for c in value):
-        raise ConfigError(None, key, value, 'must be a non-empty name without spaces or :;=,"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +85,11 @@ class BalancingPolicy:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.strategy not in _STRATEGIES:
-            raise ConfigError(
-                None, "strategy", self.strategy, "must be one of " + ", ".join(_STRATEGIES)
-            )
-        _check_seconds("affinity_timeout", self.affinity_timeout)
-        _check_token("affinity_header", self.affinity_header)
-        _check_token("affinity_cookie", self.affinity_cookie)
-        _check_seconds("ewma_decay", self.ewma_decay)
+        check_choice("strategy", self.strategy, _STRATEGIES)
+        check_seconds("affinity_timeout", self.affinity_timeout)
+        check_header_name("affinity_header", self.affinity_header, optional=True)
+        check_token("affinity_cookie", self.affinity_cookie, optional=True)
+        check_seconds("ewma_decay", self.ewma_decay)
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 from .._endpoint import Endpoint
 from .._exceptions import ConfigError
+from .._validate import check_count, check_flag, check_number, check_seconds
 
 __all__ = ["EndpointHealth", "OutlierDetector", "OutlierPolicy", "Transition"]
 
@@ -53,13 +54,6 @@ Transition = tuple[Endpoint, bool]
 """``(endpoint, excluded)``: True when it left the healthy set, False when it returned."""
 
 _INF = math.inf
-
-
-def _check_time(key: str, value: object, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(None, key, value, "must be a number of seconds")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(None, key, value, "must be a finite number > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +80,9 @@ class OutlierPolicy:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        n = self.consecutive_failures
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(None, "consecutive_failures", n, "must be an integer >= 1")
-        _check_time("base_ejection_time", self.base_ejection_time)
-        _check_time("max_ejection_time", self.max_ejection_time)
+        check_count("consecutive_failures", self.consecutive_failures)
+        check_seconds("base_ejection_time", self.base_ejection_time)
+        check_seconds("max_ejection_time", self.max_ejection_time)
         if self.max_ejection_time < self.base_ejection_time:
             raise ConfigError(
                 None,
@@ -98,9 +90,7 @@ class OutlierPolicy:
                 self.max_ejection_time,
                 f"must be >= base_ejection_time ({self.base_ejection_time:g})",
             )
-        pct = self.max_ejection_percent
-        if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100:
-            raise ConfigError(None, "max_ejection_percent", pct, "must be between 0 and 100")
+        check_number("max_ejection_percent", self.max_ejection_percent, low=0, high=100)
         path = self.health_check_path
         if path is not None and (
             not isinstance(path, str) or not path.startswith("/") or any(c.isspace() for c in path)
@@ -108,9 +98,8 @@ class OutlierPolicy:
             raise ConfigError(
                 None, "health_check_path", path, "must be a path starting with '/', no spaces"
             )
-        _check_time("health_check_interval", self.health_check_interval)
-        if not isinstance(self.enabled, bool):
-            raise ConfigError(None, "enabled", self.enabled, "must be True or False")
+        check_seconds("health_check_interval", self.health_check_interval)
+        check_flag("enabled", self.enabled)
 
 
 class EndpointHealth:

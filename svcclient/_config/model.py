@@ -21,19 +21,19 @@ overrides the built-in defaults.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import httpx
 
 from .._balancing.balancer import BalancingPolicy
 from .._balancing.outlier import OutlierPolicy
+from .._discovery.dns import parse_nameserver, parse_networks
 from .._discovery.rules import parse_service_url
 from .._exceptions import ConfigError
 from .._policies.breaker.policy import BreakerPolicy
@@ -43,6 +43,16 @@ from .._policies.concurrency import ConcurrencyPolicy
 from .._policies.hedge import HedgePolicy
 from .._policies.retry import RetryPolicy
 from .._policies.throttle import ThrottlePolicy
+from .._validate import (
+    check_choice,
+    check_count,
+    check_dns_label,
+    check_dns_name,
+    check_flag,
+    check_header_name,
+    check_metric_prefix,
+    check_seconds,
+)
 from .env import env_overrides
 
 __all__ = ["ServiceConfig", "deep_merge", "load_config"]
@@ -62,6 +72,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "concurrency": ConcurrencyPolicy,
 }
 _NOT_FROM_FILE = frozenset({"name", "fallback"})
+_OPTIONAL = frozenset({"budget", "breaker", "bulkhead", "hedge", "throttle", "concurrency"})
 
 
 # The default bulkhead admits as many calls as the connection pool has connections and
@@ -138,25 +149,21 @@ class ServiceConfig:
 
     def __post_init__(self) -> None:
         name = self.name
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(None, "name", name, "a service needs a name")
-        if self.url is not None:
-            parse_service_url(self.url, service=name, key="url")
-        for key in ("timeout", "deadline", "dns_timeout", "keepalive_expiry"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ConfigError(name, key, value, "must be a number of seconds > 0")
-        if self.port is not None and not 0 < self.port < 65536:
-            raise ConfigError(name, "port", self.port, "not a TCP port")
-        age = self.max_connection_age
-        if age is not None and (
-            isinstance(age, bool) or not isinstance(age, int | float) or not 0 < age < math.inf
-        ):
-            raise ConfigError(name, "max_connection_age", age, "must be seconds > 0 or None")
-        if self.resolve not in _RESOLVE_MODES:
-            raise ConfigError(name, "resolve", self.resolve, f"one of {', '.join(_RESOLVE_MODES)}")
-        if self.max_connections < 1 or self.max_keepalive_connections < 0:
-            raise ConfigError(name, "max_connections", self.max_connections, "must be >= 1")
+        if not isinstance(name, str):
+            raise ConfigError(None, "name", name, "a service name is a string")
+        try:
+            if "://" in name:  # a URL given as the name (discovery then uses it as is)
+                url = parse_service_url(name, service=None, key="name")
+                if url.userinfo:
+                    reason = "a URL used as the name is a metric label: no credentials"
+                    raise ConfigError(None, "name", name, reason)
+            else:
+                check_dns_name("name", name, absolute=False)
+            self._check_fields()
+        except ConfigError as exc:
+            if exc.service is None:
+                raise ConfigError(name, exc.key, exc.value, exc.reason) from None
+            raise
         if type(self.bulkhead) is PoolBulkhead:
             # Left at the default: follow the pool size, and let queued calls wait as long
             # as their deadline allows.
@@ -164,14 +171,60 @@ class ServiceConfig:
                 POOL_BULKHEAD, max_concurrent=self.max_connections, wait_timeout=self.deadline
             )
             object.__setattr__(self, "bulkhead", sized)
-        if self.dns_nameservers is not None:
-            if isinstance(self.dns_nameservers, str):
-                object.__setattr__(self, "dns_nameservers", (self.dns_nameservers,))
-            object.__setattr__(self, "dns_nameservers", tuple(self.dns_nameservers or ()))
         for key in ("dns_search", "dns_allow_addresses"):
             if isinstance(getattr(self, key), list):
                 object.__setattr__(self, key, tuple(getattr(self, key)))
         self._check_cross_fields()
+
+    def _check_fields(self) -> None:
+        if self.url is not None:
+            if not isinstance(self.url, str):
+                raise ConfigError(None, "url", self.url, "must be a string")
+            parse_service_url(self.url, service=None, key="url")
+        for key in ("timeout", "deadline", "dns_timeout", "keepalive_expiry"):
+            check_seconds(key, getattr(self, key))
+        if self.max_connection_age is not None:
+            check_seconds("max_connection_age", self.max_connection_age)
+        check_dns_label("namespace", self.namespace, optional=True)
+        if self.port is not None:
+            check_count("port", self.port, low=1, high=65535)
+        check_dns_name("cluster_domain", self.cluster_domain)
+        check_choice("resolve", self.resolve, _RESOLVE_MODES)
+        servers = self.dns_nameservers
+        if servers is not None:
+            if isinstance(servers, str):
+                servers = (servers,)
+            if not isinstance(servers, list | tuple) or not servers:
+                reason = "must be a non-empty list of IP addresses (None: the system's)"
+                raise ConfigError(None, "dns_nameservers", servers, reason)
+            for server in servers:
+                if not isinstance(server, str):
+                    raise ConfigError(None, "dns_nameservers", server, "must be a string")
+                parse_nameserver(server)  # parsed now, so a typo fails here, not per client
+            object.__setattr__(self, "dns_nameservers", tuple(servers))
+        search = self.dns_search
+        if search is not None:
+            if not isinstance(search, list | tuple):
+                raise ConfigError(None, "dns_search", search, "must be a list of domains")
+            for domain in search:
+                check_dns_name("dns_search", domain)
+        allow = self.dns_allow_addresses
+        if not isinstance(allow, list | tuple) or not all(isinstance(a, str) for a in allow):
+            raise ConfigError(None, "dns_allow_addresses", allow, "must be a list of networks")
+        parse_networks(allow)
+        check_metric_prefix("metric_prefix", self.metric_prefix)
+        for key in ("use_srv", "http2", "verify"):
+            check_flag(key, getattr(self, key))
+        check_header_name("deadline_header", self.deadline_header, optional=True)
+        check_count("max_connections", self.max_connections)
+        check_count("max_keepalive_connections", self.max_keepalive_connections, low=0)
+        for key, cls in _SECTIONS.items():
+            value = getattr(self, key)
+            if not isinstance(value, cls) and (value is not None or key not in _OPTIONAL):
+                kind = f"a {cls.__name__}" + (" or None" if key in _OPTIONAL else "")
+                raise ConfigError(None, key, value, f"must be {kind}")
+        if self.fallback is not None and not callable(self.fallback):
+            raise ConfigError(None, "fallback", self.fallback, "must be a callable or None")
 
     def _check_cross_fields(self) -> None:
         name = self.name
@@ -284,67 +337,98 @@ def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
 def _field_types(cls: type[Any]) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    """Field name -> resolved type of a dataclass's init fields (resolved once per class)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        every = typing.get_type_hints(cls)
+        hints = _HINTS[cls] = {f.name: every[f.name] for f in dataclasses.fields(cls) if f.init}
+    return hints
 
 
-def _coerce(service: str, key: str, value: Any, hint: Any) -> Any:
-    """Turn TOML or environment text into the type a dataclass field declares."""
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def _coerce(service: str, key: str, value: Any, hint: Any, *, text: bool) -> Any:
+    """Check a TOML or code value against the type a dataclass field declares.
+
+    With ``text`` (environment variables) strings are parsed into that type first;
+    otherwise the value must already have it (TOML has real booleans and numbers).
+    """
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        empty = value is None or (isinstance(value, str) and value.strip().lower() in ("none", ""))
-        if empty and type(None) in args:
+        if value is None and type(None) in args:
+            return None
+        if text and type(None) in args and value.strip().lower() in ("none", ""):
             return None
         errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
-                return _coerce(service, key, value, arg)
+                return _coerce(service, key, value, arg, text=text)
             except ConfigError as exc:
                 errors.append(exc.reason)
         raise ConfigError(service, key, value, "; ".join(errors) or "wrong type")
     if origin is Literal:
-        if value not in args:
+        if text and isinstance(value, str):
+            value = value.strip()
+        if not isinstance(value, str) or value not in args:
             raise ConfigError(service, key, value, f"one of {', '.join(map(str, args))}")
         return value
     if hint is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
-            return True
-        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
-            return False
+        if text and isinstance(value, str):
+            word = value.strip().lower()
+            if word in _TRUE or word in _FALSE:
+                return word in _TRUE
         raise ConfigError(service, key, value, "expected true or false")
     if hint is int or hint is float:
-        if isinstance(value, bool):
-            raise ConfigError(service, key, value, f"expected {hint.__name__}")
-        try:
-            number = hint(value.strip()) if isinstance(value, str) else value
-        except ValueError as exc:
-            raise ConfigError(service, key, value, f"expected {hint.__name__}") from exc
-        if hint is float and isinstance(number, int):
-            number = float(number)
-        if not isinstance(number, hint):
-            raise ConfigError(service, key, value, f"expected {hint.__name__}")
-        return number
+        return _number(service, key, value, hint, text=text)
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(service, key, value, "expected a string")
         return value
     if origin in (tuple, frozenset):
         items = value
-        if isinstance(value, str):
+        if text and isinstance(value, str):
             items = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(items, list | tuple | set | frozenset):
             raise ConfigError(service, key, value, "expected a list")
         item_hint = args[0] if args else str
-        return origin(_coerce(service, key, v, item_hint) for v in items)
+        return origin(_coerce(service, key, v, item_hint, text=text) for v in items)
     return value
 
 
-def _build_policy(service: str, section: str, cls: type[Any], base: Any, data: Any) -> Any:
+def _number(service: str, key: str, value: Any, hint: type[Any], *, text: bool) -> Any:
+    name = hint.__name__
+    if isinstance(value, bool):
+        raise ConfigError(service, key, value, f"expected {name}")
+    number = value
+    if text and isinstance(value, str):
+        try:
+            number = hint(value.strip())
+        except ValueError:
+            raise ConfigError(service, key, value, f"expected {name}") from None
+    if hint is float and isinstance(number, int) and not isinstance(number, bool):
+        try:
+            number = float(number)
+        except OverflowError:
+            raise ConfigError(service, key, value, "must be a finite number") from None
+    if not isinstance(number, hint):
+        raise ConfigError(service, key, value, f"expected {name}")
+    return number
+
+
+def _build_policy(
+    service: str, section: str, cls: type[Any], base: Any, data: Any, *, text: bool
+) -> Any:
     if data is None or data is False:
         return None
     if isinstance(data, cls):
@@ -354,14 +438,12 @@ def _build_policy(service: str, section: str, cls: type[Any], base: Any, data: A
     if not isinstance(data, Mapping):
         raise ConfigError(service, section, data, "expected a table of policy settings")
     hints = _field_types(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     for key, raw in data.items():
-        if key not in names:
-            raise ConfigError(
-                service, f"{section}.{key}", raw, f"unknown key; known: {', '.join(sorted(names))}"
-            )
-        values[key] = _coerce(service, f"{section}.{key}", raw, hints[key])
+        if not isinstance(key, str) or key not in hints:
+            known = ", ".join(sorted(hints))
+            raise ConfigError(service, f"{section}.{key}", raw, f"unknown key; known: {known}")
+        values[key] = _coerce(service, f"{section}.{key}", raw, hints[key], text=text)
     if base is not None and type(base) is not cls:
         # A derived default (PoolBulkhead) edited by the user becomes the user's own policy.
         base = cls(**{f.name: getattr(base, f.name) for f in dataclasses.fields(cls)})
@@ -376,17 +458,19 @@ def _build_policy(service: str, section: str, cls: type[Any], base: Any, data: A
 def _apply(config: ServiceConfig, data: Mapping[str, Any], *, source: str) -> ServiceConfig:
     name = config.name
     hints = _field_types(ServiceConfig)
-    known = {f.name for f in dataclasses.fields(ServiceConfig)}
+    text = source == "env"
     values: dict[str, Any] = {}
     for key, raw in data.items():
-        if key not in known or (source != "override" and key in _NOT_FROM_FILE):
-            raise ConfigError(name, key, raw, f"unknown key; known: {', '.join(sorted(known))}")
+        if key not in hints or (source != "override" and key in _NOT_FROM_FILE):
+            known = ", ".join(sorted(hints))
+            raise ConfigError(name, str(key), raw, f"unknown key; known: {known}")
         if key in _SECTIONS:
-            values[key] = _build_policy(name, key, _SECTIONS[key], getattr(config, key), raw)
+            base = getattr(config, key)
+            values[key] = _build_policy(name, key, _SECTIONS[key], base, raw, text=text)
         elif source == "override" and key == "fallback":
             values[key] = raw
         else:
-            values[key] = _coerce(name, key, raw, hints[key])
+            values[key] = _coerce(name, key, raw, hints[key], text=text)
     try:
         return dataclasses.replace(config, **values)
     except ConfigError as exc:

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Final, TypeVar
 import httpx
 
 from .._classify import classify_error
+from .._exceptions import ConfigError
 from .hooks import AttemptInfo, CallInfo, Hooks, HookTable, enter_attempt, fire, leave_attempt
-from .routes import OTHER_ROUTE, RouteTable
+from .routes import OTHER_ROUTE, route_table
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -39,7 +40,7 @@ __all__ = [
 
 logger = logging.getLogger("svcclient")
 
-ServiceNamer = Callable[[str], str] | Mapping[str, str]
+ServiceNamer = str | Callable[[str], str] | Mapping[str, str]
 
 # Distinct target services one instrumented client reports before folding into "other"
 # a client that follows arbitrary URLs must not explode the target_service label.
@@ -85,7 +86,6 @@ class _Observer:
         "_namer",
         "_request_end",
         "_request_start",
-        "_routes",
         "_services",
         "hooks",
     )
@@ -100,7 +100,6 @@ class _Observer:
         self._namer = namer
         self._services: dict[str, str] = {}
         self._known: set[str] = set()
-        self._routes: dict[str, RouteTable] = {}
         self._lock = threading.Lock()
 
     def service(self, host: str) -> str:
@@ -110,7 +109,9 @@ class _Observer:
         namer = self._namer
         name = None
         try:
-            if isinstance(namer, Mapping):
+            if isinstance(namer, str):
+                name = namer
+            elif isinstance(namer, Mapping):
                 name = namer.get(host)
             elif namer is not None:
                 name = namer(host)
@@ -129,10 +130,7 @@ class _Observer:
         return name
 
     def route(self, service: str, request: httpx.Request) -> str:
-        table = self._routes.get(service)
-        if table is None:
-            with self._lock:
-                table = self._routes.setdefault(service, RouteTable())
+        table = route_table(service)
         explicit = request.extensions.get("route")
         return table.route(request.url.path, explicit if isinstance(explicit, str) else None)
 
@@ -229,8 +227,10 @@ def instrument(
 ) -> _C:
     """Add svcclient metrics and spans to an existing httpx client; returns the client.
 
-    ``service_name`` maps a request's host to ``target_service``: a function, or a
-    mapping (hosts it lacks use the default rule, :func:`default_service_name`).
+    ``service_name`` names ``target_service``: a string (every request), a function of
+    the request's host, or a mapping of hosts (hosts it lacks use the default rule,
+    :func:`default_service_name`). Anything else is a ``TypeError`` here, not on every
+    request.
     ``hooks`` replace the default observers, ``PrometheusHooks(registry)`` and
     ``TracingHooks()``. Instrumenting a client again replaces its observers.
 
@@ -240,6 +240,15 @@ def instrument(
         client.get("http://users.prod.svc.cluster.local/users/42")
         # http_request_duration_seconds{target_service="users", route="/users/{id}", ...}
     """
+    if not (
+        service_name is None or isinstance(service_name, str | Mapping) or callable(service_name)
+    ):
+        raise TypeError(
+            "instrument(service_name=...) takes a str, a mapping of hosts or a callable, "
+            f"not {type(service_name).__name__}"
+        )
+    if isinstance(service_name, str) and not service_name.strip():
+        raise ConfigError(None, "service_name", service_name, "must not be empty")
     if hooks is None:
         from .otel import TracingHooks
         from .prometheus import PrometheusHooks

@@ -46,7 +46,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from opentelemetry import context as _otel_context
 from opentelemetry import metrics as _otel_metrics
@@ -64,6 +64,7 @@ from opentelemetry.trace import (
     TracerProvider,
 )
 
+from .._redact import redact_url
 from .hooks import (
     KNOWN_METHODS,
     OTEL_DURATION_BUCKETS,
@@ -73,9 +74,6 @@ from .hooks import (
     Hooks,
 )
 from .routes import OTHER_ROUTE
-
-if TYPE_CHECKING:
-    import httpx
 
 __all__ = ["KNOWN_METHODS", "TRACE_ID_STATE_KEY", "TracingHooks", "redact_url"]
 
@@ -171,50 +169,6 @@ class _Suppressed:
 
 def _noop_tracer_provider(tp: TracerProvider) -> bool:
     return isinstance(tp, NoOpTracerProvider | ProxyTracerProvider)
-
-
-def _redact_query(query: str) -> str:
-    parts = []
-    for item in query.split("&"):
-        if not item:
-            continue
-        key, eq, _ = item.partition("=")
-        parts.append(f"{key}=REDACTED" if eq else key)
-    return "&".join(parts)
-
-
-def redact_url(url: str | httpx.URL) -> str:
-    """``url`` without secrets: credentials and query values replaced, fragment dropped.
-
-    Follows the ``url.full`` rule of the OpenTelemetry conventions: userinfo becomes
-    ``REDACTED:REDACTED``. Query parameter names are kept (they help debugging) but every
-    value becomes ``REDACTED`` because tokens and signatures travel there.
-
-    >>> redact_url("https://bob:pw@api.example.com/a?token=abc&page=2#top")
-    'https://REDACTED:REDACTED@api.example.com/a?token=REDACTED&page=REDACTED'
-    """
-    s = str(url)
-    hash_at = s.find("#")
-    if hash_at != -1:
-        s = s[:hash_at]
-    query = ""
-    q_at = s.find("?")
-    if q_at != -1:
-        s, query = s[:q_at], s[q_at + 1 :]
-    start = s.find("://")
-    start = 0 if start == -1 else start + 3
-    end = s.find("/", start)
-    if end == -1:
-        end = len(s)
-    at = s.rfind("@", start, end)
-    if at != -1:
-        creds = "REDACTED:REDACTED@" if ":" in s[start:at] else "REDACTED@"
-        s = s[:start] + creds + s[at + 1 :]
-    if query:
-        redacted = _redact_query(query)
-        if redacted:
-            s = f"{s}?{redacted}"
-    return s
 
 
 def _method(method: str) -> str:

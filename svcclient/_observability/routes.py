@@ -11,12 +11,17 @@ Theory of operation:
 
 * :func:`normalize_route` is pure: it drops the query string and fragment, then replaces
   each path segment that looks like an identifier with ``{id}``. A segment is an
-  identifier when it is all digits, a UUID, a hex string of 16+ characters (object ids,
-  hashes), or a URL-safe base64-ish token of 24+ characters that mixes letters and digits.
-* :class:`RouteTable` (one per target service) caches path → route so the hot path is one
-  dict lookup, and admits at most ``max_routes`` distinct routes; later new routes are
-  reported as ``"other"``. The path cache is bounded too (it is cleared when full), since
-  raw paths are unbounded by nature.
+  identifier when it is all digits, a slug id (a short word and a number of 2+ digits:
+  ``u123``, ``order-42``; not an API version such as ``v2``), numbers joined by
+  separators (``2026-12-01``), or a token as the redactor sees it
+  (:func:`svcclient._redact.is_token`: UUIDs, JWTs, long hex, base64/base64url), so a
+  route label never holds what a span would redact.
+* :class:`RouteTable` (one per target service *per process*: :func:`route_table` hands
+  every client of a service the same table, so three clients of one service still
+  report at most ``max_routes`` routes, not three times as many) caches path -> route
+  so the hot path is one dict lookup, and admits at most ``max_routes`` distinct routes;
+  later new routes are reported as ``"other"``. The path cache is bounded too (it is
+  cleared when full), since raw paths are unbounded by nature.
 """
 
 from __future__ import annotations
@@ -25,24 +30,21 @@ import re
 import threading
 from typing import Final
 
-from .._exceptions import ConfigError
+from .._redact import is_token
+from .._validate import check_count
 
-__all__ = ["OTHER_ROUTE", "RouteTable", "normalize_route"]
+__all__ = ["OTHER_ROUTE", "RouteTable", "normalize_route", "route_table"]
 
 OTHER_ROUTE: Final = "other"
 """The route reported once a service has ``max_routes`` distinct routes."""
 
 ID_PLACEHOLDER: Final = "{id}"
 
-_UUID: Final = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE
-)
-_LONG_HEX: Final = re.compile(r"[0-9a-f]{16,}", re.IGNORECASE)
-# Opaque tokens (base64/base64url ids, JWT-like parts). Requiring both a digit and a letter
-# keeps long readable slugs such as "list-all-pending-invoices" intact.
-_TOKEN: Final = re.compile(r"[A-Za-z0-9_\-]{24,}={0,2}")
-_HAS_DIGIT: Final = re.compile(r"\d")
-_HAS_ALPHA: Final = re.compile(r"[A-Za-z]")
+# Slug ids: a short word and a number ("u123", "order-42", "INV_2024_0017"), or numbers
+# joined by separators (dates, "12-7"). API versions ("v1", "v12") are routes, not ids.
+_SLUG_ID: Final = re.compile(r"(?:[A-Za-z]{1,12}[-_.:]?)?\d{2,}(?:[-_.:]\d+)*|\d+(?:[-_.:]\d+)+")
+_VERSION: Final = re.compile(r"v\d{1,3}", re.IGNORECASE)
+_NOT_IDS: Final = frozenset({"sha224", "sha256", "sha384", "sha512", "base64", "x86_64"})
 
 # Bound on the path -> route cache; raw paths carry ids so this dict would grow forever.
 _PATH_CACHE_MAX: Final = 10_000
@@ -51,19 +53,14 @@ _PATH_CACHE_MAX: Final = 10_000
 def _is_id(segment: str) -> bool:
     if segment.isdigit():
         return True
-    n = len(segment)
-    if n < 16:
-        return False
-    if n == 36 and _UUID.fullmatch(segment):
+    if (
+        segment[-1:].isdigit()
+        and _SLUG_ID.fullmatch(segment)
+        and not _VERSION.fullmatch(segment)
+        and segment.lower() not in _NOT_IDS
+    ):
         return True
-    if _LONG_HEX.fullmatch(segment):
-        return True
-    return bool(
-        n >= 24
-        and _TOKEN.fullmatch(segment)
-        and _HAS_DIGIT.search(segment)
-        and _HAS_ALPHA.search(segment)
-    )
+    return is_token(segment)
 
 
 def normalize_route(path: str) -> str:
@@ -110,9 +107,7 @@ class RouteTable:
     __slots__ = ("_admitted", "_cache", "_lock", "max_routes")
 
     def __init__(self, max_routes: int = 100) -> None:
-        if not isinstance(max_routes, int) or isinstance(max_routes, bool) or max_routes < 1:
-            raise ConfigError(None, "max_routes", max_routes, "must be an int >= 1")
-        self.max_routes = max_routes
+        self.max_routes = check_count("max_routes", max_routes)
         self._cache: dict[str, str] = {}
         self._admitted: set[str] = set()
         self._lock = threading.Lock()
@@ -153,3 +148,31 @@ class RouteTable:
 
     def __repr__(self) -> str:
         return f"RouteTable(max_routes={self.max_routes}, routes={len(self._admitted)})"
+
+
+# Distinct service names with their own table; more (a client following arbitrary hosts)
+# share one, so this dict is bounded like everything else on the label path.
+_MAX_SERVICES: Final = 10_000
+_tables: dict[str, RouteTable] = {}
+_tables_lock = threading.Lock()
+
+
+def route_table(service: str) -> RouteTable:
+    """The process-wide :class:`RouteTable` of ``service``, shared by all its clients.
+
+    >>> route_table("user-service") is route_table("user-service")
+    True
+    """
+    table = _tables.get(service)
+    if table is not None:
+        return table
+    with _tables_lock:
+        table = _tables.get(service)
+        if table is None:
+            key = service if len(_tables) < _MAX_SERVICES else OTHER_ROUTE
+            table = _tables.get(key)
+            if table is None:
+                table = _tables[key] = RouteTable()
+            if key == service:
+                return table
+        return table

@@ -33,7 +33,7 @@ from .._exceptions import (
     ThrottledError,
 )
 from .._observability.hooks import Hooks, HookTable, fire
-from .._observability.routes import RouteTable
+from .._observability.routes import RouteTable, route_table
 from .._policies.breaker.guard import CircuitBreaker
 from .._policies.breaker.registry import breakers
 from .._policies.budget import RetryBudget
@@ -138,7 +138,7 @@ class ServiceRuntime:
             if config.budget is not None and config.hedge is not None
             else None
         )
-        self.routes = RouteTable()
+        self.routes: RouteTable = route_table(config.name)
         self.retry = config.retry
         t = config.timeout
         self.attempt_timeouts = {"connect": t, "read": t, "write": t, "pool": t}

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from .._exceptions import ConfigError
+from .._validate import check_number, check_seconds
 
 __all__ = ["BUCKETS", "BudgetPolicy", "BudgetStats", "RetryBudget"]
 
@@ -67,20 +67,9 @@ class BudgetPolicy:
     min_retries_per_second: float = 10.0
 
     def __post_init__(self) -> None:
-        _check_number("ratio", self.ratio, allow_zero=True)
-        _check_number("window", self.window, allow_zero=False)
-        _check_number("min_retries_per_second", self.min_retries_per_second, allow_zero=True)
-
-
-def _check_number(key: str, value: object, *, allow_zero: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(None, key, value, "must be a number")
-    if not math.isfinite(value):
-        raise ConfigError(None, key, value, "must be finite")
-    if allow_zero and value < 0:
-        raise ConfigError(None, key, value, "must be >= 0")
-    if not allow_zero and value <= 0:
-        raise ConfigError(None, key, value, "must be > 0")
+        check_number("ratio", self.ratio, low=0, high=1e6)
+        check_seconds("window", self.window)
+        check_number("min_retries_per_second", self.min_retries_per_second, low=0, high=1e9)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,6 @@ anyio runs on, asyncio or trio (:class:`AsyncBulkhead`, one ``anyio.Event`` per 
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -29,7 +28,8 @@ from typing import Generic, TypeVar
 
 import anyio
 
-from .._exceptions import BulkheadFullError, ConfigError
+from .._exceptions import BulkheadFullError
+from .._validate import check_count, check_seconds
 
 __all__ = ["AsyncBulkhead", "Bulkhead", "BulkheadPolicy"]
 
@@ -54,13 +54,9 @@ class BulkheadPolicy:
     wait_timeout: float = 1.0
 
     def __post_init__(self) -> None:
-        for key, low in (("max_concurrent", 1), ("max_waiting", 0)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(None, key, value, f"must be an integer >= {low}")
-        t = self.wait_timeout
-        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t < math.inf:
-            raise ConfigError(None, "wait_timeout", t, "must be a finite number >= 0")
+        check_count("max_concurrent", self.max_concurrent)
+        check_count("max_waiting", self.max_waiting, low=0)
+        check_seconds("wait_timeout", self.wait_timeout, zero=True)
 
 
 def _wait(policy: BulkheadPolicy, timeout: float | None) -> float:

@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from .._exceptions import ConfigError
+from .._validate import check_choice, check_count, check_number, check_seconds
 from .throttle import DEFAULT_OVERLOAD_STATUSES, status_set
 
 __all__ = [
@@ -79,11 +80,6 @@ _DEFAULT_SMOOTHING: Final = {"vegas": 1.0, "gradient2": 0.2}
 _DROP_ERRORS: Final = frozenset({"read_timeout", "connect_timeout"})
 PROBE_SAMPLES: Final = 5
 """Samples at ``min_limit`` in flight whose minimum becomes Vegas' new no-load RTT."""
-
-
-def _integer(key: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(None, key, value, f"must be an integer >= {low}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,30 +119,22 @@ class ConcurrencyPolicy:
     overload_statuses: frozenset[int] = DEFAULT_OVERLOAD_STATUSES
 
     def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise ConfigError(None, "algorithm", self.algorithm, "one of vegas, gradient2")
-        _integer("min_limit", self.min_limit, 1)
-        _integer("max_limit", self.max_limit, self.min_limit)
-        _integer("initial_limit", self.initial_limit, self.min_limit)
+        check_choice("algorithm", self.algorithm, ALGORITHMS)
+        check_count("min_limit", self.min_limit)
+        check_count("max_limit", self.max_limit, low=self.min_limit)
+        check_count("initial_limit", self.initial_limit, low=self.min_limit)
         if self.initial_limit > self.max_limit:
             raise ConfigError(
                 None, "initial_limit", self.initial_limit, f"exceeds max_limit {self.max_limit}"
             )
-        s = self.smoothing
-        if s is not None and (
-            isinstance(s, bool) or not isinstance(s, int | float) or not 0.0 < s <= 1.0
-        ):
-            raise ConfigError(None, "smoothing", s, "must be a number in (0, 1]")
-        _integer("probe_multiplier", self.probe_multiplier, 1)
-        t = self.rtt_tolerance
-        if isinstance(t, bool) or not isinstance(t, int | float) or not 1.0 <= t < math.inf:
-            raise ConfigError(None, "rtt_tolerance", t, "must be a finite number >= 1")
-        _integer("queue_size", self.queue_size, 0)
-        _integer("long_window", self.long_window, 1)
-        w = self.sample_window
-        if isinstance(w, bool) or not isinstance(w, int | float) or not 0.0 <= w < 1e9:
-            raise ConfigError(None, "sample_window", w, "must be a finite number of seconds >= 0")
-        _integer("window_samples", self.window_samples, 1)
+        if self.smoothing is not None:
+            check_number("smoothing", self.smoothing, low=0.0, low_open=True, high=1.0)
+        check_count("probe_multiplier", self.probe_multiplier)
+        check_number("rtt_tolerance", self.rtt_tolerance, low=1.0)
+        check_count("queue_size", self.queue_size, low=0)
+        check_count("long_window", self.long_window)
+        check_seconds("sample_window", self.sample_window, zero=True)
+        check_count("window_samples", self.window_samples)
         frozen = status_set("overload_statuses", self.overload_statuses)
         object.__setattr__(self, "overload_statuses", frozen)
 

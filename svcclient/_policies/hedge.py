@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._exceptions import ConfigError
+from .._validate import check_count, check_seconds
 
 __all__ = ["HedgePolicy", "LatencyWindow"]
 
@@ -29,12 +30,10 @@ class HedgePolicy:
         if isinstance(self.delay, str):
             if self.delay != "p95":
                 raise ConfigError(None, "delay", self.delay, "a number of seconds or 'p95'")
-        elif isinstance(self.delay, bool) or not self.delay > 0:
-            raise ConfigError(None, "delay", self.delay, "must be > 0")
-        if not self.min_delay > 0:
-            raise ConfigError(None, "min_delay", self.min_delay, "must be > 0")
-        if not 1 <= self.max_hedges <= 4:
-            raise ConfigError(None, "max_hedges", self.max_hedges, "must be 1..4")
+        else:
+            check_seconds("delay", self.delay)
+        check_seconds("min_delay", self.min_delay)
+        check_count("max_hedges", self.max_hedges, low=1, high=4)
 
 
 class LatencyWindow:

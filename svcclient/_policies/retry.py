@@ -32,7 +32,6 @@ Rules, in the order they are applied:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -41,6 +40,14 @@ import tenacity
 
 from .._classify import ERROR_TYPES
 from .._exceptions import ConfigError
+from .._validate import (
+    check_count,
+    check_flag,
+    check_header_name,
+    check_seconds,
+    check_status_codes,
+    check_token,
+)
 from .retry_after import parse_retry_after
 
 __all__ = [
@@ -64,10 +71,6 @@ _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 # More distinct backoff windows than any float ratio cap/base can produce (log2 of
 # 1.8e308 / 5e-324 is about 2100): bounds the loop in RetryPolicy.__post_init__.
 _MAX_WINDOWS: Final = 2200
-# RFC 9110 token characters, for method and header names.
-_TCHARS: Final = frozenset(
-    "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,25 +109,18 @@ class RetryPolicy:
     _worst_case: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        a = self.attempts
-        if isinstance(a, bool) or not isinstance(a, int) or a < 1:
-            raise ConfigError(None, "attempts", a, "must be an integer >= 1")
-        base, cap = self.backoff_base, self.backoff_cap
-        if _not_number(base) or not (0 < base < math.inf):
-            raise ConfigError(None, "backoff_base", base, "must be a finite number > 0")
-        if _not_number(cap) or not (base <= cap < math.inf):
-            raise ConfigError(
-                None, "backoff_cap", cap, f"must be finite and >= backoff_base={base}"
-            )
-        for flag in ("retry_read_timeouts", "respect_retry_after"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(None, flag, getattr(self, flag), "must be True or False")
+        a = check_count("attempts", self.attempts)
+        base = check_seconds("backoff_base", self.backoff_base)
+        cap = check_seconds("backoff_cap", self.backoff_cap)
+        if cap < base:
+            raise ConfigError(None, "backoff_cap", cap, f"must be >= backoff_base={base:g}")
+        check_flag("retry_read_timeouts", self.retry_read_timeouts)
+        check_flag("respect_retry_after", self.respect_retry_after)
         set_ = object.__setattr__  # frozen: normalise in place, once, at construction
-        set_(self, "retry_statuses", _statuses(self.retry_statuses))
+        codes = check_status_codes("retry_statuses", self.retry_statuses, low=400, high=599)
+        set_(self, "retry_statuses", codes)
         set_(self, "idempotent_methods", _methods(self.idempotent_methods))
-        header = self.idempotency_header
-        if not isinstance(header, str) or not header or not set(header) <= _TCHARS:
-            raise ConfigError(None, "idempotency_header", header, "must be a header name")
+        check_header_name("idempotency_header", self.idempotency_header)
 
         wait = tenacity.wait_random_exponential(multiplier=base, max=cap)
         set_(self, "_wait", wait)
@@ -182,36 +178,12 @@ class RetryPolicy:
         return float(self._wait(states[retry_number - 1 if retry_number > 1 else 0]))
 
 
-def _not_number(value: object) -> bool:
-    return isinstance(value, bool) or not isinstance(value, int | float)
-
-
-def _statuses(value: object) -> frozenset[int]:
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise ConfigError(None, "retry_statuses", value, "must be a collection of status codes")
-    out: set[int] = set()
-    for code in value:
-        if isinstance(code, bool) or not isinstance(code, int):
-            raise ConfigError(
-                None,
-                "retry_statuses",
-                code,
-                "must be an integer status code (classes such as '5xx' are not accepted)",
-            )
-        if not 400 <= code <= 599:
-            raise ConfigError(None, "retry_statuses", code, "must be an error status, 400-599")
-        out.add(code)
-    return frozenset(out)
-
-
 def _methods(value: object) -> frozenset[str]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise ConfigError(None, "idempotent_methods", value, "must be a collection of methods")
     out: set[str] = set()
     for method in value:
-        if not isinstance(method, str) or not method or not set(method) <= _TCHARS:
-            raise ConfigError(None, "idempotent_methods", method, "must be an HTTP method name")
-        out.add(method.upper())
+        out.add(str(check_token("idempotent_methods", method)).upper())
     return frozenset(out)
 
 

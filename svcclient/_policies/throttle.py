@@ -30,15 +30,15 @@ safe to share between threads, and the async driver uses the same object.
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from .._exceptions import ConfigError
+from .._validate import check_count, check_number, check_seconds, check_status_codes
 from .breaker.window import TimeWindow
 
 __all__ = ["DEFAULT_OVERLOAD_STATUSES", "Throttle", "ThrottlePolicy"]
@@ -47,28 +47,9 @@ DEFAULT_OVERLOAD_STATUSES: Final = frozenset({429, 503})
 """Statuses that mean "the backend refused this request": never counted as accepts."""
 
 
-def _number(key: str, value: object, low: float, high: float, *, open_low: bool) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(None, key, value, "must be a finite number")
-    if (value <= low if open_low else value < low) or value > high:
-        bracket = "(" if open_low else "["
-        raise ConfigError(None, key, value, f"must be in {bracket}{low:g}, {high:g}]")
-
-
-def _integer(key: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(None, key, value, f"must be an integer >= {low}")
-
-
 def status_set(key: str, codes: object) -> frozenset[int]:
     """``codes`` as a frozenset of HTTP status codes, or a :class:`ConfigError`."""
-    if isinstance(codes, int | str | bytes) or not isinstance(codes, Iterable):
-        raise ConfigError(None, key, codes, "must be a set of HTTP status codes")
-    frozen = frozenset(codes)
-    for code in frozen:
-        if not isinstance(code, int) or isinstance(code, bool) or not 100 <= code <= 599:
-            raise ConfigError(None, key, code, "must be HTTP status codes 100-599")
-    return frozen
+    return check_status_codes(key, codes, low=100, high=599)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +79,14 @@ class ThrottlePolicy:
     overload_statuses: frozenset[int] = DEFAULT_OVERLOAD_STATUSES
 
     def __post_init__(self) -> None:
-        _number("k", self.k, 1.0, 1e6, open_low=False)
-        _number("window", self.window, 0.0, 1e9, open_low=True)
-        _integer("buckets", self.buckets, 1)
+        check_number("k", self.k, low=1.0, high=1e6)
+        check_seconds("window", self.window)
+        check_count("buckets", self.buckets)
         if self.window / self.buckets < 0.001:
             raise ConfigError(None, "buckets", self.buckets, "buckets narrower than 1 ms")
-        _number("max_reject_probability", self.max_reject_probability, 0.0, 1.0, open_low=True)
-        _integer("min_requests", self.min_requests, 0)
+        p = self.max_reject_probability
+        check_number("max_reject_probability", p, low=0.0, low_open=True, high=1.0)
+        check_count("min_requests", self.min_requests, low=0)
         frozen = status_set("overload_statuses", self.overload_statuses)
         object.__setattr__(self, "overload_statuses", frozen)
 

@@ -7,11 +7,17 @@ state machine (``machine.py``); the caller-facing wrapper is ``guard.py``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from ..._exceptions import ConfigError
+from ..._validate import (
+    check_choice,
+    check_count,
+    check_percent,
+    check_seconds,
+    check_status_codes,
+)
 
 __all__ = ["POLICY_FIELDS", "BreakerPolicy"]
 
@@ -61,18 +67,19 @@ class BreakerPolicy:
     def __post_init__(self) -> None:
         # The number checks below are the seam for the shared validator (svcclient's
         # one-validator work): each is one call naming the field, the value and the rule.
-        _check_seconds("timeout", self.timeout, optional=True)
-        _check_percent("error_threshold_percentage", self.error_threshold_percentage)
-        _check_seconds("reset_timeout", self.reset_timeout)
-        if self.window not in ("time", "count"):
-            raise ConfigError(None, "window", self.window, 'must be "time" or "count"')
-        _check_seconds("window_duration", self.window_duration)
-        _check_count("window_buckets", self.window_buckets)
-        _check_count("window_size", self.window_size)
-        _check_count("volume_threshold", self.volume_threshold)
-        _check_seconds("slow_call_duration", self.slow_call_duration, optional=True)
-        _check_percent("slow_call_rate_threshold", self.slow_call_rate_threshold)
-        _check_count("half_open_max_calls", self.half_open_max_calls)
+        if self.timeout is not None:
+            check_seconds("timeout", self.timeout)
+        check_percent("error_threshold_percentage", self.error_threshold_percentage)
+        check_seconds("reset_timeout", self.reset_timeout)
+        check_choice("window", self.window, ("time", "count"))
+        check_seconds("window_duration", self.window_duration)
+        check_count("window_buckets", self.window_buckets)
+        check_count("window_size", self.window_size)
+        check_count("volume_threshold", self.volume_threshold)
+        if self.slow_call_duration is not None:
+            check_seconds("slow_call_duration", self.slow_call_duration)
+        check_percent("slow_call_rate_threshold", self.slow_call_rate_threshold)
+        check_count("half_open_max_calls", self.half_open_max_calls)
         # opossum's rule: the window splits into whole-millisecond buckets, so bucket edges
         # do not drift with float rounding and a bucket is never narrower than 1 ms.
         millis = self.window_duration * 1000.0
@@ -92,14 +99,7 @@ class BreakerPolicy:
                 f"exceeds window_size {self.window_size}: the breaker could never open",
             )
         codes = self.failure_status_codes
-        if isinstance(codes, int | str | bytes) or not isinstance(codes, Iterable):
-            raise ConfigError(None, "failure_status_codes", codes, "must be a set of ints")
-        frozen = frozenset(codes)
-        for code in frozen:
-            if not isinstance(code, int) or isinstance(code, bool) or not 100 <= code <= 599:
-                raise ConfigError(
-                    None, "failure_status_codes", code, "must be HTTP status codes 100-599"
-                )
+        frozen = check_status_codes("failure_status_codes", codes, low=100, high=599)
         object.__setattr__(self, "failure_status_codes", frozen)
 
     @property
@@ -119,24 +119,3 @@ class BreakerPolicy:
 
 POLICY_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(BreakerPolicy))
 """The names ``CircuitBreaker(**fields)`` accepts as policy keywords."""
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_seconds(key: str, value: object, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not _is_number(value) or not 0 < value < _INF:  # type: ignore[operator]
-        raise ConfigError(None, key, value, "must be a finite number of seconds > 0")
-
-
-def _check_percent(key: str, value: object) -> None:
-    if not _is_number(value) or not 0 < value <= 100:  # type: ignore[operator]
-        raise ConfigError(None, key, value, "must be a percentage in (0, 100]")
-
-
-def _check_count(key: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(None, key, value, "must be an integer >= 1")
