@@ -96,3 +96,18 @@ def test_no_top_level_key_starts_with_a_section_name() -> None:
     top = {f.name for f in dataclasses.fields(_Model)} - set(_SECTIONS)
     assert not [k for k in top for s in _SECTIONS if k.startswith(s + "_")]
     assert not [k for k in top if "__" in k]
+
+
+def test_new_dns_and_connection_age_keys_from_env_and_file() -> None:
+    """dns_search, dns_allow_addresses and max_connection_age parse from env and TOML."""
+    env = {
+        "SVCCLIENT_USER__MAX_CONNECTION_AGE": "none",
+        "SVCCLIENT_USER__DNS_SEARCH": "a.local,b.local",
+        "SVCCLIENT_USER__DNS_ALLOW_ADDRESSES": "169.254.10.0/24",
+    }
+    cfg = ServiceConfig.from_env("user", environ=env)
+    assert cfg.max_connection_age is None
+    assert cfg.dns_search == ("a.local", "b.local")
+    assert cfg.dns_allow_addresses == ("169.254.10.0/24",)
+    cfg = ServiceConfig.from_mapping("user", {"dns_search": [], "max_connection_age": 60})
+    assert (cfg.dns_search, cfg.max_connection_age) == ((), 60.0)
