@@ -91,7 +91,8 @@ def _params(quick: bool) -> dict[str, Any]:
 
 
 def _config(name: str) -> ServiceConfig | None:
-    base = ServiceConfig(f"bench-overload-{name}", url="http://127.0.0.1")  # url replaced
+    # url replaced below; service names are DNS labels
+    base = ServiceConfig(f"bench-overload-{name.replace('_', '-')}", url="http://127.0.0.1")
     if name == "defaults":
         return base
     if name == "throttle":

@@ -126,3 +126,12 @@ def test_readme_overload_snippet_builds_the_config() -> None:
     config = namespace["config"]
     assert isinstance(config, ServiceConfig)
     assert config.throttle == ThrottlePolicy() and config.concurrency == ConcurrencyPolicy()
+
+
+def test_every_overload_benchmark_contender_builds_its_config() -> None:
+    """bench_overload's contenders (full run, not only --quick) all have valid configs."""
+    from benchmarks.bench_overload import CONTENDERS, _config
+
+    configs = {name: _config(name) for name in CONTENDERS}
+    assert configs.pop("httpx") is None
+    assert all(isinstance(c, ServiceConfig) for c in configs.values())
