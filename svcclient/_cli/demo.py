@@ -45,6 +45,7 @@ from .._discovery.rules import discover, env_name
 from .._endpoint import Endpoint
 from .._observability.hooks import AttemptInfo, Hooks
 from .._observability.prometheus import PrometheusHooks
+from .._policies.breaker.machine import CLOSED, HALF_OPEN, OPEN
 from .._policies.breaker.policy import BreakerPolicy
 from .._policies.retry import RetryPolicy
 from ..testing._faultserver import Fault, FaultServer
@@ -408,7 +409,7 @@ def run(quick: bool = False, out: TextIO | None = None) -> int:
             if sum(r.rejected for r in records) >= 3:
                 break
         print(_rows(records, pal, seen), file=stream)
-        opened_ok = ("closed", "open") in narrator.transitions
+        opened_ok = (CLOSED, OPEN) in narrator.transitions
         rejected = [r.seconds for r in records if r.rejected and not r.attempts]
         if rejected:
             print(
@@ -432,7 +433,7 @@ def run(quick: bool = False, out: TextIO | None = None) -> int:
         time.sleep(wait)
         records = [_call(client, narrator, i) for i in range(40, 40 + n_calls)]
         print(_rows(records, pal, seen), file=stream)
-        closed_ok = narrator.transitions[-1:] == [("half_open", "closed")]
+        closed_ok = narrator.transitions[-1:] == [(HALF_OPEN, CLOSED)]
         print(f"  breaker state now: {breaker.state}", file=stream)
 
         # 6. metrics ------------------------------------------------------------------

@@ -103,6 +103,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .._exceptions import ConfigError
+from .._policies.breaker.machine import CLOSED, DISABLED, HALF_OPEN, OPEN
 from .hooks import (
     KNOWN_METHODS,
     OTEL_DURATION_BUCKETS,
@@ -137,12 +138,7 @@ def buckets_with(*extra: float, base: Sequence[float] = DEFAULT_BUCKETS) -> tupl
     return tuple(sorted({float(b) for b in base} | {float(x) for x in extra if x > 0}))
 
 
-BREAKER_STATES: Final = {
-    "closed": 0,
-    "disabled": 0,
-    "half_open": 1,
-    "open": 2,
-}
+BREAKER_STATES: Final = {CLOSED: 0, DISABLED: 0, HALF_OPEN: 1, OPEN: 2}
 """Value of ``svcclient_circuit_breaker_state`` per state; ordered by severity so that
 ``max()`` over workers or instances shows the worst. Unknown states are reported as -1."""
 

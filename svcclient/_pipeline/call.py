@@ -50,6 +50,7 @@ from .._exceptions import (
     DeadlineExceeded,
 )
 from .._observability.hooks import AttemptInfo, CallInfo, fire
+from .._policies.breaker.machine import OPEN
 from .._policies.deadline import Deadline
 from .._policies.retry import decide_retry
 from . import extensions as _ext
@@ -181,7 +182,7 @@ class Call:
                     fire(rt.emit.on_breaker_reject, rt.name)
                     raise CircuitOpenError(rt.name, breaker.retry_after(), request=self.request)
                 self.admitted = True
-            elif breaker.state == "open":
+            elif breaker.state is OPEN:
                 # Other calls opened it while this one backed off: stop retrying.
                 fire(rt.emit.on_breaker_reject, rt.name)
                 raise CircuitOpenError(rt.name, breaker.retry_after(), request=self.request)
