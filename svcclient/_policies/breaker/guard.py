@@ -357,16 +357,24 @@ class CircuitBreaker(BreakerMachine):
             if watch is None or watch.loop is not loop:
                 assert loop is not None
                 watch = self._watch = _LoopDeadlines(loop, timeout)
-            key, entry = watch.enter(task)
+            # Join the shared timer (inlined, this is the hot path): an entry is
+            # [task, deadline on the loop's clock, task.cancelling() now, fired?].
+            deadline = watch.now() + timeout
+            entry: list[Any] = [task, deadline, task.cancelling(), False]
+            calls = watch.calls
+            key = next(watch.ids)
+            calls[key] = entry
+            if watch.timer is None:
+                watch.arm(deadline)
             try:
                 result = await func(*args, **kwargs)
             except BaseException as exc:
-                watch.leave(key)
-                if entry[_FIRED] and _uncancel(entry, exc):
+                calls.pop(key, None)
+                if entry[3] and _uncancel(entry, exc):
                     return await self._timed_out_async(clock() - start, args, kwargs, None)
                 return await self._async_error(exc, clock() - start, args, kwargs)
-            watch.leave(key)
-            if entry[_FIRED] and _uncancel(entry, None):
+            calls.pop(key, None)
+            if entry[3] and _uncancel(entry, None):
                 # The function swallowed our cancellation: it still ran past its timeout.
                 return await self._timed_out_async(clock() - start, args, kwargs, None)
         now = clock()
@@ -546,38 +554,39 @@ def _uncancel(entry: list[Any], exc: BaseException | None) -> bool:
 
 
 class _LoopDeadlines:
-    """The timed calls of one breaker on one asyncio loop, and one timer for all of them."""
+    """The timed calls of one breaker on one asyncio loop, and one timer for all of them.
 
-    __slots__ = ("_ids", "calls", "loop", "timeout", "timer")
+    ``_call_async`` adds an entry (see there) under a fresh key and pops it when the call
+    ends; the timer is left armed and, when it fires, cancels the overdue calls and
+    re-arms for the oldest one still running (or stops when there is none).
+    """
+
+    __slots__ = ("calls", "ids", "loop", "now", "timeout", "timer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        import asyncio
+        import time
+
         self.loop = loop
         self.timeout = timeout
         self.calls: dict[int, list[Any]] = {}  # insertion order is deadline order
         self.timer: asyncio.TimerHandle | None = None
-        self._ids = itertools.count()
+        self.ids = itertools.count()
+        # asyncio's own loops read time.monotonic; call it directly (a frame less per call).
+        base = type(loop).time is asyncio.BaseEventLoop.time
+        self.now: Callable[[], float] = time.monotonic if base else loop.time
 
-    def enter(self, task: asyncio.Task[Any]) -> tuple[int, list[Any]]:
-        deadline = self.loop.time() + self.timeout
-        entry = [task, deadline, task.cancelling(), False]
-        key = next(self._ids)
-        self.calls[key] = entry
-        if self.timer is None:
-            self.timer = self.loop.call_at(deadline, self._expire)
-        return key, entry
-
-    def leave(self, key: int) -> None:
-        # The timer is left armed: it re-arms for the oldest live call or stops when none.
-        self.calls.pop(key, None)
+    def arm(self, deadline: float) -> None:
+        self.timer = self.loop.call_at(deadline, self._expire)
 
     def _expire(self) -> None:
         self.timer = None
-        now = self.loop.time()
+        now = self.now()
         calls = self.calls
         overdue = []
         for key, entry in calls.items():
             if entry[_DEADLINE] > now:
-                self.timer = self.loop.call_at(entry[_DEADLINE], self._expire)
+                self.arm(entry[_DEADLINE])
                 break
             overdue.append(key)
         for key in overdue:
