@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from .._config.env import override_variable
 from .._config.model import ServiceConfig, deep_merge
 from .._exceptions import ConfigError
+from .._redact import redact_text, redact_value
 from .output import Cell, Palette, dumps, palette_for, table
 
 __all__ = ["ConfigProblem", "ServiceReport", "check_file", "flatten", "run"]
@@ -204,10 +205,11 @@ def render(
     if problems:
         lines.append(pal.bad(f"{path}: {len(problems)} error(s)"))
         rows = [
-            [p.source, p.service or "-", p.key, repr(p.value), (p.reason, "bad")] for p in problems
+            [p.source, p.service or "-", p.key, redact_value(p.value), (p.reason, "bad")]
+            for p in problems
         ]
         lines.append(table(rows, ["source", "service", "key", "value", "reason"], palette=pal))
-        return "\n".join(lines)
+        return redact_text("\n".join(lines))
     lines.append(pal.ok(f"{path}: OK, {len(reports)} service(s)"))
     for report in reports:
         lines.append("")
@@ -218,7 +220,7 @@ def render(
             style = {"env": "warn", "file": "ok"}.get(origin, "dim")
             rows.append([key, show(value), (origin, style)])
         lines.append(table(rows, ["key", "value", "from"], palette=pal))
-    return "\n".join(lines)
+    return redact_text("\n".join(lines))
 
 
 def run(path: str, *, as_json: bool = False, out: TextIO | None = None) -> int:

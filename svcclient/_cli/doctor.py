@@ -38,6 +38,7 @@ from .._discovery.dns import DnsLookupError, DnsResolver, _literal
 from .._discovery.rules import Discovery, discover
 from .._endpoint import Endpoint
 from .._exceptions import ConfigError
+from .._redact import redact_text
 from .._transports.pinned import PinnedTransport, transport_options
 from .config_check import flatten, show
 from .output import Palette, dumps, ms, palette_for, table
@@ -537,7 +538,8 @@ def render(report: Report, pal: Palette) -> str:
         out.append(pal.warn(f"warning: {warning}"))
     out.append("")
     out.append(pal.ok(report.reason) if report.healthy else pal.bad(report.reason))
-    return "\n".join(out)
+    # URLs with credentials and error texts that quote them: the redactor has the last word.
+    return redact_text("\n".join(out))
 
 
 def run(

@@ -2,6 +2,10 @@
 
 Colour follows the common conventions: only when the stream is a terminal, never with
 ``NO_COLOR`` set (https://no-color.org) or ``TERM=dumb``; ``FORCE_COLOR`` forces it.
+
+Everything printed goes through the redactor: table cells and JSON strings lose URL
+credentials, query values and tokens (``svcclient._redact``), so a report can be pasted
+into a ticket.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import math
 import os
 from collections.abc import Sequence
 from typing import Any, Final, TextIO
+
+from .._redact import redact_text
 
 __all__ = ["Cell", "Palette", "dumps", "ms", "palette_for", "table"]
 
@@ -94,7 +100,12 @@ def table(
     if header is not None:
         cells.append([(h, "bold") for h in header])
     for row in rows:
-        cells.append([c if isinstance(c, tuple) else (c, None) for c in row])
+        cells.append(
+            [
+                (redact_text(c[0]), c[1]) if isinstance(c, tuple) else (redact_text(c), None)
+                for c in row
+            ]
+        )
     if not cells:
         return ""
     ncols = max(len(r) for r in cells)
@@ -127,19 +138,21 @@ def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {redact_text(str(k)): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, frozenset | set):
         return sorted(_plain(v) for v in value)
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, str):
+        return redact_text(value)
+    if value is None or isinstance(value, int | float | bool):
         return value
-    return str(value)
+    return redact_text(str(value))
 
 
 def dumps(value: Any) -> str:
     """JSON for ``--json``: dataclasses, sets and tuples become objects and lists;
-    infinite floats become ``"inf"`` (JSON has no infinity)."""
+    infinite floats become ``"inf"`` (JSON has no infinity); strings are redacted."""
     return json.dumps(_plain(value), indent=2, sort_keys=False)
