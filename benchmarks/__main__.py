@@ -55,6 +55,7 @@ MODULES = (
     "bench_balancing",
     "bench_observability",
     "bench_overload",
+    "bench_config",
 )
 GUARD_OVERHEAD_MAX = 1.5
 GUARD_GOODPUT_MIN = 0.99

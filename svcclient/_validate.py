@@ -73,6 +73,9 @@ _LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?", re.IGNORECA
 
 _METRIC_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
+# Status-code sets already validated, by identity (equality would let {503.0} pass as {503}).
+_CHECKED_CODES: dict[tuple[int, int, int], object] = {}
+
 _T = TypeVar("_T")
 
 
@@ -203,6 +206,8 @@ def check_metric_prefix(key: str, value: object) -> str:
 
 def check_status_codes(key: str, value: object, *, low: int, high: int) -> frozenset[int]:
     """A collection of HTTP status codes in ``[low, high]``, returned as a frozenset."""
+    if _CHECKED_CODES.get((id(value), low, high)) is value:
+        return value  # type: ignore[return-value]  # checked before: the defaults, once
     if isinstance(value, str | bytes | int) or not isinstance(value, Iterable):
         raise ConfigError(None, key, value, "must be a collection of status codes")
     out: set[int] = set()
@@ -217,4 +222,7 @@ def check_status_codes(key: str, value: object, *, low: int, high: int) -> froze
         if not low <= code <= high:
             raise ConfigError(None, key, code, f"must be a status code {low}-{high}")
         out.add(code)
-    return frozenset(out)
+    codes = frozenset(out)
+    if type(value) is frozenset and value == codes and len(_CHECKED_CODES) < 64:
+        _CHECKED_CODES[(id(value), low, high)] = value  # kept alive, so the id stays its own
+    return codes

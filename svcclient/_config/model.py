@@ -271,6 +271,10 @@ class ServiceConfig:
     @classmethod
     def from_mapping(cls, name: str, data: Mapping[str, Any]) -> ServiceConfig:
         """Build from a TOML-style mapping (policy sections as nested tables)."""
+        if cls is ServiceConfig:
+            # One construction per service, not two: start from a shared default (policies
+            # are immutable) and validate once with the name and the file's values.
+            return _apply(_template(), data, source="file", name=name)
         return _apply(cls(name), data, source="file")
 
     @classmethod
@@ -455,8 +459,22 @@ def _build_policy(
         raise ConfigError(service, section, data, str(exc)) from exc
 
 
-def _apply(config: ServiceConfig, data: Mapping[str, Any], *, source: str) -> ServiceConfig:
-    name = config.name
+_TEMPLATE: list[ServiceConfig] = []
+
+
+def _template() -> ServiceConfig:
+    if not _TEMPLATE:
+        _TEMPLATE.append(ServiceConfig("template"))
+    return _TEMPLATE[0]
+
+
+def _apply(
+    config: ServiceConfig, data: Mapping[str, Any], *, source: str, name: str | None = None
+) -> ServiceConfig:
+    """``config`` with ``data`` applied; ``name`` (when given) replaces the config's name."""
+    renamed = name is not None
+    if name is None:
+        name = config.name
     hints = _field_types(ServiceConfig)
     text = source == "env"
     values: dict[str, Any] = {}
@@ -471,6 +489,10 @@ def _apply(config: ServiceConfig, data: Mapping[str, Any], *, source: str) -> Se
             values[key] = raw
         else:
             values[key] = _coerce(name, key, raw, hints[key], text=text)
+    if renamed:
+        values["name"] = name
+        if not isinstance(name, str):
+            raise ConfigError(None, "name", name, "a service name is a string")
     try:
         return dataclasses.replace(config, **values)
     except ConfigError as exc:
@@ -480,5 +502,9 @@ def _apply(config: ServiceConfig, data: Mapping[str, Any], *, source: str) -> Se
 
 
 def _env_overrides(name: str, env: Mapping[str, str]) -> dict[str, Any]:
-    top = {f.name for f in dataclasses.fields(ServiceConfig)} - _NOT_FROM_FILE - set(_SECTIONS)
-    return env_overrides(name, env, top, _SECTIONS)
+    if not _TOP_KEYS:
+        _TOP_KEYS.update(set(_field_types(ServiceConfig)) - _NOT_FROM_FILE - set(_SECTIONS))
+    return env_overrides(name, env, _TOP_KEYS, _SECTIONS)
+
+
+_TOP_KEYS: set[str] = set()  # filled on first use: the settable top-level keys

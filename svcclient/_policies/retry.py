@@ -122,31 +122,18 @@ class RetryPolicy:
         set_(self, "idempotent_methods", _methods(self.idempotent_methods))
         check_header_name("idempotency_header", self.idempotency_header)
 
-        wait = tenacity.wait_random_exponential(multiplier=base, max=cap)
-        set_(self, "_wait", wait)
-        # tenacity's wait strategies read only ``attempt_number`` from the RetryCallState.
-        # The windows stop growing once base * 2**(n-1) reaches the cap, so one state per
-        # retry number up to that point covers every retry. The states are built here and
-        # never mutated: backoff() then allocates nothing, reads no clock (the state's
-        # constructor does) and is safe to call from any thread. The Retrying they point at
-        # mirrors this policy but never runs a loop (the pipeline is the loop).
-        retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(a), wait=wait)
-        # The upper bound of each jittered sleep is the jitter-free exponential with the
-        # same parameters; both come from tenacity so they cannot drift apart.
-        bound = tenacity.wait_exponential(multiplier=base, max=cap)
-        states: list[tenacity.RetryCallState] = []
-        for n in range(1, _MAX_WINDOWS + 1):
-            state = tenacity.RetryCallState(retrying, None, (), {})
-            state.attempt_number = n  # the sleep after attempt n precedes retry n
-            states.append(state)
-            if bound(state) >= cap:
-                break
-        set_(self, "_states", tuple(states))
-        retries = a - 1
-        worst = sum(bound(st) for st in states[:retries])
-        if retries > len(states):  # the rest all wait the cap
-            worst += bound(states[-1]) * (retries - len(states))
-        set_(self, "_worst_case", worst)
+        # The derived backoff machinery depends on (attempts, base, cap) only and is
+        # read-only, so policies with equal numbers share it: a config file with
+        # thousands of services builds it a handful of times, not once per service.
+        key = (a, float(base), float(cap))
+        derived = _DERIVED.get(key)
+        if derived is None:
+            derived = _derive(a, base, cap)
+            if len(_DERIVED) < 256:
+                _DERIVED[key] = derived
+        set_(self, "_wait", derived[0])
+        set_(self, "_states", derived[1])
+        set_(self, "_worst_case", derived[2])
 
     @classmethod
     def disabled(cls) -> RetryPolicy:
@@ -178,7 +165,40 @@ class RetryPolicy:
         return float(self._wait(states[retry_number - 1 if retry_number > 1 else 0]))
 
 
+_Derived = tuple[tenacity.wait_random_exponential, tuple[tenacity.RetryCallState, ...], float]
+_DERIVED: dict[tuple[int, float, float], _Derived] = {}
+
+
+def _derive(a: int, base: float, cap: float) -> _Derived:
+    """tenacity's jittered wait, one read-only state per backoff window, worst-case sum."""
+    wait = tenacity.wait_random_exponential(multiplier=base, max=cap)
+    # tenacity's wait strategies read only ``attempt_number`` from the RetryCallState.
+    # The windows stop growing once base * 2**(n-1) reaches the cap, so one state per
+    # retry number up to that point covers every retry. The states are built here and
+    # never mutated: backoff() then allocates nothing, reads no clock (the state's
+    # constructor does) and is safe to call from any thread. The Retrying they point at
+    # mirrors this policy but never runs a loop (the pipeline is the loop).
+    retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(a), wait=wait)
+    # The upper bound of each jittered sleep is the jitter-free exponential with the
+    # same parameters; both come from tenacity so they cannot drift apart.
+    bound = tenacity.wait_exponential(multiplier=base, max=cap)
+    states: list[tenacity.RetryCallState] = []
+    for n in range(1, _MAX_WINDOWS + 1):
+        state = tenacity.RetryCallState(retrying, None, (), {})
+        state.attempt_number = n  # the sleep after attempt n precedes retry n
+        states.append(state)
+        if bound(state) >= cap:
+            break
+    retries = a - 1
+    worst = sum(bound(st) for st in states[:retries])
+    if retries > len(states):  # the rest all wait the cap
+        worst += bound(states[-1]) * (retries - len(states))
+    return wait, tuple(states), worst
+
+
 def _methods(value: object) -> frozenset[str]:
+    if value is DEFAULT_IDEMPOTENT_METHODS:
+        return DEFAULT_IDEMPOTENT_METHODS  # upper-case tokens already
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise ConfigError(None, "idempotent_methods", value, "must be a collection of methods")
     out: set[str] = set()
