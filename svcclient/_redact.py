@@ -13,7 +13,10 @@ CLI can all use it. What counts as a secret:
   (``list-all-pending-invoices``) and short ids stay, so a redacted URL is still useful;
 * in **free text** (exception messages, error strings the CLI shows) every ``scheme://``
   URL is redacted as above, JWTs anywhere are replaced, and so is whatever follows
-  ``Authorization:`` / ``Proxy-Authorization:``.
+  ``Authorization:`` / ``Proxy-Authorization:``;
+* svcclient's **log records**: :class:`RedactingFilter` sits on the ``svcclient`` logger
+  (installed when this module is imported) and redacts each record's message and
+  traceback text before any handler sees it.
 
 :func:`is_token` is the segment rule; the route normaliser builds on it so a metric label
 never holds what a span would redact.
@@ -21,10 +24,11 @@ never holds what a span would redact.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Final
 
-__all__ = ["REDACTED", "is_token", "redact_text", "redact_url", "redact_value"]
+__all__ = ["REDACTED", "RedactingFilter", "is_token", "redact_text", "redact_url", "redact_value"]
 
 REDACTED: Final = "REDACTED"
 
@@ -147,3 +151,24 @@ def redact_value(value: object) -> str:
     if isinstance(value, str):
         return repr(redact_text(value))
     return redact_text(repr(value))
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a record's message (and traceback text) before handlers format it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite ``record`` in place; never drops it."""
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact_text(text)
+        return True
+
+
+_LOG_FILTER: Final = RedactingFilter()
+_logger = logging.getLogger("svcclient")
+if not any(isinstance(f, RedactingFilter) for f in _logger.filters):
+    _logger.addFilter(_LOG_FILTER)

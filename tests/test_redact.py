@@ -108,3 +108,19 @@ def test_no_planted_secret_survives(user: str, password: str, value: str, path: 
     assert password not in out and f"={value}" not in out
     assert out.startswith("https://REDACTED:REDACTED@api.example/")
     assert password not in redact_text(f"failed: {url} (see logs)")
+
+
+def test_svcclient_log_records_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    """A record on the svcclient logger loses URL secrets in its message and traceback."""
+    import logging
+
+    log = logging.getLogger("svcclient")
+    with caplog.at_level(logging.DEBUG, logger="svcclient"):
+        log.warning("fetching %s", "http://u:hunter2@h/x?token=s3cr3t")
+        try:
+            raise ValueError(f"bad {JWT}")
+        except ValueError:
+            log.exception("failed")
+    text = caplog.text
+    assert "hunter2" not in text and "s3cr3t" not in text and JWT not in text
+    assert "http://REDACTED:REDACTED@h/x?token=REDACTED" in text

@@ -65,6 +65,7 @@ import dns.resolver
 
 from .._endpoint import Endpoint
 from .._exceptions import ConfigError, SvcClientError
+from .._validate import check_seconds
 
 __all__ = [
     "DEFAULT_MAX_TTL",
@@ -330,8 +331,7 @@ class DnsResolver:
     ) -> None:
         if isinstance(nameservers, str):
             raise ConfigError(None, "dns_nameservers", nameservers, "must be a list of strings")
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise ConfigError(None, "dns_timeout", timeout, "must be a finite number > 0")
+        check_seconds("dns_timeout", timeout)
         if not 0 <= min_ttl <= max_ttl:
             raise ConfigError(None, "dns_min_ttl", min_ttl, "need 0 <= min_ttl <= max_ttl")
         parsed = None if nameservers is None else [parse_nameserver(n) for n in nameservers]

@@ -44,6 +44,7 @@ from collections.abc import Callable
 
 from .._endpoint import Endpoint
 from .._exceptions import ConfigError
+from .._validate import check_count, check_seconds
 from .dns import DnsLookupError, Resolution
 
 __all__ = ["EndpointSet"]
@@ -101,15 +102,13 @@ class EndpointSet:
         failure_retry: float = 5.0,
         refresh_lease: float = 30.0,
     ) -> None:
-        for key, value in (
-            ("min_refresh", min_refresh),
-            ("failure_retry", failure_retry),
-            ("refresh_lease", refresh_lease),
-        ):
-            if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(name, f"dns_{key}", value, "must be a finite number >= 0")
-        if not 0 < port < 65536:
-            raise ConfigError(name, "port", port, "must be 1-65535")
+        try:
+            check_seconds("dns_min_refresh", min_refresh, zero=True)
+            check_seconds("dns_failure_retry", failure_retry, zero=True)
+            check_seconds("dns_refresh_lease", refresh_lease, zero=True)
+            check_count("port", port, low=1, high=65535)
+        except ConfigError as exc:
+            raise ConfigError(name, exc.key, exc.value, exc.reason) from None
         self.name = name
         self.host = host
         self.port = port
