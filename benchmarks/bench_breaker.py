@@ -199,6 +199,10 @@ CALLGRIND_CASES: dict[str, tuple[str, str]] = {
     "async: bare await af(x)": ("async", "await af(1)"),
     "async: svcclient breaker(x), timeout 3 s (default)": ("async", "await async_breaker(1)"),
     "async: svcclient breaker(x), timeout=None": ("async", "await async_untimed(1)"),
+    "async: svcclient breaker(x), timeout 3 s, monotonic clock": (
+        "async",
+        "await async_monotonic(1)",
+    ),
     "async: aiobreaker": ("async", "await aiobreaker_cb.call_async(af, 1)"),
 }
 
@@ -211,6 +215,7 @@ async def af(x): return x
 sync_breaker = CircuitBreaker(f, name="s", clock=CONST)
 async_breaker = CircuitBreaker(af, name="a", clock=CONST)
 async_untimed = CircuitBreaker(af, name="u", clock=CONST, timeout=None)
+async_monotonic = CircuitBreaker(af, name="m")  # the default clock
 try:
     import pybreaker
     pybreaker_wrapped = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)(f)

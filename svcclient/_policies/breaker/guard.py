@@ -38,7 +38,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Executor, wait
 from types import MethodType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ..._exceptions import CallTimeoutError
 from .machine import DISABLED, OPEN, BreakerMachine
@@ -193,13 +193,13 @@ class CircuitBreaker(BreakerMachine):
         if self._sync_fast:
             # Closed/half-open sync path, flat (a method call here costs as much as the
             # bookkeeping): admit, time the call, count a success, done.
-            state = self.admit()
-            if state is OPEN:
-                return self._rejected_sync(args, kwargs)
-            func = self._func
-            assert func is not None
-            if state is DISABLED:
-                return func(*args, **kwargs)
+            func: Callable[..., Any] = self._func  # type: ignore[assignment]  # bound: sync
+            if not self.is_closed:
+                state = self.admit()
+                if state is OPEN:
+                    return self._rejected_sync(args, kwargs)
+                if state is DISABLED:
+                    return func(*args, **kwargs)
             clock = self.clock
             start = clock()
             try:
@@ -217,8 +217,8 @@ class CircuitBreaker(BreakerMachine):
                 self._decorated = True
                 return self
             raise TypeError(f"{self.name}: no function to call; use the breaker as a decorator")
-        if self._is_async:
-            return self._call_async(args, kwargs)
+        if self._is_async:  # bound before the class switch below (not expected)
+            return self._acall(*args, **kwargs)
         return self._call_in_executor(args, kwargs)
 
     def __get__(self, obj: object, objtype: type | None = None) -> Any:
@@ -239,6 +239,10 @@ class CircuitBreaker(BreakerMachine):
             self._fb_mode = _fallback_mode(self._fallback, func)
         self._func = func
         self._is_async = is_async
+        if is_async:
+            # ``await breaker(x)`` then runs one coroutine frame, ``_acall``, instead of a
+            # sync __call__ that builds one (same slots, so the switch is safe).
+            self.__class__ = _AsyncCircuitBreaker
         if not self._named:
             self.name = getattr(func, "__qualname__", None) or self.name
         # Look like the function (as functools.wraps would), for decorators and introspection.
@@ -328,18 +332,18 @@ class CircuitBreaker(BreakerMachine):
 
     # -- async -----------------------------------------------------------------------------
 
-    async def _call_async(self, args: Args, kwargs: Kwargs) -> Any:
+    async def _acall(self, *args: Any, **kwargs: Any) -> Any:
         """The async path: admission, the call (under the deadline timer), its verdict."""
-        func = self._func
-        assert func is not None
-        state = self.admit()
-        if state is OPEN:
-            error = self.rejection()
-            if self._fallback is None:
-                raise error
-            return await self._fallback_async(args, kwargs, error)
-        if state is DISABLED:
-            return await func(*args, **kwargs)
+        func: Callable[..., Any] = self._func  # type: ignore[assignment]  # bound: async
+        if not self.is_closed:
+            state = self.admit()
+            if state is OPEN:
+                error = self.rejection()
+                if self._fallback is None:
+                    raise error
+                return await self._fallback_async(args, kwargs, error)
+            if state is DISABLED:
+                return await func(*args, **kwargs)
         clock = self.clock
         timeout = self._timeout
         start = clock()
@@ -349,8 +353,8 @@ class CircuitBreaker(BreakerMachine):
             except BaseException as exc:
                 return await self._async_error(exc, clock() - start, args, kwargs)
         else:
-            loop = _aio.running_loop()
-            task = _aio.current_task(loop) if loop is not None else None
+            loop = _running_loop()
+            task = _current_task(loop) if loop is not None else None
             if task is None:
                 return await self._call_scoped(func, timeout, start, args, kwargs)
             watch = self._watch
@@ -358,9 +362,10 @@ class CircuitBreaker(BreakerMachine):
                 assert loop is not None
                 watch = self._watch = _LoopDeadlines(loop, timeout)
             # Join the shared timer (inlined, this is the hot path): an entry is
-            # [task, deadline on the loop's clock, task.cancelling() now, fired?].
-            deadline = watch.now() + timeout
-            entry: list[Any] = [task, deadline, task.cancelling(), False]
+            # (task, deadline on the loop's clock, task.cancelling() now). The breaker's
+            # own start reading serves when it is the loop's clock (the default).
+            deadline = (start if watch.shared_clock is clock else watch.now()) + timeout
+            entry = (task, deadline, task.cancelling())
             calls = watch.calls
             key = next(watch.ids)
             calls[key] = entry
@@ -369,14 +374,18 @@ class CircuitBreaker(BreakerMachine):
             try:
                 result = await func(*args, **kwargs)
             except BaseException as exc:
-                calls.pop(key, None)
-                if entry[3] and _uncancel(entry, exc):
-                    return await self._timed_out_async(clock() - start, args, kwargs, None)
+                try:
+                    del calls[key]
+                except KeyError:  # the timer fired it (and popped it)
+                    if _uncancel(entry, exc):
+                        return await self._timed_out_async(clock() - start, args, kwargs, None)
                 return await self._async_error(exc, clock() - start, args, kwargs)
-            calls.pop(key, None)
-            if entry[3] and _uncancel(entry, None):
-                # The function swallowed our cancellation: it still ran past its timeout.
-                return await self._timed_out_async(clock() - start, args, kwargs, None)
+            try:
+                del calls[key]
+            except KeyError:
+                if _uncancel(entry, None):
+                    # The function swallowed our cancellation: it still ran past its timeout.
+                    return await self._timed_out_async(clock() - start, args, kwargs, None)
         now = clock()
         duration = now - start
         if duration <= self._limit:
@@ -470,6 +479,14 @@ class CircuitBreaker(BreakerMachine):
             return True
 
 
+class _AsyncCircuitBreaker(CircuitBreaker):
+    """A ``CircuitBreaker`` bound to a coroutine function: calling it is the coroutine."""
+
+    __slots__ = ()
+
+    __call__ = CircuitBreaker._acall
+
+
 # -- fallback signatures ------------------------------------------------------------------
 
 
@@ -512,39 +529,44 @@ def _fallback_mode(fallback: Callable[..., Any], func: Callable[..., Any] | None
 
 # -- the asyncio deadline timer -----------------------------------------------------------
 
-# An entry: [task, deadline (loop time), task.cancelling() at entry, fired by the timer].
+# An entry: (task, deadline (loop time), task.cancelling() at entry).
 _TASK: Final = 0
 _DEADLINE: Final = 1
 _BASE: Final = 2
-_FIRED: Final = 3
+Entry = tuple["asyncio.Task[Any]", float, int]
 
 
-class _Asyncio:
-    """asyncio's task helpers, imported on the first async call (not with svcclient)."""
+def _load_asyncio() -> asyncio.AbstractEventLoop | None:
+    """Bind asyncio's task helpers on the first async call (asyncio is not imported with
+    svcclient); then answer as ``_running_loop`` does."""
+    global _running_loop, _current_task  # noqa: PLW0603 - bound once, read per call
+    import asyncio
 
-    __slots__ = ("current_task", "running_loop")
-
-    def __init__(self) -> None:
-        self.running_loop: Callable[[], asyncio.AbstractEventLoop | None] = self._load
-        self.current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]
-
-    def _load(self) -> asyncio.AbstractEventLoop | None:
-        import asyncio
-
-        self.running_loop = asyncio._get_running_loop  # the C helper behind get_running_loop
-        self.current_task = asyncio.current_task
-        return self.running_loop()
-
-
-_aio: Final = _Asyncio()
+    _running_loop = asyncio._get_running_loop  # the C helper behind get_running_loop
+    current: object = asyncio.current_task
+    tasks = getattr(asyncio.tasks, "_current_tasks", None)
+    if inspect.isfunction(current) and isinstance(tasks, dict):
+        # Python 3.11's current_task(loop) is Python code for _current_tasks.get(loop);
+        # the dict's own get is the same answer for a frame less (3.12+ is C already).
+        current = tasks.get
+    _current_task = cast("Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]", current)
+    return _running_loop()
 
 
-def _uncancel(entry: list[Any], exc: BaseException | None) -> bool:
+def _no_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
+    return None  # replaced by _load_asyncio before any use
+
+
+_running_loop: Callable[[], asyncio.AbstractEventLoop | None] = _load_asyncio
+_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = _no_task
+
+
+def _uncancel(entry: Entry, exc: BaseException | None) -> bool:
     """The timer cancelled this call's task: take that back; True if it is our timeout.
 
     False when someone else cancelled the task too (their cancellation must go on).
     """
-    task: asyncio.Task[Any] = entry[_TASK]
+    task = entry[_TASK]
     outer = task.uncancel() > entry[_BASE]
     if outer:
         return False
@@ -556,12 +578,12 @@ def _uncancel(entry: list[Any], exc: BaseException | None) -> bool:
 class _LoopDeadlines:
     """The timed calls of one breaker on one asyncio loop, and one timer for all of them.
 
-    ``_call_async`` adds an entry (see there) under a fresh key and pops it when the call
+    ``_acall`` adds an entry (see there) under a fresh key and pops it when the call
     ends; the timer is left armed and, when it fires, cancels the overdue calls and
     re-arms for the oldest one still running (or stops when there is none).
     """
 
-    __slots__ = ("calls", "ids", "loop", "now", "timeout", "timer")
+    __slots__ = ("calls", "ids", "loop", "now", "shared_clock", "timeout", "timer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         import asyncio
@@ -569,12 +591,14 @@ class _LoopDeadlines:
 
         self.loop = loop
         self.timeout = timeout
-        self.calls: dict[int, list[Any]] = {}  # insertion order is deadline order
+        self.calls: dict[int, Entry] = {}  # insertion order is deadline order
         self.timer: asyncio.TimerHandle | None = None
         self.ids = itertools.count()
         # asyncio's own loops read time.monotonic; call it directly (a frame less per call).
         base = type(loop).time is asyncio.BaseEventLoop.time
         self.now: Callable[[], float] = time.monotonic if base else loop.time
+        # A breaker clock that is this one gives call starts on the loop's clock for free.
+        self.shared_clock: object = self.now if base else None
 
     def arm(self, deadline: float) -> None:
         self.timer = self.loop.call_at(deadline, self._expire)
@@ -590,6 +614,4 @@ class _LoopDeadlines:
                 break
             overdue.append(key)
         for key in overdue:
-            entry = calls.pop(key)
-            entry[_FIRED] = True
-            entry[_TASK].cancel()
+            calls.pop(key)[_TASK].cancel()  # the call finds its key gone: fired

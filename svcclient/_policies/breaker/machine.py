@@ -178,6 +178,7 @@ class BreakerMachine:
         "_state",
         "_window",
         "clock",
+        "is_closed",
         "name",
         "policy",
     )
@@ -204,13 +205,15 @@ class BreakerMachine:
             else CountWindow(policy.window_size)
         )
         self._state: str = CLOSED
+        self.is_closed = True
+        """True while closed: the one-attribute check callers make before ``admit()``."""
         self._half_open_at = 0.0
         self._probes_taken = self._probe_calls = self._probe_fails = self._probe_slow = 0
         self._rejects = 0
         self._slow_limit = policy.slow_limit
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r} {self._state}>"
+        return f"<{type(self).__name__.lstrip('_')} {self.name!r} {self._state}>"
 
     # -- admission -------------------------------------------------------------------------
 
@@ -282,9 +285,7 @@ class BreakerMachine:
             lock.acquire()
             try:
                 if self._state is CLOSED:
-                    window = self._window
-                    window.success(now)
-                    if window.failures or window.slow_calls:
+                    if self._window.success(now):  # failures or slow calls to judge
                         change = self._judge()
                 else:
                     change = self._verdict(now, False, False)
@@ -433,6 +434,7 @@ class BreakerMachine:
         if new is None:
             return None
         self._state = new
+        self.is_closed = new is CLOSED
         # Entry actions.
         if new is OPEN:
             self._half_open_at = self.clock() + self.policy.reset_timeout

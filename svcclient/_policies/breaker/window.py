@@ -62,12 +62,17 @@ class TimeWindow:
         self._width = duration / buckets
         self.reset()
 
-    def success(self, now: float) -> None:
-        """Count one fast, successful call at ``now`` (the hot path)."""
+    def success(self, now: float) -> int:
+        """Count one fast, successful call at ``now`` (the hot path).
+
+        Returns the failures plus slow calls in the window: nonzero when a rate could
+        have reached its threshold (successes alone never trip a breaker).
+        """
         if now >= self._edge:
             self._roll(now)
         self._cur_calls += 1
         self.calls += 1
+        return self.failures + self.slow_calls
 
     def record(self, now: float, failed: bool, slow: bool) -> None:
         """Count one call at ``now`` with its verdict."""
@@ -155,8 +160,11 @@ class CountWindow:
         self.failures = 0
         self.slow_calls = 0
 
-    def success(self, now: float) -> None:
-        """Count one fast, successful call (the hot path; ``now`` is unused)."""
+    def success(self, now: float) -> int:
+        """Count one fast, successful call (the hot path; ``now`` is unused).
+
+        Returns the failures plus slow calls in the window, as ``TimeWindow.success``.
+        """
         ring = self._ring
         pos = self._pos
         old = ring[pos]
@@ -167,6 +175,7 @@ class CountWindow:
             self._forget(old)
         pos += 1
         self._pos = 0 if pos == self._size else pos
+        return self.failures + self.slow_calls
 
     def record(self, now: float, failed: bool, slow: bool) -> None:
         """Count one call with its verdict, evicting the oldest when full."""
