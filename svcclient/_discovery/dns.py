@@ -54,14 +54,16 @@ import threading
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
+
+if TYPE_CHECKING:
+    import dns.asyncresolver  # noqa: TC004 - the module is imported in aresolve
 
 from .._endpoint import Endpoint
 from .._exceptions import ConfigError, SvcClientError
@@ -451,6 +453,8 @@ class DnsResolver:
         if res is None:
             if self._sync is None:
                 raise DnsLookupError(host, self._unusable, kind="error")
+            import dns.asyncresolver  # ~50 ms of import time: only when first needed
+
             res = self._async = self._configure(dns.asyncresolver.Resolver)
         deadline = time.monotonic() + self.timeout
         plan = self._plan(host, port)

@@ -46,11 +46,10 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from opentelemetry import context as _otel_context
 from opentelemetry import metrics as _otel_metrics
-from opentelemetry import propagate as _otel_propagate
 from opentelemetry import trace as _otel_trace
 from opentelemetry.metrics import Histogram, MeterProvider, NoOpMeterProvider
 from opentelemetry.trace import (
@@ -76,6 +75,10 @@ from .hooks import (
 from .routes import OTHER_ROUTE
 
 __all__ = ["KNOWN_METHODS", "TRACE_ID_STATE_KEY", "TracingHooks", "redact_url"]
+
+
+if TYPE_CHECKING:
+    from httpx import Headers
 
 _INSTRUMENTATION_NAME: Final = "svcclient"
 try:
@@ -126,6 +129,19 @@ else:  # pragma: no cover - depends on the installed API version
 
 
 _get_current_context = _otel_context.get_current
+
+_propagate: list[Callable[..., None]] = []
+
+
+def _inject(headers: Headers, ctx: _otel_context.Context) -> None:
+    # opentelemetry.propagate reads the propagators' entry points when imported (tens of
+    # ms): imported on the first injection, not with svcclient.
+    if not _propagate:
+        from opentelemetry import propagate
+
+        _propagate.append(propagate.inject)
+    _propagate[0](headers, context=ctx)
+
 
 # The context key OpenTelemetry's HTTP client instrumentations check before making a span
 # (opentelemetry-api keeps it with the context; the instrumentation package reads it).
@@ -332,7 +348,7 @@ class TracingHooks(Hooks):
                 current = _get_current_context()
                 # An empty context means no incoming trace and no baggage: nothing to send.
                 if current:
-                    _otel_propagate.inject(attempt.request.headers, context=current)
+                    _inject(attempt.request.headers, current)
             return
         call = attempt.call
         url = attempt.request.url
@@ -367,7 +383,7 @@ class TracingHooks(Hooks):
             call.state[TRACE_ID_STATE_KEY] = format(span_ctx.trace_id, "032x")
         span_in_ctx = _otel_trace.set_span_in_context(span, parent_ctx)
         if self._propagate:
-            _otel_propagate.inject(attempt.request.headers, context=span_in_ctx)
+            _inject(attempt.request.headers, span_in_ctx)
         # While the attempt is sent its span is current, and OpenTelemetry's HTTP
         # instrumentations (opentelemetry-instrumentation-httpx patches the transport that
         # sends) are told to stand aside: one CLIENT span per attempt, and the server's
