@@ -18,7 +18,6 @@ from .._observability.defaults import for_config as _default_hooks
 from .._observability.hooks import Hooks
 from .._pipeline.call import retargeted
 from .._pipeline.service_state import ServiceRuntime
-from .pinned import transport_options
 from .pools import PoolSet
 
 __all__ = ["DriverBase"]
@@ -48,6 +47,10 @@ class DriverBase(Generic[T]):
         self.runtime = rt = ServiceRuntime(
             cfg, self._hooks, owns_transport=transport is None, clock=clock
         )
+        # pinned imports httpcore (and with it anyio/trio): ~half of svcclient's import
+        # time, so it is imported when the first transport is built, not with svcclient.
+        from .pinned import transport_options
+
         self._options = transport_options(
             cfg.verify,
             cfg.http2,

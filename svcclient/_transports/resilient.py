@@ -30,7 +30,6 @@ from .._pipeline.call import Call, Passthrough, buffered
 from .._policies.bulkhead import Bulkhead
 from .base import DriverBase
 from .health import HealthChecker
-from .pinned import PinnedTransport
 
 __all__ = ["ResilientTransport"]
 
@@ -166,6 +165,8 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
         age = self.config.max_connection_age
         if endpoint == self.runtime.origin and age is None:
             return httpx.HTTPTransport(**self._options)
+        from .pinned import PinnedTransport  # httpcore: imported with the first pool
+
         return PinnedTransport(endpoint, self._options, max_age=age, clock=self.runtime.clock)
 
     def _refresh(self) -> None:

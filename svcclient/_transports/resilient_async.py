@@ -26,7 +26,6 @@ from .._pipeline.hedging import Race
 from .._policies.bulkhead import AsyncBulkhead
 from .base import DriverBase
 from .health import AsyncHealthChecker
-from .pinned import AsyncPinnedTransport
 
 if TYPE_CHECKING:
     from anyio.abc import ObjectSendStream
@@ -247,6 +246,8 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         age = self.config.max_connection_age
         if endpoint == self.runtime.origin and age is None:
             return httpx.AsyncHTTPTransport(**self._options)
+        from .pinned import AsyncPinnedTransport  # httpcore: imported with the first pool
+
         return AsyncPinnedTransport(endpoint, self._options, max_age=age, clock=self.runtime.clock)
 
     async def _first_resolution(self, call: Call) -> None:
