@@ -65,8 +65,7 @@ class BreakerPolicy:
     failure_status_codes: frozenset[int] = _DEFAULT_FAILURE_STATUS
 
     def __post_init__(self) -> None:
-        # The number checks below are the seam for the shared validator (svcclient's
-        # one-validator work): each is one call naming the field, the value and the rule.
+        # Every field goes through the one validator (svcclient._validate).
         if self.timeout is not None:
             check_seconds("timeout", self.timeout)
         check_percent("error_threshold_percentage", self.error_threshold_percentage)

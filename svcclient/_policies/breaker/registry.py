@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Final
 
 from ..._exceptions import ConfigError
+from ..._validate import check_count
 from .guard import CircuitBreaker
 from .policy import BreakerPolicy
 
@@ -44,9 +45,7 @@ class BreakerRegistry:
     __slots__ = ("_capacity", "_live", "_lock", "_recent")
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
-            raise ConfigError(None, "capacity", capacity, "must be an integer >= 0")
-        self._capacity = capacity
+        self._capacity = check_count("capacity", capacity, low=0)
         # Every breaker still alive, by name; entries vanish with their breaker.
         self._live: weakref.WeakValueDictionary[str, CircuitBreaker] = weakref.WeakValueDictionary()
         # Strong references to the `capacity` most recently used, oldest first.
