@@ -453,9 +453,11 @@ class DnsResolver:
         if res is None:
             if self._sync is None:
                 raise DnsLookupError(host, self._unusable, kind="error")
-            import dns.asyncresolver  # ~50 ms of import time: only when first needed
+            # ~50 ms of import time: only when first needed. ``from`` so that the name
+            # ``dns`` stays the module global here (a local import would shadow it).
+            from dns import asyncresolver
 
-            res = self._async = self._configure(dns.asyncresolver.Resolver)
+            res = self._async = self._configure(asyncresolver.Resolver)
         deadline = time.monotonic() + self.timeout
         plan = self._plan(host, port)
         try:
