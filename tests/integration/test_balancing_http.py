@@ -103,7 +103,7 @@ class _TrackedPools:
                 tracker.closed.add(id(self))
                 super().close()
 
-        monkeypatch.setattr("svcclient._transports.resilient.PinnedTransport", Tracked)
+        monkeypatch.setattr("svcclient._transports.pinned.PinnedTransport", Tracked)
 
     def unclosed(self) -> list[PinnedTransport]:
         return [p for p in self.built if id(p) not in self.closed]
