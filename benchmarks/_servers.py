@@ -3,8 +3,8 @@
 Why a child process: a server thread in the benchmark's own process competes for the GIL
 with the client, and a thread waiting for the GIL can wait a whole switch interval (5 ms),
 which would swamp the latencies we want to see. The child runs ``FaultServer`` instances
-(loopback only) or a minimal ASGI app under uvicorn, and talks to the parent over its
-stdin/stdout, one line per command:
+(loopback only), a minimal ASGI app under uvicorn, or a canned-response server, and talks
+to the parent over its stdin/stdout, one line per command:
 
 * ``reset``  -> ``OK {"<host>:<port>": requests seen, ...}`` then counters and fault
   scripts start afresh (so every contender meets the same deterministic faults);
@@ -20,6 +20,7 @@ happens, after ``lifetime`` seconds. The parent never waits longer than ``timeou
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -64,8 +65,9 @@ class ServerProcess:
     """Start servers described by ``specs`` in a child process (see the module docstring).
 
     A spec is ``{"kind": "fault", "host": "127.0.0.2", "port": 0, "fault": "ok"}``
-    (``fault``: ``ok``, ``refuse``, or ``slow`` with ``fraction`` and ``after``) or
-    ``{"kind": "uvicorn", "host": "127.0.0.1"}``.
+    (``fault``: ``ok``, ``refuse``, or ``slow`` with ``fraction`` and ``after``),
+    ``{"kind": "uvicorn", "host": "127.0.0.1"}`` or ``{"kind": "canned", "host": ...}``
+    (the same 200 answer to every request, written in one ``send``; see ``_Canned``).
     """
 
     def __init__(
@@ -229,6 +231,61 @@ class _Uvicorn:
         self.thread.join(5.0)
 
 
+_CANNED = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+    len(_OK_BODY),
+    _OK_BODY,
+)
+
+
+class _CannedProtocol(asyncio.Protocol):
+    """Answers every request head (GETs only: no request body) with ``_CANNED``, keep-alive."""
+
+    def __init__(self, seen: list[int]) -> None:
+        self.seen = seen
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        heads = self.buffer.count(b"\r\n\r\n")
+        if heads and self.transport is not None:
+            self.buffer = self.buffer.rsplit(b"\r\n\r\n", 1)[1]
+            self.seen[0] += heads
+            self.transport.write(_CANNED * heads)
+
+
+class _Canned:
+    """The cheapest server that keeps the client honest: one write per answer, so a
+    client's instruction count does not depend on how the answer was split into segments
+    (callgrind_overhead), and no per-request Python beyond a count (bursts)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.seen = [0]
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self, timeout: float) -> int:
+        self.thread.start()
+        server = asyncio.run_coroutine_threadsafe(
+            self.loop.create_server(
+                lambda: _CannedProtocol(self.seen), self.host, self.port, backlog=4096
+            ),
+            self.loop,
+        ).result(timeout)
+        self.server = server
+        return int(server.sockets[0].getsockname()[1])
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5.0)
+
+
 def _child(payload: str) -> int:
     from svcclient.testing._faultserver import Fault, FaultServer
 
@@ -245,6 +302,7 @@ def _child(payload: str) -> int:
 
     faults: list[tuple[FaultServer, dict[str, Any]]] = []
     uvis: list[_Uvicorn] = []
+    canned: dict[int, _Canned] = {}
     ports: list[int] = []
     keys: list[str] = []
     try:
@@ -255,6 +313,9 @@ def _child(payload: str) -> int:
                 uvi = _Uvicorn(host, port or free_common_port([host]))
                 uvis.append(uvi)
                 ports.append(uvi.start(10.0))
+            elif spec["kind"] == "canned":
+                can = canned[len(ports)] = _Canned(host, port)
+                ports.append(can.start(10.0))
             else:
                 srv = FaultServer(host, port, name=f"{host}").start()
                 srv.set_fault(fault_for(spec))
@@ -268,8 +329,13 @@ def _child(payload: str) -> int:
     def counts() -> dict[str, int]:
         out = {}
         fi = iter(faults)
-        for key, spec in zip(keys, conf["servers"], strict=True):
-            out[key] = _uvicorn_seen[0] if spec["kind"] == "uvicorn" else next(fi)[0].count()
+        for i, (key, spec) in enumerate(zip(keys, conf["servers"], strict=True)):
+            if spec["kind"] == "uvicorn":
+                out[key] = _uvicorn_seen[0]
+            elif spec["kind"] == "canned":
+                out[key] = canned[i].seen[0]
+            else:
+                out[key] = next(fi)[0].count()
         return out
 
     print("READY " + json.dumps(ports), flush=True)
@@ -284,6 +350,8 @@ def _child(payload: str) -> int:
                     srv.set_fault(fault_for(spec))  # a fresh "every n-th" counter
                     srv.clear()
                 _uvicorn_seen[0] = 0
+                for can in canned.values():
+                    can.seen[0] = 0
                 print("OK " + json.dumps(seen), flush=True)
             else:
                 print(f"ERROR unknown command {cmd!r}", flush=True)
@@ -292,6 +360,8 @@ def _child(payload: str) -> int:
             srv.stop()
         for uvi in uvis:
             uvi.stop()
+        for can in canned.values():
+            can.stop()
     return 0
 
 

@@ -30,6 +30,7 @@ from svcclient import (
     BulkheadFullError,
     BulkheadPolicy,
     CircuitOpenError,
+    RetryPolicy,
     ServiceClient,
     ServiceConfig,
 )
@@ -37,7 +38,29 @@ from svcclient import (
 __all__ = ["main", "render", "run"]
 
 HOLD = "/hold"
-_HOLD_SECONDS = 30.0  # a held request never outlives this, whatever happens
+# Correctness here never depends on wall time: the open breakers run on a frozen clock (they
+# can never reach their reset timeout and go half-open, however slow the machine), and the
+# request holding the bulkhead may wait far longer than a section can run (each section is
+# bounded by interleave's max_seconds; the hold ends as soon as the section does).
+_HOLD_SECONDS = 600.0  # a held request never outlives this, whatever happens
+
+
+def _frozen_clock() -> float:
+    return 0.0
+
+
+def _holding(name: str, policy: BulkheadPolicy) -> ServiceConfig:
+    """A config whose one held request outlasts the section: no attempt timeout, deadline
+    or retry ends it before the section releases it."""
+    return ServiceConfig(
+        name,
+        url=BASE,
+        bulkhead=policy,
+        timeout=_HOLD_SECONDS,
+        deadline=_HOLD_SECONDS,
+        retry=RetryPolicy.disabled(),
+        breaker=None,
+    )
 
 
 class _Server:
@@ -88,7 +111,9 @@ def _breaker_open(number: int, rounds: int, max_s: float) -> dict[str, Any]:
     happy = ServiceClient(
         ServiceConfig("bench-ff-happy", url=BASE), transport=httpx.MockTransport(_Server())
     )
-    client = ServiceClient(ServiceConfig("bench-ff-open", url=BASE), transport=mock)
+    client = ServiceClient(
+        ServiceConfig("bench-ff-open", url=BASE), transport=mock, clock=_frozen_clock
+    )
     breaker = client.resilient.runtime.breaker
     assert breaker is not None
     breaker.open()
@@ -137,7 +162,7 @@ def _bulkhead_full(number: int, rounds: int, max_s: float) -> dict[str, Any]:
     mock = httpx.MockTransport(server)
     policy = BulkheadPolicy(max_concurrent=1, max_waiting=0)
     client = ServiceClient(
-        ServiceConfig("bench-ff-bulkhead", url=BASE, bulkhead=policy), transport=mock
+        _holding("bench-ff-bulkhead", policy), transport=mock, clock=_frozen_clock
     )
     holder = threading.Thread(target=lambda: client.get(HOLD), daemon=True)
     holder.start()
@@ -169,13 +194,15 @@ def _async_cases(number: int, rounds: int, max_s: float) -> dict[str, Any]:
     loop = asyncio.new_event_loop()
     server = _AsyncServer()
     mock = httpx.MockTransport(server)
-    opened = AsyncServiceClient(ServiceConfig("bench-ff-async-open", url=BASE), transport=mock)
+    opened = AsyncServiceClient(
+        ServiceConfig("bench-ff-async-open", url=BASE), transport=mock, clock=_frozen_clock
+    )
     breaker = opened.resilient.runtime.breaker
     assert breaker is not None
     breaker.open()
     policy = BulkheadPolicy(max_concurrent=1, max_waiting=0)
     full = AsyncServiceClient(
-        ServiceConfig("bench-ff-async-bulkhead", url=BASE, bulkhead=policy), transport=mock
+        _holding("bench-ff-async-bulkhead", policy), transport=mock, clock=_frozen_clock
     )
 
     async def reject(client: AsyncServiceClient, error: type[BaseException]) -> None:
