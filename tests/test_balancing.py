@@ -16,13 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from svcclient._balancing.balancer import BalancingPolicy, LoadBalancer
-from svcclient._balancing.hashing import (
-    MODULUS,
-    endpoint_weight,
-    key_hash,
-    rendezvous_index,
-    rendezvous_order,
-)
 from svcclient._balancing.outlier import OutlierPolicy
 from svcclient._balancing.strategies import Affinity, LeastLoaded, RoundRobin
 from svcclient._endpoint import Endpoint
@@ -444,32 +437,6 @@ def test_p2c_avoid_and_two_distinct_candidates() -> None:
 # -- affinity and hashing ------------------------------------------------------------------
 
 
-def test_key_hash_is_stable_across_processes() -> None:
-    """key_hash is a fixed function (BLAKE2b), not Python's per-process str hash."""
-    if MODULUS != 2**61 - 1:
-        pytest.skip("pinned value is for 64-bit builds")
-    assert key_hash("user-42") == 1012432093555824931
-    assert endpoint_weight("10.0.0.1:8080") == 1284167917137960445
-
-
-def test_rendezvous_index_skip_gives_runner_up() -> None:
-    """skip excludes one index, returning the key's second choice."""
-    weights = [endpoint_weight(ep.key) for ep in eps(6)]
-    h = key_hash("abc")
-    order = rendezvous_order(h, weights)
-    assert rendezvous_index(h, weights) == order[0]
-    assert rendezvous_index(h, weights, skip=order[0]) == order[1]
-    assert rendezvous_index(h, []) == -1
-
-
-def test_rendezvous_spreads_keys_evenly() -> None:
-    """10,000 keys over 10 endpoints: every endpoint within 15 % of its 1,000 share."""
-    weights = [endpoint_weight(ep.key) for ep in eps(10)]
-    counts = Counter(rendezvous_index(key_hash(f"user-{i}"), weights) for i in range(10_000))
-    assert len(counts) == 10
-    assert all(850 <= c <= 1150 for c in counts.values()), counts
-
-
 def assign(lb: LoadBalancer, keys: list[str]) -> dict[str, Endpoint]:
     return {k: lb.pick(k) for k in keys}
 
@@ -577,22 +544,6 @@ def test_affinity_memory_is_bounded_and_expires() -> None:
     clock.advance(11)
     aff.pick("fresh", None)
     assert len(aff) == 1
-
-
-@settings(max_examples=60, deadline=None)
-@given(n=st.integers(2, 15), drop=st.integers(0, 14), keys=st.lists(st.text(), max_size=60))
-def test_removal_moves_only_the_removed_endpoints_keys(n: int, drop: int, keys: list[str]) -> None:
-    """For any set and any keys, removing an endpoint remaps only keys that were on it."""
-    endpoints = eps(n)
-    gone = endpoints[drop % n]
-    rest = [ep for ep in endpoints if ep != gone]
-    w_all = [endpoint_weight(ep.key) for ep in endpoints]
-    w_rest = [endpoint_weight(ep.key) for ep in rest]
-    for k in keys:
-        h = key_hash(k)
-        first = endpoints[rendezvous_index(h, w_all)]
-        second = rest[rendezvous_index(h, w_rest)]
-        assert first == second or first == gone
 
 
 # -- concurrency ---------------------------------------------------------------------------

@@ -63,7 +63,7 @@ class BalancingPolicy:
       same endpoint, see ``affinity_*``).
     * ``affinity_timeout``: seconds a key stays pinned without use (default 3600, like
       Kubernetes' ``sessionAffinityConfig.clientIP.timeoutSeconds``). After that the key
-      is re-hashed; rendezvous hashing gives the same endpoint again unless the set has
+      is re-hashed; the hash ring gives the same endpoint again unless the set has
       changed meanwhile, so the timeout mainly lets keys that were moved (by an ejection
       or a new endpoint) settle on their hash choice.
     * ``affinity_header`` / ``affinity_cookie``: where the pipeline reads the key from

@@ -8,8 +8,8 @@ changes, so ``pick`` reads one reference and never sees half an update. ``pick``
 * :class:`RoundRobin` -- one shared ``itertools.count`` (``next()`` on it is atomic in
   CPython), started at a random offset so that many clients do not march in step.
 * :class:`LeastLoaded` -- Finagle's power of two choices over a peak-EWMA cost.
-* :class:`Affinity` -- rendezvous hashing plus a bounded LRU of sticky assignments that
-  also implements the affinity timeout.
+* :class:`Affinity` -- a consistent-hash ring plus a bounded LRU of sticky assignments
+  that also implements the affinity timeout.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from .._endpoint import Endpoint
-from .hashing import endpoint_weight, key_hash, rendezvous_index
+from .hashing import HashRing, key_hash
 from .outlier import EndpointHealth
 
 __all__ = ["Affinity", "EndpointStats", "LeastLoaded", "RoundRobin", "Strategy"]
@@ -242,7 +242,7 @@ class _Sticky:
 class Affinity:
     """Session affinity: one key, one endpoint, while it is eligible and in use.
 
-    A new key goes to its rendezvous-hash winner among the eligible endpoints and the
+    A new key goes to its owner on the hash ring among the eligible endpoints and the
     choice is remembered. Later picks with the key return the remembered endpoint while it
     stays eligible and the key is used at least every ``timeout`` seconds. When the
     endpoint is ejected or removed the key moves to its next choice and stays there (like
@@ -256,7 +256,16 @@ class Affinity:
     key's endpoint) goes to the key's runner-up without changing the remembered choice.
     """
 
-    __slots__ = ("_clock", "_fallback", "_lock", "_max_keys", "_sticky", "_table", "_timeout")
+    __slots__ = (
+        "_clock",
+        "_fallback",
+        "_lock",
+        "_max_keys",
+        "_ring",
+        "_sticky",
+        "_table",
+        "_timeout",
+    )
 
     def __init__(
         self,
@@ -271,16 +280,29 @@ class Affinity:
         self._fallback = RoundRobin(rng)
         self._sticky: OrderedDict[str, _Sticky] = OrderedDict()
         self._lock = threading.Lock()
-        self._table: tuple[tuple[Endpoint, ...], tuple[int, ...], frozenset[str]] = (
-            (),
-            (),
+        self._ring = HashRing(())
+        # The ring and, by slot, the eligible endpoints on it (a slot not in the dict is
+        # skipped); replaced as one tuple so a pick never sees half an update.
+        self._table: tuple[HashRing, dict[int, Endpoint], frozenset[str]] = (
+            self._ring,
+            {},
             frozenset(),
         )
 
     def rebuild(self, eligible: tuple[Endpoint, ...]) -> None:
-        """Replace the candidates and their hash weights."""
-        weights = tuple(endpoint_weight(ep.key) for ep in eligible)
-        self._table = (eligible, weights, frozenset(ep.key for ep in eligible))
+        """Replace the candidates; the ring itself is rebuilt only for new endpoints.
+
+        Ejected or removed endpoints stay on the ring and are skipped, which gives the same
+        choices as a ring without them; once more than half the ring is skipped it is
+        rebuilt to keep lookups short.
+        """
+        ring = self._ring
+        slots = ring.slots
+        if any(ep.key not in slots for ep in eligible) or 2 * len(eligible) < len(ring):
+            ring = self._ring = HashRing([ep.key for ep in eligible])
+            slots = ring.slots
+        by_slot = {slots[ep.key]: ep for ep in eligible}
+        self._table = (ring, by_slot, frozenset(ep.key for ep in eligible))
         self._fallback.rebuild(eligible)
 
     def __len__(self) -> int:
@@ -291,8 +313,8 @@ class Affinity:
         """The key's endpoint (see the class docstring); round robin without a key."""
         if affinity_key is None:
             return self._fallback.pick(None, avoid)
-        eligible, weights, members = self._table
-        if not eligible:
+        ring, by_slot, members = self._table
+        if not by_slot:
             raise LookupError(_EMPTY)
         now = self._clock()
         sticky = self._sticky
@@ -307,7 +329,7 @@ class Affinity:
                 sticky.move_to_end(affinity_key)
                 ep = entry.endpoint
             else:
-                ep = eligible[rendezvous_index(key_hash(affinity_key), weights)]
+                ep = by_slot[ring.owner(key_hash(affinity_key), by_slot)]
                 if entry is not None:
                     entry.endpoint = ep
                     entry.last_used = now
@@ -315,8 +337,8 @@ class Affinity:
                 else:
                     self._forget_old(now)
                     sticky[affinity_key] = _Sticky(ep, now)
-        if avoid is not None and len(eligible) > 1 and ep.key == avoid.key:
-            ep = eligible[rendezvous_index(key_hash(affinity_key), weights, eligible.index(ep))]
+        if avoid is not None and len(by_slot) > 1 and ep.key == avoid.key:
+            ep = by_slot[ring.owner(key_hash(affinity_key), by_slot, ring.slots[ep.key])]
         return ep
 
     def _forget_old(self, now: float) -> None:
