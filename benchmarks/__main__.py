@@ -56,9 +56,11 @@ MODULES = (
     "bench_observability",
     "bench_overload",
     "bench_config",
+    "bench_burst",
 )
 GUARD_OVERHEAD_MAX = 1.5
 GUARD_GOODPUT_MIN = 0.99
+BURST_REQUESTS = 1000  # benchmarks.bench_burst.BURST (not imported: it needs the servers)
 MODULE_TIMEOUT = {True: 60.0, False: 300.0}  # seconds, by --quick
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -362,6 +364,26 @@ def _module_claims(mods: Json) -> list[tuple[str, str, str, str]]:
                 _status(nosdk <= 1.0),
             )
         )
+    burst = _dig(mods, "bench_burst", "contenders") or {}
+    bare = _dig(burst, "bare httpx.AsyncClient", "wall_s_best")
+    for name, target in (
+        ("svcclient defaults (httpx wire)", "all 1,000 succeed"),
+        ('svcclient wire="aiohttp"', "all 1,000 succeed, >= 5x faster than bare httpx; CI guard"),
+    ):
+        entry = burst.get(name)
+        if entry is None or bare is None:
+            continue
+        speed = bare / entry["wall_s_best"]
+        ok = entry["succeeded"] == BURST_REQUESTS and ("5x" not in target or speed >= 5.0)
+        rows.append(
+            (
+                f"#16 Burst of 1,000 concurrent GETs, {name}",
+                f"{entry['succeeded']:,} ok in {entry['wall_s_best']:.2f} s "
+                f"({speed:.1f}x bare httpx's {bare:.2f} s)",
+                target,
+                _status(ok),
+            )
+        )
     return rows
 
 
@@ -398,6 +420,21 @@ def evaluate_guards(results: Json) -> list[Json]:
             "value": growth,
             "bound": f"<= {bound}",
             "ok": growth is not None and bound is not None and growth <= bound,
+        }
+    )
+    wire_ok = _dig(
+        results.get("modules", {}),
+        "bench_burst",
+        "contenders",
+        'svcclient wire="aiohttp"',
+        "succeeded",
+    )
+    guards.append(
+        {
+            "name": 'burst of 1,000 concurrent GETs on wire="aiohttp": succeeded',
+            "value": wire_ok,
+            "bound": f"== {BURST_REQUESTS}",
+            "ok": wire_ok == BURST_REQUESTS,
         }
     )
     for name, error in results.get("errors", {}).items():

@@ -114,7 +114,9 @@ def test_breaker_open_rejections_send_nothing() -> None:
     assert "ServiceClient.get -> CircuitOpenError" in result["per_op_us"]
 
 
-def _results(ratio: float, rate: float, growth: float | None) -> dict[str, Any]:
+def _results(
+    ratio: float, rate: float, growth: float | None, burst_ok: int = 1000
+) -> dict[str, Any]:
     section = {
         "baseline": "httpx",
         "per_op_us": {"httpx": {"min": 1, "median": 1, "max": 1}},
@@ -148,19 +150,28 @@ def _results(ratio: float, rate: float, growth: float | None) -> dict[str, Any]:
             "goodput": {"contenders": {"c": entry}},
             "scale": scale,
         },
-        "modules": {"bench_missing": {"skipped": "not present"}},
+        "modules": {
+            "bench_missing": {"skipped": "not present"},
+            "bench_burst": {
+                "contenders": {
+                    "bare httpx.AsyncClient": {"succeeded": 1000, "wall_s_best": 5.0},
+                    'svcclient wire="aiohttp"': {"succeeded": burst_ok, "wall_s_best": 0.5},
+                }
+            },
+        },
         "errors": {},
     }
 
 
 def test_guards_fail_on_overhead_and_missing_memory() -> None:
-    """A ratio above 1.5 and an absent memory figure break guards; 99.5 % goodput passes."""
-    guards = runner.evaluate_guards(_results(1.6, 0.995, None))
+    """A ratio above 1.5, an absent memory figure and a lost burst request break guards."""
+    guards = runner.evaluate_guards(_results(1.6, 0.995, None, burst_ok=999))
     ok = {g["name"].split(",")[0]: g["ok"] for g in guards}
     assert ok == {
         "overhead ratio": False,
         "goodput success rate": True,
         "memory growth after warm-up": False,
+        'burst of 1': False,
     }
 
 

@@ -111,6 +111,9 @@ class ServiceConfig:
     through, which are dropped otherwise. ``max_connection_age`` (300 s, ±10 % jitter;
     None: never) retires a pooled connection between requests once it is that old, so
     kube-proxy can spread a ClusterIP's connections over pods that joined since.
+    ``wire`` (``"httpx"``) chooses the async clients' connection pools: ``"aiohttp"``
+    (extra ``svcclient[aiohttp]``, asyncio only, HTTP/1.1) sends through aiohttp behind the
+    same httpx API, several times faster under bursts; sync clients always use httpx.
 
     >>> ServiceConfig("user-service", url="http://user-service:3000", timeout=1.0)
     """
@@ -134,6 +137,7 @@ class ServiceConfig:
     max_connection_age: float | None = 300.0
     keepalive_expiry: float = 5.0
     http2: bool = False
+    wire: Literal["httpx", "aiohttp"] = "httpx"
     verify: bool = True
     metric_prefix: str = ""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -190,6 +194,9 @@ class ServiceConfig:
             check_count("port", self.port, low=1, high=65535)
         check_dns_name("cluster_domain", self.cluster_domain)
         check_choice("resolve", self.resolve, _RESOLVE_MODES)
+        check_choice("wire", self.wire, ("httpx", "aiohttp"))
+        if self.wire == "aiohttp" and self.http2:
+            raise ConfigError(None, "wire", self.wire, "aiohttp speaks HTTP/1.1 only (http2)")
         servers = self.dns_nameservers
         if servers is not None:
             if isinstance(servers, str):

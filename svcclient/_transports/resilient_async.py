@@ -243,6 +243,12 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         return await _read_body(await transport.handle_async_request(request), request)
 
     def _new_pool(self, endpoint: Endpoint) -> httpx.AsyncBaseTransport:
+        if self.config.wire == "aiohttp":
+            from .aiohttp_wire import AiohttpTransport
+
+            pinned = None if endpoint == self.runtime.origin else endpoint
+            opts = self._options
+            return AiohttpTransport(pinned, verify=opts["verify"], limits=opts["limits"])
         age = self.config.max_connection_age
         if endpoint == self.runtime.origin and age is None:
             return httpx.AsyncHTTPTransport(**self._options)

@@ -1,0 +1,99 @@
+"""The aiohttp wire (``wire="aiohttp"``) against real misbehaving servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from svcclient import AsyncServiceClient, ConfigError, RetryPolicy, ServiceConfig
+from svcclient._transports.aiohttp_wire import AiohttpTransport
+from svcclient.testing._faultserver import Fault, FaultServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+@pytest.fixture
+def server() -> FaultServer:
+    with FaultServer("127.0.0.1", name="wire") as srv:
+        yield srv
+
+
+def _client(url: str, **overrides: object) -> AsyncServiceClient:
+    return AsyncServiceClient(ServiceConfig("wire-svc", url=url, wire="aiohttp", **overrides))
+
+
+async def test_get_and_post_round_trip_with_headers_and_body(server: FaultServer) -> None:
+    """Status, headers, JSON body and the request's method, path, headers and body all pass."""
+    async with _client(server.url) as client:
+        r = await client.get("/users/1", headers={"x-trace": "abc"})
+        assert r.status_code == 200 and r.json()["path"] == "/users/1"
+        assert r.http_version == "HTTP/1.1" and r.elapsed.total_seconds() >= 0
+        r = await client.post("/items", json={"a": 1})
+        assert r.json()["method"] == "POST"
+    seen = server.requests
+    assert seen[0].headers.get("x-trace") == "abc"
+    assert seen[0].headers.get("host", "").startswith("127.0.0.1")
+
+
+async def test_status_and_retry_after_reach_the_pipeline(server: FaultServer) -> None:
+    """A 503 then a 200: the pipeline retries on the aiohttp wire like on httpx's."""
+    server.push_faults([Fault.status(503), Fault.ok()])
+    async with _client(server.url, retry=RetryPolicy(attempts=2, backoff_base=0.001)) as client:
+        r = await client.get("/x")
+    assert r.status_code == 200 and server.count() == 2
+
+
+async def test_reset_after_send_maps_to_an_httpx_error_and_is_retried(server: FaultServer) -> None:
+    """A connection reset is an httpx transport error, so a GET is retried and succeeds."""
+    server.push_faults([Fault.reset(), Fault.ok()])
+    async with _client(server.url, retry=RetryPolicy(attempts=2, backoff_base=0.001)) as client:
+        r = await client.get("/x")
+    assert r.status_code == 200 and server.count() == 2
+
+
+async def test_refused_connection_is_connect_error() -> None:
+    """No listener: httpx.ConnectError from the bare transport."""
+    with FaultServer("127.0.0.1", name="gone") as srv:
+        url = srv.url
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(url + "/x")
+
+
+async def test_stall_before_headers_is_read_timeout(server: FaultServer) -> None:
+    """A server silent past the read timeout: httpx.ReadTimeout, well before the stall ends."""
+    server.push_faults([Fault.stall_before_headers(5.0)])
+    async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=0.3) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(server.url + "/x")
+
+
+async def test_truncated_body_is_remote_protocol_error(server: FaultServer) -> None:
+    """Content-Length longer than the body: httpx.RemoteProtocolError while reading."""
+    server.push_faults([Fault.truncated()])
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get(server.url + "/x")
+
+
+async def test_two_hundred_concurrent_gets_all_succeed(server: FaultServer) -> None:
+    """200 GETs at once through AsyncServiceClient on the aiohttp wire all return 200."""
+    async with _client(server.url) as client:
+        results = await asyncio.gather(*(client.get(f"/i/{i}") for i in range(200)))
+    assert all(r.status_code == 200 for r in results)
+
+
+def test_http2_is_refused_at_config_time() -> None:
+    """wire='aiohttp' with http2=True is a ConfigError (aiohttp speaks HTTP/1.1)."""
+    with pytest.raises(ConfigError):
+        ServiceConfig("wire-svc", url="http://127.0.0.1:1", wire="aiohttp", http2=True)
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_is_refused_with_a_clear_error(anyio_backend: str) -> None:
+    """Under trio the aiohttp wire raises RuntimeError naming asyncio (no silent hang)."""
+    transport = AiohttpTransport()
+    with pytest.raises(RuntimeError, match="asyncio"):
+        await transport.handle_async_request(httpx.Request("GET", "http://127.0.0.1:1/"))
