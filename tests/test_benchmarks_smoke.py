@@ -171,7 +171,7 @@ def test_guards_fail_on_overhead_and_missing_memory() -> None:
         "overhead ratio": False,
         "goodput success rate": True,
         "memory growth after warm-up": False,
-        'burst of 1': False,
+        "burst of 1": False,
     }
 
 
