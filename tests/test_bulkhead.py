@@ -1,22 +1,23 @@
-"""Bulkhead: limits for threads and asyncio tasks, fast rejection, timeouts, no slot leaks."""
+"""Bulkhead: limits for threads and async tasks (asyncio, trio), no slot leaks."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import threading
 import time
 from typing import Any
 
+import anyio
+import anyio.abc
 import pytest
 
 from svcclient._exceptions import BulkheadFullError, ConfigError
 from svcclient._policies.bulkhead import AsyncBulkhead, Bulkhead, BulkheadPolicy, _BulkheadCore
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 # --- policy and core ----------------------------------------------------------------------
@@ -252,7 +253,39 @@ def test_sync_many_threads_hammering() -> None:
     assert bh.in_flight == 0 and bh.waiting == 0
 
 
-# --- asyncio tasks ------------------------------------------------------------------------
+# --- async tasks (asyncio and trio) ------------------------------------------------------
+
+
+async def _settle() -> None:
+    """Let every ready task run until it blocks (both backends)."""
+    for _ in range(10):
+        await anyio.sleep(0)
+
+
+class _Acquirer:
+    """Holds a slot of ``bh`` in a task of ``tg`` until ``hold`` is set; cancellable.
+
+    ``outcome``: "acquired" (it got the slot; a later cancellation gives it back through
+    ``async with``), "full" or "cancelled" (cancelled while it waited)."""
+
+    def __init__(self, tg: anyio.abc.TaskGroup, bh: AsyncBulkhead) -> None:
+        self.scope = anyio.CancelScope()
+        self.hold = anyio.Event()
+        self.outcome: str | None = None
+        self.acquired = anyio.Event()
+        tg.start_soon(self._run, bh)
+
+    async def _run(self, bh: AsyncBulkhead) -> None:
+        with self.scope:
+            try:
+                async with bh:
+                    self.outcome = "acquired"
+                    self.acquired.set()
+                    await self.hold.wait()
+            except BulkheadFullError:
+                self.outcome = "full"
+        if self.outcome is None:
+            self.outcome = "cancelled"
 
 
 @pytest.mark.anyio
@@ -260,7 +293,7 @@ async def test_async_tasks_never_exceed_limit() -> None:
     """Tasks beyond the limit wait; in flight never exceeds it; all finish; nothing leaks."""
     limit = 3
     bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=limit, max_waiting=50), "svc")
-    release = asyncio.Event()
+    release = anyio.Event()
     inside = [0]
     peak = [0]
 
@@ -271,12 +304,13 @@ async def test_async_tasks_never_exceed_limit() -> None:
             await release.wait()
             inside[0] -= 1
 
-    tasks = [asyncio.create_task(task()) for _ in range(20)]
-    for _ in range(5):
-        await asyncio.sleep(0)  # let every task reach the bulkhead
-    assert (bh.in_flight, bh.waiting) == (limit, 17)
-    release.set()
-    await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(task)
+            await _settle()
+            assert (bh.in_flight, bh.waiting) == (limit, 17)
+            release.set()
     assert peak[0] == limit
     assert (bh.in_flight, bh.waiting) == (0, 0)
 
@@ -286,17 +320,21 @@ async def test_async_full_rejects_at_once() -> None:
     """With the queue full, acquire raises BulkheadFullError without waiting."""
     bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=1, max_waiting=1, wait_timeout=30.0), "a")
     await bh.acquire()
-    waiter = asyncio.create_task(bh.acquire())
-    await asyncio.sleep(0)
-    assert bh.waiting == 1
-    started = time.perf_counter()
-    with pytest.raises(BulkheadFullError) as info:
-        await bh.acquire()
-    assert time.perf_counter() - started < 0.05
-    assert info.value.service == "a"
-    bh.release()  # handed to the waiter
-    await asyncio.wait_for(waiter, timeout=10)
-    bh.release()
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            waiter = _Acquirer(tg, bh)
+            await _settle()
+            assert bh.waiting == 1
+            started = time.perf_counter()
+            with pytest.raises(BulkheadFullError) as info:
+                await bh.acquire()
+            assert time.perf_counter() - started < 0.05
+            assert info.value.service == "a"
+            bh.release()  # handed to the waiter
+            await waiter.acquired.wait()
+            assert bh.in_flight == 1
+            waiter.hold.set()
+    assert waiter.outcome == "acquired"
     assert bh.in_flight == 0
 
 
@@ -328,11 +366,12 @@ async def test_async_cancelled_waiter_leaks_nothing() -> None:
     """A waiter cancelled while queued leaves the queue and takes no slot."""
     bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=1, wait_timeout=30.0))
     await bh.acquire()
-    waiter = asyncio.create_task(bh.acquire())
-    await asyncio.sleep(0)
-    waiter.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiter
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            waiter = _Acquirer(tg, bh)
+            await _settle()
+            waiter.scope.cancel()
+    assert waiter.outcome == "cancelled"
     assert (bh.in_flight, bh.waiting) == (1, 0)
     bh.release()
     assert bh.in_flight == 0
@@ -343,41 +382,45 @@ async def test_async_cancel_after_handoff_passes_slot_on() -> None:
     """A waiter handed a slot and cancelled before it resumes gives the slot back."""
     bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=1, wait_timeout=30.0))
     await bh.acquire()
-    waiter = asyncio.create_task(bh.acquire())
-    await asyncio.sleep(0)
-    bh.release()  # hands the slot to the waiter's future ...
-    waiter.cancel()  # ... which is cancelled before it can run
-    with pytest.raises(asyncio.CancelledError):
-        await waiter
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            waiter = _Acquirer(tg, bh)
+            await _settle()
+            bh.release()  # hands the slot to the waiter ...
+            waiter.scope.cancel()  # ... which is cancelled before it can run
+    # Either way the slot comes back: passed on inside acquire, or by ``async with``.
+    assert waiter.outcome in ("cancelled", "acquired")
     assert (bh.in_flight, bh.waiting) == (0, 0)
 
 
 @pytest.mark.anyio
-async def test_async_release_skips_cancelled_waiter() -> None:
-    """A release that meets an already-cancelled waiter hands the slot to the next one."""
+async def test_async_handoff_skips_a_cancelled_waiter() -> None:
+    """A slot handed to a waiter that is then cancelled goes on to the next waiter."""
     bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=1, wait_timeout=30.0))
     await bh.acquire()
-    first = asyncio.create_task(bh.acquire())
-    second = asyncio.create_task(bh.acquire())
-    await asyncio.sleep(0)
-    assert bh.waiting == 2
-    first.cancel()  # first's future is cancelled; its handler has not run yet
-    bh.release()
-    with pytest.raises(asyncio.CancelledError):
-        await first
-    await asyncio.wait_for(second, timeout=10)
-    assert (bh.in_flight, bh.waiting) == (1, 0)
-    bh.release()
-    assert bh.in_flight == 0
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            first = _Acquirer(tg, bh)
+            await _settle()
+            second = _Acquirer(tg, bh)
+            await _settle()
+            assert bh.waiting == 2
+            bh.release()  # to first ...
+            first.scope.cancel()  # ... cancelled before it resumes: the slot goes on
+            await second.acquired.wait()
+            assert (bh.in_flight, bh.waiting) == (1, 0)
+            second.hold.set()
+    assert first.outcome in ("cancelled", "acquired") and second.outcome == "acquired"
+    assert (bh.in_flight, bh.waiting) == (0, 0)
 
 
 @pytest.mark.anyio
-async def test_async_wait_for_around_acquire() -> None:
-    """asyncio.wait_for cancelling a queued acquire leaves the bulkhead consistent."""
+async def test_async_timeout_around_acquire() -> None:
+    """A caller's own timeout cancelling a queued acquire leaves the bulkhead consistent."""
     bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=1, wait_timeout=30.0))
     async with bh:
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(bh.acquire(), timeout=0.01)
+        with anyio.move_on_after(0.01):
+            await bh.acquire()
         assert bh.waiting == 0
     assert bh.in_flight == 0
     async with bh:

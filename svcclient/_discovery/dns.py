@@ -257,6 +257,10 @@ def _out_of_time() -> dns.exception.Timeout:
 _BACKOFF: Final = 0.1
 
 
+def _budget(own: float, caller: float | None) -> float:
+    return own if caller is None or caller >= own else max(caller, 0.0)
+
+
 def _lifetime(remaining: float) -> float:
     return remaining - _BACKOFF if remaining > 2 * _BACKOFF else remaining
 
@@ -411,16 +415,18 @@ class DnsResolver:
 
     # -- drivers ---------------------------------------------------------------------
 
-    def resolve(self, host: str, port: int) -> Resolution:
-        """Resolve ``host`` now (blocking, at most ``timeout`` seconds); ``port`` is used
-        for every endpoint unless SRV records give ports.  Raises ``DnsLookupError``."""
+    def resolve(self, host: str, port: int, timeout: float | None = None) -> Resolution:
+        """Resolve ``host`` now (blocking, at most the resolver's ``timeout`` seconds, or
+        the ``timeout`` argument when shorter: a call's time left); ``port`` is used for
+        every endpoint unless SRV records give ports.  Raises ``DnsLookupError``."""
         addr = _literal(host)
         if addr is not None:
             return Resolution((Endpoint(addr, port),), math.inf, "literal")
         sync = self._sync
         if sync is None:
             raise DnsLookupError(host, self._unusable, kind="error")
-        deadline = time.monotonic() + self.timeout
+        # ``timeout`` (the caller's time left) can only shorten our own.
+        deadline = time.monotonic() + _budget(self.timeout, timeout)
         plan = self._plan(host, port)
         try:
             query = next(plan)
@@ -444,7 +450,7 @@ class DnsResolver:
             result: Resolution = done.value
             return result
 
-    async def aresolve(self, host: str, port: int) -> Resolution:
+    async def aresolve(self, host: str, port: int, timeout: float | None = None) -> Resolution:
         """Async twin of ``resolve`` (``dns.asyncresolver``; asyncio or trio)."""
         addr = _literal(host)
         if addr is not None:
@@ -458,7 +464,8 @@ class DnsResolver:
             from dns import asyncresolver
 
             res = self._async = self._configure(asyncresolver.Resolver)
-        deadline = time.monotonic() + self.timeout
+        # ``timeout`` (the caller's time left) can only shorten our own.
+        deadline = time.monotonic() + _budget(self.timeout, timeout)
         plan = self._plan(host, port)
         try:
             query = next(plan)

@@ -1,11 +1,21 @@
-"""httpx transports whose connections all go to one resolved endpoint.
+"""The httpx transports svcclient builds for its own connection pools.
 
-Why not rewrite each request's URL to the endpoint's IP? Building an ``httpx.URL`` costs
-tens of microseconds, more than the whole pipeline may add. Instead each endpoint gets its
-own connection pool whose network backend dials the endpoint's address whatever host the
-URL names. The request keeps its URL, so the ``Host`` header, the TLS server name (SNI)
-and certificate checks all use the service's real name, and pooled connections belong to
-exactly one endpoint (closing the transport discards a dead endpoint's connections).
+One pool per resolved endpoint. Why not rewrite each request's URL to the endpoint's IP?
+Building an ``httpx.URL`` costs tens of microseconds, more than the whole pipeline may
+add. Instead each endpoint's pool has a network backend that dials the endpoint's address
+whatever host the URL names. The request keeps its URL, so the ``Host`` header, the TLS
+server name (SNI) and certificate checks all use the service's real name, and pooled
+connections belong to exactly one endpoint.
+
+The same backend holds the deadline at the socket: every connect, TLS handshake, read
+and write gets ``min(its own timeout, time left)``, where "time left" is that of the
+current attempt (per-attempt timeout and deadline, whichever is first) or, while a
+streamed body is read after the call returned, the call's deadline. The bound travels
+in a context variable (:data:`.bound.BOUND`) that the drivers set around each attempt: no timer,
+no cancel scope, the same on threads, asyncio and trio. HTTP/2 pools are not capped per
+socket operation (one connection carries many calls with different deadlines; capping
+one read for one of them would break the connection for all); their bodies are still
+stopped at the deadline between chunks.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import httpcore
 import httpx
 
 from .._endpoint import Endpoint
+from .bound import BOUND
 from .connection_age import AgedAsyncBackend, AgedBackend
 
 __all__ = ["AsyncPinnedTransport", "PinnedTransport", "transport_options"]
@@ -29,9 +40,86 @@ SocketOption = (
 )
 
 
-class _PinnedBackend(httpcore.NetworkBackend):
-    def __init__(self, endpoint: Endpoint) -> None:
+_ExcType = type[httpcore.TimeoutException]
+
+
+def _capped(timeout: float | None, error: _ExcType) -> float | None:
+    bound = BOUND.get()
+    if bound is None:
+        return timeout
+    left = bound.remaining()
+    if left <= 0.0:
+        raise error("svcclient: no time left (attempt timeout or deadline)")
+    return left if timeout is None or left < timeout else timeout
+
+
+class _Stream(httpcore.NetworkStream):
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _capped(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _capped(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(
+            ssl_context, server_hostname, _capped(timeout, httpcore.ConnectTimeout)
+        )
+        return _Stream(inner)
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        return self._inner.get_extra_info(info)
+
+
+class _AsyncStream(httpcore.AsyncNetworkStream):
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, _capped(timeout, httpcore.ReadTimeout))
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, _capped(timeout, httpcore.WriteTimeout))
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        inner = await self._inner.start_tls(
+            ssl_context, server_hostname, _capped(timeout, httpcore.ConnectTimeout)
+        )
+        return _AsyncStream(inner)
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        return self._inner.get_extra_info(info)
+
+
+class _Backend(httpcore.NetworkBackend):
+    """Dials ``endpoint`` (or the URL's host when None); caps time unless ``bounded``
+    is False (HTTP/2)."""
+
+    def __init__(self, endpoint: Endpoint | None, bounded: bool) -> None:
         self._endpoint = endpoint
+        self._bounded = bounded
         self._inner = httpcore.SyncBackend()
 
     def connect_tcp(
@@ -42,9 +130,12 @@ class _PinnedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.NetworkStream:
-        return self._inner.connect_tcp(
-            self._endpoint.host, self._endpoint.port, timeout, local_address, socket_options
-        )
+        if self._endpoint is not None:
+            host, port = self._endpoint.host, self._endpoint.port
+        if not self._bounded:
+            return self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        timeout = _capped(timeout, httpcore.ConnectTimeout)
+        return _Stream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
 
     def connect_unix_socket(
         self,
@@ -58,9 +149,10 @@ class _PinnedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-class _AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, endpoint: Endpoint) -> None:
+class _AsyncBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, endpoint: Endpoint | None, bounded: bool) -> None:
         self._endpoint = endpoint
+        self._bounded = bounded
         self._inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -71,9 +163,13 @@ class _AsyncPinnedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        return await self._inner.connect_tcp(
-            self._endpoint.host, self._endpoint.port, timeout, local_address, socket_options
-        )
+        if self._endpoint is not None:
+            host, port = self._endpoint.host, self._endpoint.port
+        if not self._bounded:
+            return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        timeout = _capped(timeout, httpcore.ConnectTimeout)
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _AsyncStream(stream)
 
     async def connect_unix_socket(
         self,
@@ -122,38 +218,45 @@ def _pool_kwargs(options: _Options) -> dict[str, typing.Any]:
 
 
 class PinnedTransport(httpx.HTTPTransport):
-    """An ``httpx.HTTPTransport`` whose connections all go to ``endpoint``."""
+    """httpx's ``HTTPTransport`` on a connection pool svcclient builds itself.
+
+    ``endpoint``: every connection dials it (None: the URL's host). ``max_age``: pooled
+    connections retire after it (see :mod:`.connection_age`). httpx has no public way
+    to give ``HTTPTransport`` a network backend, so this builds the httpcore pool that
+    httpx's ``handle_request``/``close``/``__enter__`` send through (``self._pool``,
+    pinned in ``tests/test_httpx_private.py``) instead of calling
+    ``HTTPTransport.__init__``, which would build one only to have it replaced.
+    """
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint | None,
         options: _Options,
         *,
         max_age: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(**options)
-        backend: httpcore.NetworkBackend = _PinnedBackend(endpoint)
+        backend: httpcore.NetworkBackend = _Backend(endpoint, bounded=not options["http2"])
         if max_age is not None:
             backend = AgedBackend(backend, max_age, clock=clock)
-        # httpx has no public hook for the network backend; the pool is rebuilt with one.
         self._pool = httpcore.ConnectionPool(network_backend=backend, **_pool_kwargs(options))
         self.endpoint = endpoint
 
 
 class AsyncPinnedTransport(httpx.AsyncHTTPTransport):
-    """An ``httpx.AsyncHTTPTransport`` whose connections all go to ``endpoint``."""
+    """The async twin of :class:`PinnedTransport` (any anyio backend)."""
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint | None,
         options: _Options,
         *,
         max_age: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(**options)
-        backend: httpcore.AsyncNetworkBackend = _AsyncPinnedBackend(endpoint)
+        backend: httpcore.AsyncNetworkBackend = _AsyncBackend(
+            endpoint, bounded=not options["http2"]
+        )
         if max_age is not None:
             backend = AgedAsyncBackend(backend, max_age, clock=clock)
         self._pool = httpcore.AsyncConnectionPool(network_backend=backend, **_pool_kwargs(options))

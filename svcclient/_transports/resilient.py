@@ -26,9 +26,11 @@ from .._endpoint import Endpoint
 from .._exceptions import BulkheadFullError
 from .._observability.hooks import Hooks, enter_attempt, leave_attempt
 from .._pipeline import testmode as _testmode
-from .._pipeline.call import Call, Passthrough, buffered
+from .._pipeline.call import Attempt, Call, Passthrough, buffered
 from .._policies.bulkhead import Bulkhead
 from .base import DriverBase
+from .bodies import BoundedBody
+from .bound import BOUND
 from .health import HealthChecker
 
 __all__ = ["ResilientTransport"]
@@ -78,7 +80,7 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
         call = Call(rt, request)  # checks the extensions; nothing is taken yet
         if rt.endpoint_set is not None:
             if rt.refresh_due():
-                self._refresh()
+                self._refresh(call)
             elif not rt.first_resolution.is_set():
                 rt.first_resolution.wait(min(self.config.dns_timeout, call.deadline.remaining()))
         for pool in self._retiring():
@@ -113,17 +115,7 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
             except httpx.TransportError as exc:
                 return call.fail(exc)
             try:
-                transport, request = self._target(attempt.endpoint, call.request)
-                # Observers' attempt context (the attempt's span current) around the send.
-                info = attempt.info
-                undo = enter_attempt(info) if info is not None and info.enter else None
-                try:
-                    response = transport.handle_request(request)
-                    if call.buffer and _unread(response):
-                        response = _read_body(response, call.request)
-                finally:
-                    if undo is not None:
-                        leave_attempt(undo)
+                response = self._send(attempt, call)
             except httpx.TransportError as exc:
                 try:
                     delay = call.attempt_failed(attempt, exc)
@@ -137,13 +129,33 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                 response.close()
             self._sleep(delay)
 
+    def _send(self, attempt: Attempt, call: Call) -> httpx.Response:
+        transport, request = self._target(attempt.endpoint, call.request)
+        # Observers' attempt context (the attempt's span current) around the send.
+        info = attempt.info
+        undo = enter_attempt(info) if info is not None and info.enter else None
+        token = BOUND.set(attempt)  # every socket operation of this attempt is capped
+        try:
+            response = transport.handle_request(request)
+            if _unread(response):
+                if call.buffer:
+                    return _read_body(response, call.request)
+                response.stream = BoundedBody(response.stream, call)
+            return response
+        finally:
+            BOUND.reset(token)
+            if undo is not None:
+                leave_attempt(undo)
+
     def _passthrough(self, request: httpx.Request) -> httpx.Response:
         observed = Passthrough(self.runtime, request)
         transport = self._inner
         if transport is None:
             transport = self._foreign
             if transport is None:
-                transport = self._foreign = httpx.HTTPTransport(**self._options)
+                from .pinned import PinnedTransport  # httpcore: imported when first needed
+
+                transport = self._foreign = PinnedTransport(None, self._options)
         undo = enter_attempt(observed.attempt)
         try:
             response = transport.handle_request(request)
@@ -162,18 +174,18 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
         return _read_body(transport.handle_request(request), request)
 
     def _new_pool(self, endpoint: Endpoint) -> httpx.BaseTransport:
-        age = self.config.max_connection_age
-        if endpoint == self.runtime.origin and age is None:
-            return httpx.HTTPTransport(**self._options)
         from .pinned import PinnedTransport  # httpcore: imported with the first pool
 
+        age = self.config.max_connection_age
         return PinnedTransport(endpoint, self._options, max_age=age, clock=self.runtime.clock)
 
-    def _refresh(self) -> None:
+    def _refresh(self, call: Call) -> None:
         rt = self.runtime
         assert rt.resolver is not None and rt.endpoint_set is not None
         try:
-            resolution = rt.resolver.resolve(rt.origin.host, rt.origin.port)
+            resolution = rt.resolver.resolve(
+                rt.origin.host, rt.origin.port, call.deadline.remaining()
+            )
         except Exception as exc:
             rt.refresh_failed(exc)
         except BaseException:

@@ -25,6 +25,8 @@ from .._pipeline.call import Attempt, Call, Passthrough, buffered
 from .._pipeline.hedging import Race
 from .._policies.bulkhead import AsyncBulkhead
 from .base import DriverBase
+from .bodies import AsyncBoundedBody
+from .bound import BOUND
 from .health import AsyncHealthChecker
 
 if TYPE_CHECKING:
@@ -78,7 +80,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             self._health = AsyncHealthChecker(rt, self._probe)
         if rt.endpoint_set is not None:
             if rt.refresh_due():
-                await self._refresh()
+                await self._refresh(call)
             elif not rt.first_resolution.is_set():
                 await self._first_resolution(call)
         for pool in self._retiring():
@@ -199,24 +201,27 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
 
     async def _send(self, attempt: Attempt, call: Call) -> httpx.Response:
         transport, request = self._target(attempt.endpoint, call.request)
-        timeout = attempt.remaining()
         # Observers' attempt context (the attempt's span current) around the send, in the
         # task that sends (a hedge races in a task of its own).
         info = attempt.info
         undo = enter_attempt(info) if info is not None and info.enter else None
+        token = BOUND.set(attempt)  # svcclient's pools cap every socket operation
         try:
-            with anyio.fail_after(timeout):
-                response = await transport.handle_async_request(request)
-                if call.buffer and _unread(response):
-                    response = await _read_body(response, call.request)
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout(
-                f"attempt exceeded {timeout:.3f}s in total", request=request
-            ) from exc
+            if self._inner is None:
+                return await _exchange(transport, request, call)
+            # A caller's transport cannot see the bound: a timer holds it instead.
+            timeout = attempt.remaining()
+            try:
+                with anyio.fail_after(timeout):
+                    return await _exchange(transport, request, call)
+            except TimeoutError as exc:
+                raise httpx.ReadTimeout(
+                    f"attempt exceeded {timeout:.3f}s in total", request=request
+                ) from exc
         finally:
+            BOUND.reset(token)
             if undo is not None:
                 leave_attempt(undo)
-        return response
 
     async def _passthrough(self, request: httpx.Request) -> httpx.Response:
         observed = Passthrough(self.runtime, request)
@@ -224,7 +229,9 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         if transport is None:
             transport = self._foreign
             if transport is None:
-                transport = self._foreign = httpx.AsyncHTTPTransport(**self._options)
+                from .pinned import AsyncPinnedTransport  # httpcore: imported when first needed
+
+                transport = self._foreign = AsyncPinnedTransport(None, self._options)
         undo = enter_attempt(observed.attempt)
         try:
             response = await transport.handle_async_request(request)
@@ -249,11 +256,9 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             pinned = None if endpoint == self.runtime.origin else endpoint
             opts = self._options
             return AiohttpTransport(pinned, verify=opts["verify"], limits=opts["limits"])
-        age = self.config.max_connection_age
-        if endpoint == self.runtime.origin and age is None:
-            return httpx.AsyncHTTPTransport(**self._options)
         from .pinned import AsyncPinnedTransport  # httpcore: imported with the first pool
 
+        age = self.config.max_connection_age
         return AsyncPinnedTransport(endpoint, self._options, max_age=age, clock=self.runtime.clock)
 
     async def _first_resolution(self, call: Call) -> None:
@@ -263,11 +268,13 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         while not rt.first_resolution.is_set() and time.monotonic() < give_up:
             await anyio.sleep(0.005)
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, call: Call) -> None:
         rt = self.runtime
         assert rt.resolver is not None and rt.endpoint_set is not None
         try:
-            resolution = await rt.resolver.aresolve(rt.origin.host, rt.origin.port)
+            resolution = await rt.resolver.aresolve(
+                rt.origin.host, rt.origin.port, call.deadline.remaining()
+            )
         except Exception as exc:
             rt.refresh_failed(exc)
         except BaseException:  # cancelled: give the refresh turn back
@@ -321,6 +328,17 @@ async def _next_result(
     with anyio.move_on_after(wait):
         return await receive.receive()
     return None
+
+
+async def _exchange(
+    transport: httpx.AsyncBaseTransport, request: httpx.Request, call: Call
+) -> httpx.Response:
+    response = await transport.handle_async_request(request)
+    if _unread(response):
+        if call.buffer:
+            return await _read_body(response, call.request)
+        response.stream = AsyncBoundedBody(response.stream, call)
+    return response
 
 
 def _unread(response: httpx.Response) -> bool:
