@@ -205,10 +205,13 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         # task that sends (a hedge races in a task of its own).
         info = attempt.info
         undo = enter_attempt(info) if info is not None and info.enter else None
-        token = BOUND.set(attempt)  # svcclient's pools cap every socket operation
         try:
             if self._inner is None:
-                return await _exchange(transport, request, call)
+                token = BOUND.set(attempt)  # svcclient's pools cap every socket operation
+                try:
+                    return await _exchange(transport, request, call)
+                finally:
+                    BOUND.reset(token)
             # A caller's transport cannot see the bound: a timer holds it instead.
             timeout = attempt.remaining()
             try:
@@ -219,7 +222,6 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
                     f"attempt exceeded {timeout:.3f}s in total", request=request
                 ) from exc
         finally:
-            BOUND.reset(token)
             if undo is not None:
                 leave_attempt(undo)
 
