@@ -67,6 +67,10 @@ class EndpointStats:
         """Requests to this endpoint in flight."""
         return len(self.inflight)
 
+    def _after_fork_in_child(self) -> None:
+        # Called by svcclient._transports.forksafe: the parent's requests never end here.
+        self.inflight.clear()
+
     def observe(self, latency: float, now: float, decay: float, failure: bool) -> None:
         """Fold one response time into the peak EWMA (Finagle's PeakEwma).
 

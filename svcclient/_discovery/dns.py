@@ -413,6 +413,11 @@ class DnsResolver:
         res = self._sync
         return None if res is None else res.ndots
 
+    def _after_fork_in_child(self) -> None:
+        # Called by svcclient._transports.forksafe: the async resolver is rebuilt on the
+        # child's first aresolve (the parent's was made under the parent's event loop).
+        self._async = None
+
     # -- drivers ---------------------------------------------------------------------
 
     def resolve(self, host: str, port: int, timeout: float | None = None) -> Resolution:

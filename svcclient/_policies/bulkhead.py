@@ -214,6 +214,11 @@ class Bulkhead:
             if token is not None:
                 token.release()
 
+    def _after_fork_in_child(self) -> None:
+        # Called by svcclient._transports.forksafe (with a fresh lock in place): the slots
+        # and queue places belong to the parent's threads, which the child does not have.
+        self._core = _BulkheadCore(self.policy)
+
     def __repr__(self) -> str:
         return (
             f"Bulkhead(service={self.service!r}, in_flight={self.in_flight}, "
@@ -308,6 +313,10 @@ class AsyncBulkhead:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's tasks (and their events, of the parent's loop) are not in the child.
+        self._core = _BulkheadCore(self.policy)
 
     def __repr__(self) -> str:
         return (

@@ -429,6 +429,10 @@ class ConcurrencyLimiter:
         """The algorithm's unrounded limit."""
         return self._algo.estimate
 
+    def _after_fork_in_child(self) -> None:
+        # Called by svcclient._transports.forksafe: the parent's calls never end here.
+        self.in_flight = 0
+
     def __repr__(self) -> str:
         return (
             f"ConcurrencyLimiter(limit={self.limit}, in_flight={self.in_flight}, "

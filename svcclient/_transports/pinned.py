@@ -32,6 +32,7 @@ import httpx
 from .._endpoint import Endpoint
 from .bound import BOUND
 from .connection_age import AgedAsyncBackend, AgedBackend
+from .forksafe import aopened, opened
 
 __all__ = ["AsyncPinnedTransport", "PinnedTransport", "transport_options"]
 
@@ -77,7 +78,7 @@ class _Stream(httpcore.NetworkStream):
         inner = self._inner.start_tls(
             ssl_context, server_hostname, _capped(timeout, httpcore.ConnectTimeout)
         )
-        return _Stream(inner)
+        return opened(_Stream(inner))  # the TLS socket: what a forked child must close
 
     def get_extra_info(self, info: str) -> typing.Any:
         return self._inner.get_extra_info(info)
@@ -107,7 +108,65 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         inner = await self._inner.start_tls(
             ssl_context, server_hostname, _capped(timeout, httpcore.ConnectTimeout)
         )
-        return _AsyncStream(inner)
+        return aopened(_AsyncStream(inner))
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        return self._inner.get_extra_info(info)
+
+
+class _H2Stream(httpcore.NetworkStream):
+    """An HTTP/2 pool's stream: not capped (see the module docs), only registered with
+    :mod:`.forksafe` again when TLS wraps it."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        return opened(_H2Stream(self._inner.start_tls(ssl_context, server_hostname, timeout)))
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        return self._inner.get_extra_info(info)
+
+
+class _AsyncH2Stream(httpcore.AsyncNetworkStream):
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        inner = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return aopened(_AsyncH2Stream(inner))
 
     def get_extra_info(self, info: str) -> typing.Any:
         return self._inner.get_extra_info(info)
@@ -133,9 +192,11 @@ class _Backend(httpcore.NetworkBackend):
         if self._endpoint is not None:
             host, port = self._endpoint.host, self._endpoint.port
         if not self._bounded:
-            return self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+            stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+            return opened(_H2Stream(stream))
         timeout = _capped(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+        stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return opened(_Stream(stream))
 
     def connect_unix_socket(
         self,
@@ -166,10 +227,11 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
         if self._endpoint is not None:
             host, port = self._endpoint.host, self._endpoint.port
         if not self._bounded:
-            return await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+            raw = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+            return aopened(_AsyncH2Stream(raw))
         timeout = _capped(timeout, httpcore.ConnectTimeout)
         stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _AsyncStream(stream)
+        return aopened(_AsyncStream(stream))
 
     async def connect_unix_socket(
         self,

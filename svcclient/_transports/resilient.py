@@ -31,6 +31,7 @@ from .._policies.bulkhead import Bulkhead
 from .base import DriverBase
 from .bodies import BoundedBody
 from .bound import BOUND
+from .forksafe import register as _fork_aware
 from .health import HealthChecker
 
 __all__ = ["ResilientTransport"]
@@ -69,8 +70,11 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
         self._bulkhead = Bulkhead(static, cfg.name) if static is not None else None
         self._foreign: httpx.BaseTransport | None = None
         self._health: HealthChecker | None = None
+        # True in a forked child whose parent ran health checks: restarted on first use.
+        self._health_due = False
         if cfg.outlier.enabled and cfg.outlier.health_check_path:
             self._health = HealthChecker(self.runtime, self._probe)
+        _fork_aware(self)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through deadline, retry, breaker, balancer and attempt timeout."""
@@ -78,6 +82,9 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
             return self._passthrough(request)
         rt = self.runtime
         call = Call(rt, request)  # checks the extensions; nothing is taken yet
+        if self._health_due:
+            self._health_due = False
+            self._health = HealthChecker(rt, self._probe)
         if rt.endpoint_set is not None:
             if rt.refresh_due():
                 self._refresh(call)
@@ -208,6 +215,18 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
             pool.close()
         if self._foreign is not None:
             self._foreign.close()
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (see :mod:`.forksafe`, which has already closed the child's
+        copies of the pooled sockets): drop the parent's pools unused, so the first
+        request opens connections of the child's own; health checks restart lazily."""
+        self._pools.drain()
+        self._foreign = None
+        if self._health is not None:
+            self._health = None  # its thread was not copied
+            self._health_due = True
+        if self.runtime.endpoint_set is not None:
+            self.runtime.endpoint_set.abort_refresh()  # a parent thread's turn, never ending
 
     def __enter__(self) -> ResilientTransport:
         if self._inner is not None:

@@ -27,6 +27,8 @@ from .._policies.bulkhead import AsyncBulkhead
 from .base import DriverBase
 from .bodies import AsyncBoundedBody
 from .bound import BOUND
+from .forksafe import discard_async
+from .forksafe import register as _fork_aware
 from .health import AsyncHealthChecker
 
 if TYPE_CHECKING:
@@ -66,9 +68,12 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         static = cfg.bulkhead if cfg.concurrency is None else None
         self._bulkhead = AsyncBulkhead(static, cfg.name) if static is not None else None
         self._foreign: httpx.AsyncBaseTransport | None = None
-        # Health checks need a running event loop: started on the first request.
+        # Health checks need a running event loop: started on the first request (again
+        # in a forked child).
         self._health: AsyncHealthChecker | None = None
         self._wants_health = bool(cfg.outlier.enabled and cfg.outlier.health_check_path)
+        self._health_due = self._wants_health
+        _fork_aware(self)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the pipeline (see :class:`ResilientTransport`)."""
@@ -76,7 +81,8 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             return await self._passthrough(request)
         rt = self.runtime
         call = Call(rt, request)  # checks the extensions; nothing is taken yet
-        if self._wants_health and self._health is None:
+        if self._health_due:
+            self._health_due = False
             self._health = AsyncHealthChecker(rt, self._probe)
         if rt.endpoint_set is not None:
             if rt.refresh_due():
@@ -299,6 +305,18 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             await pool.aclose()
         if self._foreign is not None:
             await self._foreign.aclose()
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (see :mod:`.forksafe`, which has already pointed the child's
+        copies of the pooled sockets at /dev/null): the parent's pools and health checker
+        belong to its event loop; they are kept, unused, and new ones are built on first
+        use, on the child's own loop."""
+        discard_async(*self._pools.drain(), self._foreign, self._health)
+        self._foreign = None
+        self._health = None
+        self._health_due = self._wants_health
+        if self.runtime.endpoint_set is not None:
+            self.runtime.endpoint_set.abort_refresh()  # a parent task's turn, never ending
 
     async def __aenter__(self) -> AsyncResilientTransport:
         if self._inner is not None:

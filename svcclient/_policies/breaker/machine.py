@@ -311,6 +311,11 @@ class BreakerMachine:
                 if self._state is HALF_OPEN and self._probes_taken > self._probe_calls:
                     self._probes_taken -= 1
 
+    def _after_fork_in_child(self) -> None:
+        # Called by svcclient._transports.forksafe: probes admitted to the parent's threads
+        # never report in the child; give their slots back (their verdicts would be ignored).
+        self._probes_taken = min(self._probes_taken, self._probe_calls)
+
     # -- state -----------------------------------------------------------------------------
 
     @property

@@ -1,0 +1,356 @@
+"""Fork safety (issue 12, finding 3): a client used, then ``os.fork()``, then used in
+parent and child (the gunicorn ``--preload`` pattern), against a real loopback echo server.
+
+``Fault.ok`` echoes the path it read, so a unique id in each path shows whose response
+came back. Every child ends with ``os._exit`` and is killed after a generous limit, so no
+test can hang; a killed child counts as a deadlock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from anyio.from_thread import start_blocking_portal
+
+from svcclient import (
+    AsyncServiceClient,
+    BulkheadPolicy,
+    OutlierPolicy,
+    ResilientTransport,
+    ServiceClient,
+)
+from svcclient._observability import routes
+from svcclient._transports import forksafe
+from svcclient.testing._faultserver import Fault, FaultServer
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
+]
+
+Result = dict[str, Any]
+CHILD_LIMIT = 30.0  # seconds; a child normally needs well under one
+
+
+def _fork(child: Callable[[], Result]) -> tuple[int, int]:
+    """Fork; the child runs ``child``, writes its result as JSON to a pipe, ``_exit``s."""
+    read_fd, write_fd = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns (DeprecationWarning) about fork() in a multi-threaded
+        # process. Forking one (the fault server, health checks and app threads run) is
+        # the scenario under test, so the warning is silenced for this call only.
+        warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(read_fd)
+            os.write(write_fd, json.dumps(child()).encode())
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    return pid, read_fd
+
+
+def _reap(pid: int, read_fd: int, give_up: float) -> Result | None:
+    """The child's result ({"crashed": True} if it failed); None if it had to be killed
+    at ``give_up`` (monotonic time)."""
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > give_up:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return None
+            time.sleep(0.005)
+        chunks = []
+        while chunk := os.read(read_fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+    if status != 0 or not chunks:
+        return {"crashed": True}
+    result: Result = json.loads(b"".join(chunks))
+    return result
+
+
+def _echo(client: httpx.Client, role: str, n: int) -> Result:
+    crossed = errors = 0
+    for i in range(n):
+        path = f"/{role}/{os.getpid()}/{i}"
+        try:
+            got = client.get(path).json()["path"]
+        except httpx.HTTPError:
+            errors += 1
+            continue
+        crossed += got != path
+    return {"crossed": crossed, "errors": errors}
+
+
+async def _aecho(client: httpx.AsyncClient, role: str, n: int) -> Result:
+    crossed = errors = 0
+    for i in range(n):
+        path = f"/{role}/{os.getpid()}/{i}"
+        try:
+            got = (await client.get(path)).json()["path"]
+        except httpx.HTTPError:
+            errors += 1
+            continue
+        crossed += got != path
+    return {"crossed": crossed, "errors": errors}
+
+
+def _warm(client: httpx.Client, threads: int = 4, each: int = 5) -> None:
+    """Several pooled keep-alive connections, as a busy parent has."""
+
+    def work() -> None:
+        for _ in range(each):
+            client.get("/warm")
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+
+
+def _peers(address: tuple[str, int]) -> int:
+    """Open sockets of this process connected *to* ``address`` (client side)."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError, ValueError):
+            sock = socket.socket(fileno=os.dup(int(name)))
+            try:
+                count += sock.getpeername() == address
+            finally:
+                sock.close()
+    return count
+
+
+@pytest.fixture
+def echo(fault_server: Callable[..., FaultServer]) -> FaultServer:
+    return fault_server("127.0.0.1", name="echo")
+
+
+@contextlib.contextmanager
+def _sync_client(kind: str, url: str, **overrides: Any) -> Iterator[httpx.Client]:
+    if kind == "ServiceClient":
+        client: httpx.Client = ServiceClient("echo", url=url, hooks=[], **overrides)
+    else:
+        transport = ResilientTransport("echo", url=url, hooks=[], **overrides)
+        client = httpx.Client(base_url=url, transport=transport)
+    with client:
+        yield client
+
+
+KINDS = ["ServiceClient", "httpx.Client+ResilientTransport"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_parent_and_child_each_get_their_own_responses(echo: FaultServer, kind: str) -> None:
+    """200 requests in the parent and 200 in the child at once: no response crosses over."""
+    with _sync_client(kind, echo.url) as client:
+        _warm(client)
+        pid, fd = _fork(lambda: _echo(client, "child", 200))
+        parent = _echo(client, "parent", 200)
+        child = _reap(pid, fd, time.monotonic() + CHILD_LIMIT)
+    assert parent == {"crossed": 0, "errors": 0}
+    assert child == {"crossed": 0, "errors": 0}
+    assert echo.count() >= 400 + 20
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_child_closes_its_copies_of_the_sockets_and_never_shuts_them_down(
+    echo: FaultServer, kind: str
+) -> None:
+    """The child holds no pooled socket of the parent's; after it exits the parent's
+    pooled connection still works (no shutdown, no new connection)."""
+    address = ("127.0.0.1", echo.port)
+    with _sync_client(kind, echo.url) as client:
+        client.get("/warm")
+        assert _peers(address) == 1
+        pid, fd = _fork(lambda: {"peers": _peers(address), "echo": _echo(client, "child", 5)})
+        child = _reap(pid, fd, time.monotonic() + CHILD_LIMIT)
+        accepted = echo.accepted
+        parent = _echo(client, "parent", 20)
+        assert echo.accepted == accepted  # the parent's connection survived the child
+    assert child == {"peers": 0, "echo": {"crossed": 0, "errors": 0}}
+    assert parent == {"crossed": 0, "errors": 0}
+
+
+def test_forks_while_app_threads_are_mid_request_never_deadlock(echo: FaultServer) -> None:
+    """20 forks while two app threads keep requests in flight (the server stalls before
+    its headers): every child finishes its own request."""
+    echo.set_fault(Fault.stall_before_headers(0.02))
+    stop = threading.Event()
+    with ServiceClient("echo", url=echo.url, hooks=[], timeout=5.0, deadline=10.0) as client:
+
+        def app() -> None:
+            i = 0
+            while not stop.is_set():
+                with contextlib.suppress(httpx.HTTPError):
+                    client.get(f"/app/{i}")
+                i += 1
+
+        threads = [threading.Thread(target=app) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            children = []
+            for k in range(20):
+                time.sleep(0.003 * (k % 7))  # fork at different points of the requests
+                children.append(_fork(lambda k=k: _echo(client, f"child{k}", 1)))
+            give_up = time.monotonic() + CHILD_LIMIT
+            results = [_reap(pid, fd, give_up) for pid, fd in children]
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(15)
+    assert results == [{"crossed": 0, "errors": 0}] * 20
+
+
+def test_locks_and_slots_held_by_a_parent_thread_do_not_block_the_child(
+    echo: FaultServer,
+) -> None:
+    """A parent thread holding svcclient's locks and the only bulkhead slot at the moment
+    of the fork: the child's request neither hangs nor is refused by the bulkhead."""
+    bulkhead = BulkheadPolicy(max_concurrent=1, max_waiting=0)
+    with ServiceClient("echo", url=echo.url, hooks=[], bulkhead=bulkhead) as client:
+        client.get("/warm")
+        resilient = client.resilient
+        rt = resilient.runtime
+        assert resilient._bulkhead is not None and rt.breaker is not None
+        assert rt.budget is not None
+        locks = [
+            resilient._pools._lock,
+            resilient._bulkhead._lock,
+            rt.balancer._lock,
+            rt.breaker._lock,
+            rt.budget._lock,
+            routes._tables_lock,  # a module-level one
+        ]
+        held, release = threading.Event(), threading.Event()
+
+        def holder() -> None:
+            assert resilient._bulkhead is not None
+            resilient._bulkhead.acquire()  # the only slot
+            for lock in locks:
+                lock.acquire()
+            held.set()
+            release.wait(CHILD_LIMIT)
+            for lock in reversed(locks):
+                lock.release()
+            resilient._bulkhead.release()
+
+        thread = threading.Thread(target=holder)
+        thread.start()
+        try:
+            assert held.wait(10)
+            pid, fd = _fork(lambda: _echo(client, "child", 3))
+            child = _reap(pid, fd, time.monotonic() + CHILD_LIMIT)
+        finally:
+            release.set()
+            thread.join(15)
+        assert child == {"crossed": 0, "errors": 0}
+        assert _echo(client, "parent", 3) == {"crossed": 0, "errors": 0}
+
+
+def test_health_checks_run_in_the_child(echo: FaultServer) -> None:
+    """The parent's health-check thread is not copied by fork: the child restarts it."""
+    outlier = OutlierPolicy(health_check_path="/healthz", health_check_interval=0.1)
+    client = ServiceClient("echo", url=echo.url, hooks=[], outlier=outlier)
+    client.get("/warm")
+
+    def child() -> Result:
+        client.get("/child")
+        time.sleep(1.0)
+        return {"alive": sum(t.name == "svcclient-health-echo" for t in threading.enumerate())}
+
+    pid, fd = _fork(child)
+    client.close()  # stops the parent's checker: every probe from now on is the child's
+    before = echo.count(path="/healthz")
+    got = _reap(pid, fd, time.monotonic() + CHILD_LIMIT)
+    assert got == {"alive": 1}
+    assert echo.count(path="/healthz") - before >= 2
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_async_client_in_the_child_runs_on_a_fresh_event_loop(
+    echo: FaultServer, backend: str
+) -> None:
+    """The parent's client lives on an event loop in a thread; the child (which has no
+    copy of that thread) uses the same client on a loop of its own, both at once."""
+    client = AsyncServiceClient("echo", url=echo.url, hooks=[])
+
+    async def warm() -> None:
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(client.get, "/warm")
+
+    with start_blocking_portal(backend) as portal:
+        portal.call(warm)
+
+        def child() -> Result:
+            return anyio.run(_aecho, client, "child", 200, backend=backend)
+
+        pid, fd = _fork(child)
+        parent = portal.call(_aecho, client, "parent", 200)
+        got = _reap(pid, fd, time.monotonic() + CHILD_LIMIT)
+        portal.call(client.aclose)
+    assert parent == {"crossed": 0, "errors": 0}
+    assert got == {"crossed": 0, "errors": 0}
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_async_health_checks_run_in_the_child(echo: FaultServer, backend: str) -> None:
+    """The async checker (woken by a thread, probing on the loop) restarts in the child,
+    on the child's own event loop."""
+    outlier = OutlierPolicy(health_check_path="/healthz", health_check_interval=0.1)
+    client = AsyncServiceClient("echo", url=echo.url, hooks=[], outlier=outlier)
+
+    async def child_run() -> Result:
+        await client.get("/child")
+        await anyio.sleep(1.0)
+        alive = sum(t.name == "svcclient-health-echo" for t in threading.enumerate())
+        return {"alive": alive}
+
+    with start_blocking_portal(backend) as portal:
+        portal.call(client.get, "/warm")
+        pid, fd = _fork(lambda: anyio.run(child_run, backend=backend))
+        portal.call(client.aclose)  # every probe from now on is the child's
+        before = echo.count(path="/healthz")
+        got = _reap(pid, fd, time.monotonic() + CHILD_LIMIT)
+    assert got == {"alive": 1}
+    assert echo.count(path="/healthz") - before >= 2
+
+
+def test_the_fork_registry_does_not_keep_clients_alive(echo: FaultServer) -> None:
+    """Clients register for the fork hook weakly: a dropped client is collected."""
+    client = ServiceClient("echo", url=echo.url, hooks=[])
+    client.get("/warm")
+    ref = weakref.ref(client.resilient)
+    assert ref() in forksafe._owners
+    client.close()
+    del client
+    gc.collect()
+    assert ref() is None
