@@ -14,6 +14,7 @@ is then read inside the attempt and a reset mid-body is retried like any other e
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -72,6 +73,7 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
         self._health: HealthChecker | None = None
         # True in a forked child whose parent ran health checks: restarted on first use.
         self._health_due = False
+        self._health_lock = threading.Lock()
         if cfg.outlier.enabled and cfg.outlier.health_check_path:
             self._health = HealthChecker(self.runtime, self._probe)
         _fork_aware(self)
@@ -83,8 +85,7 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
         rt = self.runtime
         call = Call(rt, request)  # checks the extensions; nothing is taken yet
         if self._health_due:
-            self._health_due = False
-            self._health = HealthChecker(rt, self._probe)
+            self._restart_health()
         if rt.endpoint_set is not None:
             if rt.refresh_due():
                 self._refresh(call)
@@ -215,6 +216,12 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
             pool.close()
         if self._foreign is not None:
             self._foreign.close()
+
+    def _restart_health(self) -> None:
+        with self._health_lock:  # the child's first requests may come from many threads
+            if self._health_due:
+                self._health = HealthChecker(self.runtime, self._probe)
+                self._health_due = False
 
     def _after_fork_in_child(self) -> None:
         """In a forked child (see :mod:`.forksafe`, which has already closed the child's

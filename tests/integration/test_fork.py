@@ -179,14 +179,17 @@ def test_parent_and_child_each_get_their_own_responses(echo: FaultServer, kind: 
     assert echo.count() >= 400 + 20
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("kind", "http2"), [(KINDS[0], False), (KINDS[1], False), (KINDS[0], True)]
+)
 def test_child_closes_its_copies_of_the_sockets_and_never_shuts_them_down(
-    echo: FaultServer, kind: str
+    echo: FaultServer, kind: str, http2: bool
 ) -> None:
     """The child holds no pooled socket of the parent's; after it exits the parent's
-    pooled connection still works (no shutdown, no new connection)."""
+    pooled connection still works (no shutdown, no new connection). ``http2``: a pool
+    with HTTP/2 enabled (its streams are not capped, but registered all the same)."""
     address = ("127.0.0.1", echo.port)
-    with _sync_client(kind, echo.url) as client:
+    with _sync_client(kind, echo.url, http2=http2) as client:
         client.get("/warm")
         assert _peers(address) == 1
         pid, fd = _fork(lambda: {"peers": _peers(address), "echo": _echo(client, "child", 5)})
@@ -311,14 +314,16 @@ def test_async_client_in_the_child_runs_on_a_fresh_event_loop(
         portal.call(warm)
 
         def child() -> Result:
-            return anyio.run(_aecho, client, "child", 200, backend=backend)
+            peers = _peers(("127.0.0.1", echo.port))  # the parent's are /dev/null here
+            return {"peers": peers, **anyio.run(_aecho, client, "child", 200, backend=backend)}
 
+        assert _peers(("127.0.0.1", echo.port)) >= 1  # pooled in the parent
         pid, fd = _fork(child)
         parent = portal.call(_aecho, client, "parent", 200)
         got = _reap(pid, fd, time.monotonic() + CHILD_LIMIT)
         portal.call(client.aclose)
     assert parent == {"crossed": 0, "errors": 0}
-    assert got == {"crossed": 0, "errors": 0}
+    assert got == {"peers": 0, "crossed": 0, "errors": 0}
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
