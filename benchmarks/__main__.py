@@ -57,6 +57,7 @@ MODULES = (
     "bench_overload",
     "bench_config",
     "bench_burst",
+    "bench_deadline",
 )
 GUARD_OVERHEAD_MAX = 1.5
 GUARD_GOODPUT_MIN = 0.99

@@ -469,8 +469,15 @@ class DnsResolver:
             from dns import asyncresolver
 
             res = self._async = self._configure(asyncresolver.Resolver)
+        import sniffio
+        from dns import asyncbackend
+
         # ``timeout`` (the caller's time left) can only shorten our own.
         deadline = time.monotonic() + _budget(self.timeout, timeout)
+        # The running library, asked per call: dnspython's own default is sniffed once
+        # per process and kept, so after one asyncio lookup every trio lookup would fail
+        # ("no running event loop") and the other way round.
+        backend = asyncbackend.get_backend(sniffio.current_async_library())
         plan = self._plan(host, port)
         try:
             query = next(plan)
@@ -485,6 +492,7 @@ class DnsResolver:
                         raise_on_no_answer=False,
                         lifetime=_lifetime(remaining),
                         search=self._search,
+                        backend=backend,
                     )
                 except dns.exception.DNSException as exc:
                     query = plan.throw(exc)

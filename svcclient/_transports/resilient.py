@@ -146,9 +146,13 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
         try:
             response = transport.handle_request(request)
             if _unread(response):
+                # A caller's transport cannot see the bound: its body is checked against
+                # the clock between chunks, and told the time left as its timeout.
+                theirs = self._inner is not None
                 if call.buffer:
-                    return _read_body(response, call.request)
-                response.stream = BoundedBody(response.stream, call)
+                    return _read_body(response, call.request, attempt if theirs else None)
+                sent = request.extensions if theirs else None
+                response.stream = BoundedBody(response.stream, call, sent)
             return response
         finally:
             BOUND.reset(token)
@@ -256,10 +260,27 @@ def _unread(response: httpx.Response) -> bool:
     return not isinstance(response.stream, httpx.ByteStream) and response.status_code != 101
 
 
-def _read_body(response: httpx.Response, request: httpx.Request) -> httpx.Response:
-    """Read the body inside the attempt, so a reset mid-body is retried like any error."""
+def _read_body(
+    response: httpx.Response, request: httpx.Request, attempt: Attempt | None = None
+) -> httpx.Response:
+    """Read the body inside the attempt, so a reset mid-body is retried like any error.
+
+    ``attempt``: stop between chunks once it has no time left (a caller's transport,
+    whose socket reads svcclient cannot cap: a body dribbling in under every read
+    timeout would otherwise be read for ever). The overrun is then at most one read.
+    """
     try:
-        raw = b"".join(response.iter_raw())
+        if attempt is None:
+            raw = b"".join(response.iter_raw())
+        else:
+            parts = []
+            for part in response.iter_raw():
+                if attempt.remaining() <= 0:
+                    raise httpx.ReadTimeout(
+                        "svcclient: attempt out of time mid-body", request=request
+                    )
+                parts.append(part)
+            raw = b"".join(parts)
     finally:
         response.close()
     return buffered(response, raw, request)

@@ -215,14 +215,14 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             if self._inner is None:
                 token = BOUND.set(attempt)  # svcclient's pools cap every socket operation
                 try:
-                    return await _exchange(transport, request, call)
+                    return await _exchange(transport, request, call, False)
                 finally:
                     BOUND.reset(token)
             # A caller's transport cannot see the bound: a timer holds it instead.
             timeout = attempt.remaining()
             try:
                 with anyio.fail_after(timeout):
-                    return await _exchange(transport, request, call)
+                    return await _exchange(transport, request, call, True)
             except TimeoutError as exc:
                 raise httpx.ReadTimeout(
                     f"attempt exceeded {timeout:.3f}s in total", request=request
@@ -351,13 +351,14 @@ async def _next_result(
 
 
 async def _exchange(
-    transport: httpx.AsyncBaseTransport, request: httpx.Request, call: Call
+    transport: httpx.AsyncBaseTransport, request: httpx.Request, call: Call, theirs: bool
 ) -> httpx.Response:
     response = await transport.handle_async_request(request)
     if _unread(response):
         if call.buffer:
             return await _read_body(response, call.request)
-        response.stream = AsyncBoundedBody(response.stream, call)
+        # ``theirs``: a caller's transport, whose body a timer holds to the deadline.
+        response.stream = AsyncBoundedBody(response.stream, call, theirs)
     return response
 
 

@@ -22,6 +22,21 @@ Faults::
                                      delay, then respond (``then``, default ok)
     Fault.truncated()                Content-Length larger than the body, then close
     Fault.malformed()                a garbage status line, then close
+    Fault.dribble(0.2, total=None)   headers, then ``size`` byte(s) every 0.2 s: for
+                                     ``total`` bytes, or until MAX_FAULT_SECONDS
+    Fault.endless_chunked(0.0)       a chunked body that never ends (a chunk every
+                                     ``interval`` s; 0: as fast as the client reads)
+    Fault.accept_never_answer()      read the request, never reply, keep the connection
+    Fault.never_accept()             the listener stays open but never accepts: its
+                                     backlog is full, so connects hang (set_fault only)
+    Fault.upgrade()                  101 Switching Protocols, then echo raw bytes back
+
+A request id can be echoed with the default body: it names the full request target
+(``GET /echo/<id>`` answers ``{"path": "/echo/<id>", ...}``) and, with
+``echo_headers``, every header received.  ``open_connections`` counts the server's side
+of each connection; the long-running faults (dribble, endless, accept-never-answer,
+upgrade) notice at once when the client closes, so a test can check that a client left
+nothing open.
 
 Safety: binds loopback addresses only (127.0.0.0/8, ::1); every wait is bounded by
 ``MAX_FAULT_SECONDS``; ``stop()`` aborts connections, cancels tasks and joins the thread
@@ -41,6 +56,7 @@ import ipaddress
 import itertools
 import json
 import math
+import select
 import socket
 import struct
 import threading
@@ -69,8 +85,15 @@ _KINDS: Final = frozenset(
         "slow",
         "truncated",
         "malformed",
+        "dribble",
+        "endless_chunked",
+        "accept_never_answer",
+        "never_accept",
+        "upgrade",
     }
 )
+# Server states rather than replies: set_fault only, never queued or used as ``then``.
+_STATES: Final = frozenset({"refuse", "never_accept"})
 _STOP_TIMEOUT: Final = 5.0
 
 HeaderArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
@@ -127,17 +150,27 @@ class Fault:
     then: Fault | None = None
     echo_headers: bool = False
     missing: int = 0  # truncated: bytes promised by Content-Length but never sent
+    size: int = 1  # dribble / endless_chunked: bytes per write
+    total: int | None = None  # dribble: bytes in all (None: no end)
+    lasting: float = MAX_FAULT_SECONDS  # dribble / endless_chunked: then abort the connection
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ConfigError(None, "kind", self.kind, f"must be one of {sorted(_KINDS)}")
-        if not 200 <= self.code <= 599:
+        if not (200 <= self.code <= 599 or (self.kind == "upgrade" and self.code == 101)):
             raise ConfigError(None, "status", self.code, "must be 200-599")
         if self.kind == "truncated" and self.missing < 1:
             raise ConfigError(None, "missing", self.missing, "must be >= 1")
         _check_seconds("seconds", self.seconds)
-        if self.then is not None and self.then.kind == "refuse":
-            raise ConfigError(None, "then", "refuse", "refuse is a server state, not a reply")
+        _check_seconds("lasting", self.lasting)
+        if self.kind == "dribble" and self.seconds <= 0:
+            raise ConfigError(None, "interval", self.seconds, "must be > 0")
+        if not 1 <= self.size <= 1 << 20:
+            raise ConfigError(None, "size", self.size, "must be 1 - 1 MiB")
+        if self.total is not None and self.total < 1:
+            raise ConfigError(None, "total", self.total, "must be >= 1 (or None: no end)")
+        if self.then is not None and self.then.kind in _STATES:
+            raise ConfigError(None, "then", self.then.kind, "a server state, not a reply")
 
     # -- constructors -------------------------------------------------------------------
 
@@ -233,6 +266,57 @@ class Fault:
         """Send ``data`` (a garbage status line by default) and close."""
         return Fault("malformed", body=data)
 
+    @staticmethod
+    def dribble(
+        interval: float,
+        *,
+        total: int | None = None,
+        size: int = 1,
+        lasting: float = MAX_FAULT_SECONDS,
+    ) -> Fault:
+        """Send the headers at once, then ``size`` byte(s) of body every ``interval`` s.
+
+        ``total``: the body's length (``Content-Length``), after which the response is
+        complete; None: ``Content-Length`` promises far more and the dribble goes on until
+        the client leaves, or for ``lasting`` seconds, after which the connection is
+        closed mid-body.  Every single read succeeds well within any read timeout longer
+        than ``interval``: only a bound on the whole body stops it.
+        """
+        return Fault("dribble", seconds=interval, size=size, total=total, lasting=lasting)
+
+    @staticmethod
+    def endless_chunked(
+        interval: float = 0.0, *, size: int = 1024, lasting: float = MAX_FAULT_SECONDS
+    ) -> Fault:
+        """A ``Transfer-Encoding: chunked`` body of ``size``-byte chunks that never ends:
+        one chunk every ``interval`` s (0: as fast as the client takes them), until the
+        client leaves, or for ``lasting`` seconds, after which the connection is closed
+        without the last chunk."""
+        return Fault("endless_chunked", seconds=interval, size=size, lasting=lasting)
+
+    @staticmethod
+    def accept_never_answer() -> Fault:
+        """Read the request, then send nothing, ever: the connection stays open (the
+        server keeps reading and dropping what comes) until the client closes it or
+        ``MAX_FAULT_SECONDS``.  Only a timeout on the client's side ends the wait."""
+        return Fault("accept_never_answer")
+
+    @staticmethod
+    def never_accept() -> Fault:
+        """The port keeps listening but never accepts: the listener's backlog is filled
+        (by the server's own placeholder connections), so the kernel drops new SYNs and a
+        client's connect hangs until its connect timeout (a frozen process, a SYN flood).
+        Only for ``set_fault``; any later ``set_fault`` of another kind accepts again."""
+        return Fault("never_accept")
+
+    @staticmethod
+    def upgrade(protocol: str = "echo") -> Fault:
+        """Answer ``101 Switching Protocols`` (``Upgrade: <protocol>``), then speak a
+        trivial protocol on the raw connection: every byte received is sent back, until
+        the client closes (or ``MAX_FAULT_SECONDS``).  Bytes the client sent right after
+        the request head are echoed too."""
+        return Fault("upgrade", 101, (("Upgrade", protocol), ("Connection", "Upgrade")))
+
 
 class RecordedRequest(NamedTuple):
     """A request as the server saw it; header names are lower-case."""
@@ -297,6 +381,7 @@ class FaultServer:
         self._server: asyncio.Server | None = None
         self._stop_event: asyncio.Event | None = None
         self._conns: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._plugged: list[socket.socket] = []  # never_accept: listener + backlog fillers
         self._started = threading.Event()
         self._start_error: BaseException | None = None
 
@@ -315,7 +400,8 @@ class FaultServer:
 
     @property
     def listening(self) -> bool:
-        """True while the listening socket is open (False after ``refuse()``/``stop()``)."""
+        """True while the server accepts connections (False after ``refuse()``,
+        ``stop()`` and while ``Fault.never_accept()`` holds the port)."""
         return self._server is not None
 
     @property
@@ -362,6 +448,9 @@ class FaultServer:
         if fault.kind == "refuse":
             self.refuse()
             return
+        if fault.kind == "never_accept":
+            self._call(self._plug())
+            return
         with self._lock:
             self._default = fault
         if self._thread is not None and not self.listening:
@@ -371,8 +460,8 @@ class FaultServer:
         """Queue faults for the next requests, one each, before the standing fault."""
         items = list(faults)
         for f in items:
-            if f.kind == "refuse":
-                raise ConfigError(None, "fault", "refuse", "use set_fault or refuse()")
+            if f.kind in _STATES:
+                raise ConfigError(None, "fault", f.kind, "a server state: use set_fault")
         with self._lock:
             self._queue.extend(items)
 
@@ -471,6 +560,7 @@ class FaultServer:
     async def _listen(self) -> None:
         if self._server is not None:
             return
+        self._unplug()
         server = await asyncio.start_server(
             self._on_connect, self.host, self.port, reuse_address=True, backlog=256
         )
@@ -499,6 +589,34 @@ class FaultServer:
         if server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), _STOP_TIMEOUT)
+        self._unplug()
+
+    async def _plug(self) -> None:
+        """Listen on the port with a full backlog and never accept (``never_accept``)."""
+        await self._close_listener(abort_connections=True)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        self._plugged.append(listener)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, self.port))
+        listener.listen(0)
+        # Fill the accept queue with our own connections until one no longer completes:
+        # from then on the kernel drops every SYN to this port (Linux holds backlog + 1).
+        for _ in range(16):
+            filler = socket.socket(family, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            self._plugged.append(filler)
+            if filler.connect_ex((self.host, self.port)) == 0:
+                continue
+            _, writable, _ = select.select([], [filler], [], 0.1)
+            if not writable or filler.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                return  # this one hangs: the queue is full
+        raise RuntimeError("could not fill the listen backlog")  # pragma: no cover
+
+    def _unplug(self) -> None:
+        plugged, self._plugged = self._plugged, []
+        for sock in plugged:
+            sock.close()
 
     def _next_fault(self) -> Fault:
         with self._lock:
@@ -524,7 +642,7 @@ class FaultServer:
                 with self._lock:
                     self._requests.append(request)
                     self._counts[request.method, request.path.partition("?")[0]] += 1
-                if not await self._reply(fault, conn, request, writer):
+                if not await self._reply(fault, conn, request, reader, writer):
                     return
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     return  # Connection: close, HTTP/1.0 ...
@@ -596,6 +714,7 @@ class FaultServer:
         fault: Fault,
         conn: h11.Connection,
         req: RecordedRequest,
+        reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> bool:
         """Act out ``fault``; True when the connection may serve another request."""
@@ -605,6 +724,17 @@ class FaultServer:
             await asyncio.sleep(min(max(float(wait), 0.0), MAX_FAULT_SECONDS))
             fault = fault.then or Fault.ok()
             kind = fault.kind
+        if kind == "accept_never_answer":
+            await _client_leaves(reader, MAX_FAULT_SECONDS)
+            return False
+        if kind == "dribble":
+            return await self._dribble(fault, conn, reader, writer)
+        if kind == "endless_chunked":
+            await self._endless(fault, conn, reader, writer)
+            return False
+        if kind == "upgrade":
+            await _upgrade(fault, conn, reader, writer)
+            return False
         if kind == "reset":
             sock = writer.get_extra_info("socket")
             if sock is not None:
@@ -647,3 +777,84 @@ class FaultServer:
         writer.write(out)
         await writer.drain()
         return True
+
+    async def _dribble(
+        self,
+        fault: Fault,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        total = fault.total
+        # No end given: promise far more than MAX_FAULT_SECONDS of dribbling can send.
+        length = total if total is not None else 1 << 40
+        writer.write(self._head(fault, conn, length, "application/octet-stream"))
+        await writer.drain()
+        give_up = asyncio.get_running_loop().time() + fault.lasting
+        sent = 0
+        while total is None or sent < total:
+            if await _client_leaves(reader, fault.seconds):
+                return False
+            if asyncio.get_running_loop().time() > give_up:
+                return False
+            n = fault.size if total is None else min(fault.size, total - sent)
+            writer.write(conn.send(h11.Data(data=b"." * n)) or b"")
+            await writer.drain()
+            sent += n
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        await writer.drain()
+        return True
+
+    async def _endless(
+        self,
+        fault: Fault,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        headers = [*fault.headers, ("Transfer-Encoding", "chunked")]
+        headers.append(("Content-Type", "application/octet-stream"))
+        writer.write(conn.send(h11.Response(status_code=fault.code, headers=headers)) or b"")
+        chunk = b"." * fault.size
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + fault.lasting
+        while loop.time() < give_up:
+            writer.write(conn.send(h11.Data(data=chunk)) or b"")
+            await writer.drain()  # waits while the client does not read: flat memory
+            if fault.seconds > 0:
+                if await _client_leaves(reader, fault.seconds):
+                    return
+            else:
+                await asyncio.sleep(0)  # let the loop see the client leave
+                if reader.at_eof() or writer.is_closing():
+                    return
+
+
+async def _client_leaves(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """Wait ``seconds``; True as soon as the client closes its side (what it sends
+    meanwhile is read and dropped)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while await reader.read(65536):
+                pass
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _upgrade(
+    fault: Fault, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    # Written by hand, not through h11: h11 refuses a 101 to a request that did not ask
+    # to upgrade, and a test may want exactly that.
+    head = ["HTTP/1.1 101 Switching Protocols", *(f"{k}: {v}" for k, v in fault.headers)]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+    early, _ = conn.trailing_data  # bytes the client sent right behind the request head
+    if early:
+        writer.write(early)
+    await writer.drain()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(MAX_FAULT_SECONDS):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()

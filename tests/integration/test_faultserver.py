@@ -429,3 +429,155 @@ async def test_async_client_sees_the_same_faults(fault_server: MakeServer) -> No
             await c.get(srv.url + "/")
         assert (await c.get(srv.url + "/")).status_code == 200
     assert srv.count() == 4
+
+
+# -- the misbehaviours the deadline tests use (issue 12) ----------------------------------
+
+
+def _wait_closed(srv: FaultServer, limit: float = 3.0) -> int:
+    """The server's open connections once they drained to 0 (or after ``limit`` s)."""
+    give_up = time.monotonic() + limit
+    while srv.open_connections and time.monotonic() < give_up:
+        time.sleep(0.01)
+    return srv.open_connections
+
+
+def test_dribble_with_a_total_completes_one_byte_at_a_time(fault_server: MakeServer) -> None:
+    """dribble(total=n): Content-Length n, the body arrives in n one-byte pieces, complete."""
+    srv = fault_server()
+    srv.push_faults([Fault.dribble(0.02, total=5)])
+    with httpx.Client(timeout=2) as c, c.stream("GET", srv.url + "/d") as r:
+        assert r.headers["content-length"] == "5"
+        pieces = list(r.iter_raw())
+        assert c.get(srv.url + "/after").status_code == 200  # complete: keep-alive goes on
+    assert b"".join(pieces) == b"....."
+    assert len(pieces) == 5
+    assert srv.accepted == 1
+
+
+def test_dribble_without_end_outlasts_any_read_timeout(fault_server: MakeServer) -> None:
+    """dribble(interval < read timeout) never trips the read timeout; closing ends it."""
+    srv = fault_server()
+    srv.push_faults([Fault.dribble(0.05)])
+    got = 0
+    started = time.monotonic()
+    with httpx.Client(timeout=0.3) as c, c.stream("GET", srv.url + "/d") as r:
+        assert int(r.headers["content-length"]) > 10**9
+        for piece in r.iter_raw():
+            got += len(piece)
+            if time.monotonic() - started > 0.6:  # twice the read timeout, still flowing
+                break
+    assert got >= 3
+    assert _wait_closed(srv) == 0
+
+
+def test_dribble_lasting_closes_mid_body(fault_server: MakeServer) -> None:
+    """dribble(lasting=s) gives up after s seconds: the client sees an incomplete body."""
+    srv = fault_server()
+    srv.push_faults([Fault.dribble(0.02, lasting=0.1)])
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(srv.url + "/d", timeout=2)
+
+
+def test_endless_chunked_never_ends_and_stops_when_the_client_leaves(
+    fault_server: MakeServer,
+) -> None:
+    """endless_chunked: a chunked body that keeps coming; the server notices the client go."""
+    srv = fault_server()
+    srv.push_faults([Fault.endless_chunked(0.0, size=1000)])
+    got = 0
+    with httpx.Client(timeout=1) as c, c.stream("GET", srv.url + "/e") as r:
+        assert r.headers["transfer-encoding"] == "chunked"
+        for piece in r.iter_raw():
+            got += len(piece)
+            if got >= 200_000:
+                break
+    assert got >= 200_000
+    assert _wait_closed(srv) == 0
+
+
+def test_endless_chunked_at_a_rate(fault_server: MakeServer) -> None:
+    """endless_chunked(interval): one chunk per interval, still without end."""
+    srv = fault_server()
+    srv.push_faults([Fault.endless_chunked(0.05, size=10, lasting=0.3)])
+    with pytest.raises(httpx.RemoteProtocolError):  # lasting ran out: no last chunk
+        httpx.get(srv.url + "/e", timeout=2)
+    srv.push_faults([Fault.endless_chunked(0.05, size=10)])
+    with httpx.stream("GET", srv.url + "/e", timeout=2) as r:
+        pieces = []
+        for piece in r.iter_raw():
+            pieces.append(piece)
+            if len(pieces) == 3:
+                break
+    assert pieces == [b"." * 10] * 3
+
+
+def test_accept_never_answer_reads_the_request_and_holds_the_connection(
+    fault_server: MakeServer,
+) -> None:
+    """accept_never_answer: the request is counted, nothing comes back, close ends it."""
+    srv = fault_server()
+    srv.push_faults([Fault.accept_never_answer()])
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(srv.url + "/n", timeout=0.3)
+    assert srv.count("GET", "/n") == 1
+    assert _wait_closed(srv) == 0
+
+
+def test_never_accept_makes_connects_hang_until_set_back(fault_server: MakeServer) -> None:
+    """never_accept: the port listens (no refusal) but connects time out; ok accepts again."""
+    srv = fault_server("127.0.0.8")
+    srv.set_fault(Fault.never_accept())
+    assert not srv.listening
+    with pytest.raises(httpx.ConnectTimeout):
+        httpx.get(srv.url + "/x", timeout=0.3)
+    probe = socket.socket()
+    probe.settimeout(0.3)
+    with probe, pytest.raises(TimeoutError):  # not ConnectionRefusedError: a full backlog
+        probe.connect((srv.host, srv.port))
+    srv.set_fault(Fault.ok())
+    assert srv.listening
+    assert httpx.get(srv.url + "/x", timeout=2).status_code == 200
+    assert srv.count() == 1
+
+
+def test_upgrade_switches_protocols_and_echoes(fault_server: MakeServer) -> None:
+    """upgrade: 101 with Upgrade/Connection headers, then every byte is sent back."""
+    srv = fault_server()
+    srv.push_faults([Fault.upgrade("echo")])
+    headers = {"Upgrade": "echo", "Connection": "Upgrade"}
+    with httpx.Client(timeout=2) as c, c.stream("GET", srv.url + "/ws", headers=headers) as r:
+        assert r.status_code == 101
+        assert r.headers["upgrade"] == "echo"
+        stream = r.extensions["network_stream"]
+        for word in (b"ping", b"pong" * 1000):
+            stream.write(word)
+            echoed = b""
+            while len(echoed) < len(word):
+                echoed += stream.read(65536)
+            assert echoed == word
+    assert _wait_closed(srv) == 0
+
+
+def test_request_id_is_echoed_in_the_path(fault_server: MakeServer) -> None:
+    """The default body names the request target: a path carries a request id back."""
+    srv = fault_server()
+    assert httpx.get(srv.url + "/echo/id-42").json()["path"] == "/echo/id-42"
+
+
+def test_new_fault_arguments_are_validated() -> None:
+    """dribble, endless_chunked and never_accept check their arguments and their use."""
+    with pytest.raises(ConfigError, match="interval"):
+        Fault.dribble(0)
+    with pytest.raises(ConfigError, match="total"):
+        Fault.dribble(0.1, total=0)
+    with pytest.raises(ConfigError, match="size"):
+        Fault.endless_chunked(size=0)
+    with pytest.raises(ConfigError, match="seconds"):
+        Fault.endless_chunked(-1)
+    with pytest.raises(ConfigError, match="lasting"):
+        Fault.dribble(0.1, lasting=float("nan"))
+    with pytest.raises(ConfigError, match="then"):
+        Fault.slow(0.1, then=Fault.never_accept())
+    with pytest.raises(ConfigError, match="set_fault"):
+        FaultServer().push_faults([Fault.never_accept()])
