@@ -3,7 +3,8 @@
 For each misbehaviour of the fault server (and a DNS server that never answers) and each
 way of calling (sync / async on asyncio and trio; ``ServiceClient.get``, ``.stream()``,
 a plain ``httpx.Client`` on ``ResilientTransport`` with a 5 s httpx timeout, ``get`` and
-``stream``; svcclient's own pools or a caller's ``httpx.HTTPTransport``), a bounded number
+``stream``; svcclient's own pools, a caller's ``httpx.HTTPTransport``, or the aiohttp
+wire), a bounded number
 of calls are made with deadline ``D`` and per-attempt timeout ``D / 2``; the overrun is
 ``elapsed - D``. The report gives the max and median overrun (ms) per scenario and
 driver, and the worst per scenario. Goal: every call ends by ``D + 100 ms``.
@@ -89,6 +90,7 @@ class _Case:
 
     def options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {
+            "wire": "aiohttp" if self.pools == "aiohttp" else "httpx",
             "url": self.url,
             "deadline": self.deadline,
             "timeout": self.deadline / 2,
@@ -209,6 +211,7 @@ def run(quick: bool, *, calls: int | None = None) -> dict[str, Any]:
         list(QUICK_DRIVERS)
         if quick
         else [(mode, api, pools) for mode, api in DRIVERS for pools in POOLS]
+        + [("asyncio", api, "aiohttp") for api in ("get", "stream")]
     )
     with _servers(deadline) as (urls, nameserver):
         cases = [

@@ -74,6 +74,12 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         self._wants_health = bool(cfg.outlier.enabled and cfg.outlier.health_check_path)
         self._health_due = self._wants_health
         _fork_aware(self)
+        # Transports that cannot see the socket bound (a caller's, the aiohttp wire) are
+        # held to the deadline by a timer instead.
+        self._timed = transport is not None or cfg.wire == "aiohttp"
+        if cfg.wire == "aiohttp" and transport is None:
+            # aiohttp's import (a few hundred ms) here, not in the first call's attempt.
+            from . import aiohttp_wire  # noqa: F401
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the pipeline (see :class:`ResilientTransport`)."""
@@ -212,13 +218,13 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         info = attempt.info
         undo = enter_attempt(info) if info is not None and info.enter else None
         try:
-            if self._inner is None:
+            if not self._timed:
                 token = BOUND.set(attempt)  # svcclient's pools cap every socket operation
                 try:
                     return await _exchange(transport, request, call, False)
                 finally:
                     BOUND.reset(token)
-            # A caller's transport cannot see the bound: a timer holds it instead.
+            # A caller's transport or aiohttp cannot see the bound: a timer holds it.
             timeout = attempt.remaining()
             try:
                 with anyio.fail_after(timeout):

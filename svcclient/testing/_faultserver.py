@@ -719,7 +719,13 @@ class FaultServer:
     ) -> bool:
         """Act out ``fault``; True when the connection may serve another request."""
         kind = fault.kind
-        if kind in ("stall_before_headers", "slow"):
+        if kind == "stall_before_headers":
+            # Watching the client while stalling: one that gives up is let go at once.
+            if await _client_leaves(reader, fault.seconds):
+                return False
+            fault = fault.then or Fault.ok()
+            kind = fault.kind
+        elif kind == "slow":
             wait = fault.seconds if fault.delay is None else fault.delay()
             await asyncio.sleep(min(max(float(wait), 0.0), MAX_FAULT_SECONDS))
             fault = fault.then or Fault.ok()
@@ -764,7 +770,8 @@ class FaultServer:
             cut = len(body) // 4
             writer.write(self._head(fault, conn, len(body), ctype) + body[:cut])
             await writer.drain()
-            await asyncio.sleep(fault.seconds)
+            if await _client_leaves(reader, fault.seconds):
+                return False
             writer.write(conn.send(h11.Data(data=body[cut:])) or b"")
             writer.write(conn.send(h11.EndOfMessage()) or b"")
             await writer.drain()
