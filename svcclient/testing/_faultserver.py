@@ -24,6 +24,7 @@ Faults::
     Fault.malformed()                a garbage status line, then close
     Fault.dribble(0.2, total=None)   headers, then ``size`` byte(s) every 0.2 s: for
                                      ``total`` bytes, or until MAX_FAULT_SECONDS
+    Fault.dribble_headers(0.2)       the status line, then a header one byte every 0.2 s
     Fault.endless_chunked(0.0)       a chunked body that never ends (a chunk every
                                      ``interval`` s; 0: as fast as the client reads)
     Fault.accept_never_answer()      read the request, never reply, keep the connection
@@ -86,6 +87,7 @@ _KINDS: Final = frozenset(
         "truncated",
         "malformed",
         "dribble",
+        "dribble_headers",
         "endless_chunked",
         "accept_never_answer",
         "never_accept",
@@ -163,7 +165,7 @@ class Fault:
             raise ConfigError(None, "missing", self.missing, "must be >= 1")
         _check_seconds("seconds", self.seconds)
         _check_seconds("lasting", self.lasting)
-        if self.kind == "dribble" and self.seconds <= 0:
+        if self.kind in ("dribble", "dribble_headers") and self.seconds <= 0:
             raise ConfigError(None, "interval", self.seconds, "must be > 0")
         if not 1 <= self.size <= 1 << 20:
             raise ConfigError(None, "size", self.size, "must be 1 - 1 MiB")
@@ -283,6 +285,13 @@ class Fault:
         than ``interval``: only a bound on the whole body stops it.
         """
         return Fault("dribble", seconds=interval, size=size, total=total, lasting=lasting)
+
+    @staticmethod
+    def dribble_headers(interval: float, *, lasting: float = MAX_FAULT_SECONDS) -> Fault:
+        """Send the status line, then one byte of a header value every ``interval`` s:
+        the response head never completes (for ``lasting`` seconds, then the connection
+        is closed).  No read ever times out; only a bound on the whole call stops it."""
+        return Fault("dribble_headers", seconds=interval, lasting=lasting)
 
     @staticmethod
     def endless_chunked(
@@ -732,6 +741,16 @@ class FaultServer:
             kind = fault.kind
         if kind == "accept_never_answer":
             await _client_leaves(reader, MAX_FAULT_SECONDS)
+            return False
+        if kind == "dribble_headers":
+            writer.write(b"HTTP/1.1 200 OK\r\nX-Dribble: ")
+            await writer.drain()
+            give_up = asyncio.get_running_loop().time() + fault.lasting
+            while asyncio.get_running_loop().time() < give_up:
+                if await _client_leaves(reader, fault.seconds):
+                    break
+                writer.write(b".")
+                await writer.drain()
             return False
         if kind == "dribble":
             return await self._dribble(fault, conn, reader, writer)

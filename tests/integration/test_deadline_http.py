@@ -22,6 +22,10 @@ a minute serially; every code path that holds the deadline is still covered:
 * **blackhole** (accept, read the request, never answer) and **never_accept** (a full
   listen backlog: the connect hangs) end before any body exists, so ``get`` alone, on
   every driver and both kinds of pool.
+* **dribble_headers** (a response head that never completes, a byte at a time): own
+  pools and a caller's async transport. Not a caller's *sync* transport: that case is a
+  known gap (no timer, no access to its sockets; httpcore takes the read timeout once
+  per phase), measured in ``benchmarks/bench_deadline``.
 * **a larger caller timeout**: a plain ``httpx.Client`` / ``AsyncClient`` with a 5 s
   timeout on ``ResilientTransport``, against a body that stalls: the caller's 5 s must
   not outlast the deadline (sync and async, ``get`` and ``stream``, both pools).
@@ -77,6 +81,7 @@ def _fault(scenario: str) -> Fault:
     lasting = 10 * DEADLINE
     return {
         "dribble": Fault.dribble(TIMEOUT / 3, lasting=lasting),
+        "dribble_headers": Fault.dribble_headers(TIMEOUT / 3, lasting=lasting),
         "endless": Fault.endless_chunked(0.0, size=4096, lasting=lasting),
         "blackhole": Fault.accept_never_answer(),
         "never_accept": Fault.never_accept(),
@@ -228,6 +233,10 @@ def _matrix() -> Iterator[Any]:
     # No body yet: the headers (blackhole) or the connect (never_accept) wait.
     yield from (case("blackhole", m, "get", p) for m in ("sync", "trio") for p in POOLS)
     yield from (case("never_accept", m, "get", p) for m in ("sync", "asyncio") for p in POOLS)
+    yield from (
+        case("dribble_headers", m, "get", p)
+        for m, p in (("sync", "own"), ("asyncio", "caller"), ("trio", "own"))
+    )
     # svcclient's own pools on the aiohttp wire, which cannot see the socket bound.
     yield from (case(s, "asyncio", a, "aiohttp") for s in ("dribble", "endless") for a in both)
     # A plain httpx client with its own, larger timeout, against a body that stalls.

@@ -581,3 +581,15 @@ def test_new_fault_arguments_are_validated() -> None:
         Fault.slow(0.1, then=Fault.never_accept())
     with pytest.raises(ConfigError, match="set_fault"):
         FaultServer().push_faults([Fault.never_accept()])
+
+
+def test_dribble_headers_never_completes_the_head(fault_server: MakeServer) -> None:
+    """dribble_headers: no read times out, the head never ends; lasting closes it."""
+    srv = fault_server()
+    srv.push_faults([Fault.dribble_headers(0.02, lasting=0.5)])
+    started = time.monotonic()
+    with pytest.raises(httpx.RemoteProtocolError):  # closed before the head was complete
+        httpx.get(srv.url + "/h", timeout=0.3)
+    assert time.monotonic() - started >= 0.45  # longer than the read timeout: it flowed
+    with pytest.raises(ConfigError, match="interval"):
+        Fault.dribble_headers(0)
