@@ -334,6 +334,7 @@ class _Metrics:
         self.duration_children: dict[tuple[str, str, int | None, str], Histogram] = {}
         self.error_children: dict[tuple[str, str], Counter] = {}
         self.in_flight_children: dict[str, _InFlight] = {}
+        self.throttled_children: dict[str, Counter] = {}  # a local rejection stays cheap
         self.ejected_sets: dict[str, set[str]] = {}
         self.reasons: dict[str, str] = {}
 
@@ -583,7 +584,12 @@ class PrometheusHooks(Hooks):
 
     def on_throttled(self, service: str) -> None:
         """Count a call rejected locally by adaptive throttling."""
-        self._m.throttled.labels(service).inc()
+        m = self._m
+        child = m.throttled_children.get(service)
+        if child is None:
+            child = m.throttled.labels(service)
+            _remember(m.throttled_children, service, child)
+        child.inc()
 
     def on_concurrency_limit(self, service: str, limit: int) -> None:
         """Set the adaptive concurrency limit gauge."""

@@ -21,15 +21,17 @@ random number and rejects the request locally with probability
   ``min_requests`` keeps a quiet client from being throttled by its first failure (with 1
   request and 0 accepts the bare formula says 1/2).
 
-Counts live in a bucketed time window (the breaker's :class:`TimeWindow`: ``buckets``
-buckets of ``window / buckets`` seconds). Every attempt sent counts once when its outcome is
-known; a local rejection counts at once. The object does no I/O and takes the clock and the
-random source as arguments, so the arithmetic is tested with plain numbers; a lock makes it
-safe to share between threads, and the async driver uses the same object.
+Counts live in a bucketed time window (like the breaker's :class:`TimeWindow`: ``buckets``
+buckets of ``window / buckets`` seconds, with running totals). Every attempt sent counts
+once when its outcome is known; a local rejection counts at once. The object does no I/O
+and takes the clock and the random source as arguments, so the arithmetic is tested with
+plain numbers; a lock makes it safe to share between threads, and the async driver uses the
+same object.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -39,7 +41,6 @@ from typing import Final
 
 from .._exceptions import ConfigError
 from .._validate import check_count, check_number, check_seconds, check_status_codes
-from .breaker.window import TimeWindow
 
 __all__ = ["DEFAULT_OVERLOAD_STATUSES", "Throttle", "ThrottlePolicy"]
 
@@ -107,12 +108,27 @@ class Throttle:
     0.75
     """
 
+    # The window is the current bucket (``_cur_*``) plus ``buckets - 1`` closed ones in
+    # rings whose totals (``_closed_*``) change only when a bucket rolls over, so counting
+    # is one or two increments and deciding is an add and a compare; buckets roll only when
+    # the clock passes ``_edge``. Writers hold the lock (acquire/release: half the cost of
+    # ``with``); the healthy path of admit() only reads (a stale read at worst decides on
+    # the counts of a moment ago, which a probabilistic throttle cannot tell apart).
     __slots__ = (
+        "_b_acc",
+        "_b_req",
+        "_closed_acc",
+        "_closed_req",
+        "_cur_acc",
+        "_cur_req",
+        "_edge",
+        "_head",
         "_k",
         "_lock",
         "_max_p",
         "_min",
-        "_window",
+        "_n",
+        "_width",
         "clock",
         "overload_statuses",
         "policy",
@@ -133,30 +149,27 @@ class Throttle:
         self._max_p = float(self.policy.max_reject_probability)
         self._min = self.policy.min_requests
         self.overload_statuses = self.policy.overload_statuses
-        self._window = TimeWindow(self.policy.window, self.policy.buckets)
+        self._n = self.policy.buckets
+        self._width = self.policy.window / self.policy.buckets
         self._lock = threading.Lock()
+        self._clear()
 
     @property
     def requests(self) -> int:
         """Requests in the window (attempts sent plus local rejections)."""
-        with self._lock:
-            self._window.advance(self.clock())
-            return self._window.calls
+        self._advance(self.clock())
+        return self._closed_req + self._cur_req
 
     @property
     def accepts(self) -> int:
         """Requests in the window that the backend accepted."""
-        with self._lock:
-            w = self._window
-            w.advance(self.clock())
-            return w.calls - w.failures
+        self._advance(self.clock())
+        return self._closed_acc + self._cur_acc
 
     def probability(self) -> float:
         """The probability that a request made now is rejected locally."""
-        with self._lock:
-            w = self._window
-            w.advance(self.clock())
-            return self._p(w.calls, w.calls - w.failures)
+        self._advance(self.clock())
+        return self._p(self._closed_req + self._cur_req, self._closed_acc + self._cur_acc)
 
     def _p(self, requests: int, accepts: int) -> float:
         excess = requests - self._k * accepts
@@ -171,36 +184,106 @@ class Throttle:
         A rejection is counted at once as a request that was not accepted; an admitted
         request is counted when :meth:`record` reports its outcome.
         """
-        with self._lock:
-            w = self._window
-            now = self.clock()
-            w.advance(now)
-            requests = w.calls
-            accepts = requests - w.failures
-            if requests - self._k * accepts <= 0:  # the healthy path: no draw
-                return 0.0
-            p = self._p(requests, accepts)
-            if p <= 0.0 or self.rng() >= p:
-                return 0.0
-            w.record(now, failed=True, slow=False)
-            return p
+        now = self.clock()
+        if now >= self._edge:
+            self._advance(now)
+        requests = self._closed_req + self._cur_req
+        accepts = self._closed_acc + self._cur_acc
+        if requests - self._k * accepts <= 0:  # the healthy path: no lock, no draw
+            return 0.0
+        p = self._p(requests, accepts)
+        if p <= 0.0 or self.rng() >= p:
+            return 0.0
+        lock = self._lock
+        lock.acquire()
+        try:
+            if now >= self._edge:
+                self._roll(now)
+            self._cur_req += 1
+        finally:
+            lock.release()
+        return p
 
     def record(self, accepted: bool) -> None:
         """Count the outcome of one request that was sent."""
-        with self._lock:
+        now = self.clock()
+        lock = self._lock
+        lock.acquire()
+        try:
+            if now >= self._edge:
+                self._roll(now)
+            self._cur_req += 1
             if accepted:
-                self._window.success(self.clock())
-            else:
-                self._window.record(self.clock(), failed=True, slow=False)
+                self._cur_acc += 1
+        finally:
+            lock.release()
 
     def record_status(self, status: int) -> None:
         """Count a response: an accept unless ``status`` is an overload status."""
-        self.record(status not in self.overload_statuses)
+        now = self.clock()  # record() inlined: this runs once per attempt
+        lock = self._lock
+        lock.acquire()
+        try:
+            if now >= self._edge:
+                self._roll(now)
+            self._cur_req += 1
+            if status not in self.overload_statuses:
+                self._cur_acc += 1
+        finally:
+            lock.release()
 
     def reset(self) -> None:
         """Forget the window (tests, or after reconfiguration)."""
         with self._lock:
-            self._window.reset()
+            self._clear()
+
+    def _clear(self) -> None:
+        self._b_req = [0] * self._n  # closed buckets; the current one is in _cur_*
+        self._b_acc = [0] * self._n
+        self._cur_req = self._cur_acc = 0
+        self._closed_req = self._closed_acc = 0  # totals of the closed buckets
+        self._head = -self._n - 1  # absolute index of the current bucket: none yet
+        self._edge = -math.inf  # the first count rolls into its bucket
+
+    def _advance(self, now: float) -> None:
+        if now >= self._edge:
+            with self._lock:
+                if now >= self._edge:
+                    self._roll(now)
+
+    def _roll(self, now: float) -> None:
+        """Move the current bucket to the one ``now`` falls in (lock held)."""
+        width = self._width
+        idx = int(now // width)
+        head = self._head
+        if idx > head:
+            n = self._n
+            b_req, b_acc = self._b_req, self._b_acc
+            pos = head % n
+            b_req[pos], b_acc[pos] = self._cur_req, self._cur_acc
+            self._closed_req += self._cur_req
+            self._closed_acc += self._cur_acc
+            if idx - head >= n:
+                for i in range(n):
+                    b_req[i] = b_acc[i] = 0
+                self._closed_req = self._closed_acc = 0
+            else:
+                for absolute in range(head + 1, idx + 1):
+                    pos = absolute % n
+                    if b_req[pos]:
+                        self._closed_req -= b_req[pos]
+                        self._closed_acc -= b_acc[pos]
+                        b_req[pos] = b_acc[pos] = 0
+            self._cur_req = self._cur_acc = 0
+            self._head = head = idx
+        # The first time that falls in a later bucket, exactly despite float rounding (a
+        # clock that stepped back stays in the current bucket).
+        edge = (head + 1) * width
+        while int(edge // width) <= head:
+            edge = math.nextafter(edge, math.inf)
+        while int(math.nextafter(edge, -math.inf) // width) > head:
+            edge = math.nextafter(edge, -math.inf)
+        self._edge = edge
 
     def __repr__(self) -> str:
         return f"Throttle(p={self.probability():.3f}, policy={self.policy!r})"

@@ -83,6 +83,8 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
         if not self._for_service(request):
             return self._passthrough(request)
         rt = self.runtime
+        if rt.throttle is not None and (refused := rt.throttled(request)) is not None:
+            return refused  # first: a local rejection does no other work
         call = Call(rt, request)  # checks the extensions; nothing is taken yet
         if self._health_due:
             self._restart_health()
@@ -93,7 +95,7 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                 rt.first_resolution.wait(min(self.config.dns_timeout, call.deadline.remaining()))
         for pool in self._retiring():
             pool.close()
-        if rt.throttle is not None or rt.limiter is not None:
+        if rt.limiter is not None:
             refused = rt.admit(request)  # holds a limiter slot when it returns None
             if refused is not None:
                 return refused

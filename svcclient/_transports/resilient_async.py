@@ -86,6 +86,8 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         if not self._for_service(request):
             return await self._passthrough(request)
         rt = self.runtime
+        if rt.throttle is not None and (refused := rt.throttled(request)) is not None:
+            return refused  # first: a local rejection does no other work
         call = Call(rt, request)  # checks the extensions; nothing is taken yet
         if self._health_due:
             self._health_due = False
@@ -97,7 +99,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
                 await self._first_resolution(call)
         for pool in self._retiring():
             await pool.aclose()
-        if rt.throttle is not None or rt.limiter is not None:
+        if rt.limiter is not None:
             refused = rt.admit(request)  # holds a limiter slot when it returns None
             if refused is not None:
                 return refused
