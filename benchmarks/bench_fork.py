@@ -27,104 +27,25 @@ import contextlib
 import json
 import os
 import random
-import signal
 import sys
 import threading
 import time
-import traceback
-import warnings
-from collections.abc import Callable
-from typing import Any
 
 import anyio
 import httpx
 
 from svcclient import AsyncServiceClient, OutlierPolicy, ResilientTransport, ServiceClient
 from svcclient.testing._faultserver import Fault, FaultServer
+from svcclient.testing._forking import (
+    Result,
+    aecho_ids,
+    echo_ids,
+    fork_child,
+    reap_child,
+    warm_pool,
+)
 
 __all__ = ["main", "run"]
-
-Result = dict[str, Any]
-
-
-def _fork(child: Callable[[], Result]) -> tuple[int, int]:
-    """Fork; the child runs ``child`` and writes its result as JSON to a pipe."""
-    read_fd, write_fd = os.pipe()
-    with warnings.catch_warnings():
-        # Python 3.12+ warns about fork() in a multi-threaded process: forking one is
-        # exactly what is measured here.
-        warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            os.close(read_fd)
-            os.write(write_fd, json.dumps(child()).encode())
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    return pid, read_fd
-
-
-def _reap(pid: int, read_fd: int, give_up: float) -> Result | None:
-    """The child's result; None if it had to be killed at ``give_up`` (monotonic)."""
-    while True:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > give_up:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(read_fd)
-            return None
-        time.sleep(0.005)
-    chunks = []
-    while chunk := os.read(read_fd, 65536):
-        chunks.append(chunk)
-    os.close(read_fd)
-    data = b"".join(chunks)
-    return json.loads(data) if data else {"crashed": True}
-
-
-def _echo(client: httpx.Client, role: str, n: int) -> Result:
-    crossed = errors = 0
-    for i in range(n):
-        path = f"/{role}/{os.getpid()}/{i}"
-        try:
-            got = client.get(path).json().get("path")
-        except Exception:
-            errors += 1
-            continue
-        crossed += got != path
-    return {"crossed": crossed, "errors": errors}
-
-
-async def _aecho(client: httpx.AsyncClient, role: str, n: int) -> Result:
-    crossed = errors = 0
-    for i in range(n):
-        path = f"/{role}/{os.getpid()}/{i}"
-        try:
-            got = (await client.get(path)).json().get("path")
-        except Exception:
-            errors += 1
-            continue
-        crossed += got != path
-    return {"crossed": crossed, "errors": errors}
-
-
-def _warm(client: httpx.Client, threads: int = 4, each: int = 5) -> None:
-    """Several pooled keep-alive connections, as a busy parent has."""
-    workers = [
-        threading.Thread(target=lambda: [client.get("/warm") for _ in range(each)])
-        for _ in range(threads)
-    ]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(30)
 
 
 def _sync_client(kind: str, url: str) -> httpx.Client:
@@ -135,10 +56,10 @@ def _sync_client(kind: str, url: str) -> httpx.Client:
 
 def crosstalk_sync(url: str, kind: str, n: int) -> Result:
     client = _sync_client(kind, url)
-    _warm(client)
-    pid, fd = _fork(lambda: _echo(client, "child", n))
-    parent = _echo(client, "parent", n)
-    child = _reap(pid, fd, time.monotonic() + 120)
+    warm_pool(client)
+    pid, fd = fork_child(lambda: echo_ids(client, "child", n))
+    parent = echo_ids(client, "parent", n)
+    child = reap_child(pid, fd, time.monotonic() + 120)
     client.close()
     return {"parent": parent, "child": child}
 
@@ -159,11 +80,11 @@ def crosstalk_async(url: str, n: int, backend: str) -> Result:
         portal.call(warm)
 
         def child() -> Result:
-            return anyio.run(_aecho, client, "child", n, backend=backend)
+            return anyio.run(aecho_ids, client, "child", n, backend=backend)
 
-        pid, fd = _fork(child)
-        parent = portal.call(_aecho, client, "parent", n)
-        got = _reap(pid, fd, time.monotonic() + 120)
+        pid, fd = fork_child(child)
+        parent = portal.call(aecho_ids, client, "parent", n)
+        got = reap_child(pid, fd, time.monotonic() + 120)
         portal.call(client.aclose)
     return {"parent": parent, "child": got}
 
@@ -188,9 +109,9 @@ def deadlocks(url: str, server: FaultServer, forks: int, limit: float) -> Result
     try:
         for k in range(forks):
             time.sleep(rng.uniform(0.0, 0.03))
-            children.append(_fork(lambda k=k: _echo(client, f"child{k}", 1)))
+            children.append(fork_child(lambda k=k: echo_ids(client, f"child{k}", 1)))
         give_up = time.monotonic() + limit
-        results = [_reap(pid, fd, give_up) for pid, fd in children]
+        results = [reap_child(pid, fd, give_up) for pid, fd in children]
     finally:
         stop.set()
         for t in threads:
@@ -213,10 +134,10 @@ def health(url: str, server: FaultServer) -> Result:
         time.sleep(1.0)
         return {}
 
-    pid, fd = _fork(child)
+    pid, fd = fork_child(child)
     client.close()  # the parent's checker stops: every later probe is the child's
     before = server.count(path="/healthz")
-    got = _reap(pid, fd, time.monotonic() + 30)
+    got = reap_child(pid, fd, time.monotonic() + 30)
     return {"child_ok": got is not None, "child_probes": server.count(path="/healthz") - before}
 
 

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import os
-import signal
 import socket
 import threading
 import time
-import traceback
-import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -37,101 +33,21 @@ from svcclient import (
 from svcclient._observability import routes
 from svcclient._transports import forksafe
 from svcclient.testing._faultserver import Fault, FaultServer
+from svcclient.testing._forking import (
+    Result,
+    aecho_ids,
+    echo_ids,
+    fork_child,
+    reap_child,
+    warm_pool,
+)
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
 ]
 
-Result = dict[str, Any]
 CHILD_LIMIT = 30.0  # seconds; a child normally needs well under one
-
-
-def _fork(child: Callable[[], Result]) -> tuple[int, int]:
-    """Fork; the child runs ``child``, writes its result as JSON to a pipe, ``_exit``s."""
-    read_fd, write_fd = os.pipe()
-    with warnings.catch_warnings():
-        # Python 3.12+ warns (DeprecationWarning) about fork() in a multi-threaded
-        # process. Forking one (the fault server, health checks and app threads run) is
-        # the scenario under test, so the warning is silenced for this call only.
-        warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            os.close(read_fd)
-            os.write(write_fd, json.dumps(child()).encode())
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    return pid, read_fd
-
-
-def _reap(pid: int, read_fd: int, give_up: float) -> Result | None:
-    """The child's result ({"crashed": True} if it failed); None if it had to be killed
-    at ``give_up`` (monotonic time)."""
-    try:
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > give_up:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return None
-            time.sleep(0.005)
-        chunks = []
-        while chunk := os.read(read_fd, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-    if status != 0 or not chunks:
-        return {"crashed": True}
-    result: Result = json.loads(b"".join(chunks))
-    return result
-
-
-def _echo(client: httpx.Client, role: str, n: int) -> Result:
-    crossed = errors = 0
-    for i in range(n):
-        path = f"/{role}/{os.getpid()}/{i}"
-        try:
-            got = client.get(path).json()["path"]
-        except httpx.HTTPError:
-            errors += 1
-            continue
-        crossed += got != path
-    return {"crossed": crossed, "errors": errors}
-
-
-async def _aecho(client: httpx.AsyncClient, role: str, n: int) -> Result:
-    crossed = errors = 0
-    for i in range(n):
-        path = f"/{role}/{os.getpid()}/{i}"
-        try:
-            got = (await client.get(path)).json()["path"]
-        except httpx.HTTPError:
-            errors += 1
-            continue
-        crossed += got != path
-    return {"crossed": crossed, "errors": errors}
-
-
-def _warm(client: httpx.Client, threads: int = 4, each: int = 5) -> None:
-    """Several pooled keep-alive connections, as a busy parent has."""
-
-    def work() -> None:
-        for _ in range(each):
-            client.get("/warm")
-
-    workers = [threading.Thread(target=work) for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(30)
 
 
 def _peers(address: tuple[str, int]) -> int:
@@ -170,10 +86,10 @@ KINDS = ["ServiceClient", "httpx.Client+ResilientTransport"]
 def test_parent_and_child_each_get_their_own_responses(echo: FaultServer, kind: str) -> None:
     """200 requests in the parent and 200 in the child at once: no response crosses over."""
     with _sync_client(kind, echo.url) as client:
-        _warm(client)
-        pid, fd = _fork(lambda: _echo(client, "child", 200))
-        parent = _echo(client, "parent", 200)
-        child = _reap(pid, fd, time.monotonic() + CHILD_LIMIT)
+        warm_pool(client)
+        pid, fd = fork_child(lambda: echo_ids(client, "child", 200))
+        parent = echo_ids(client, "parent", 200)
+        child = reap_child(pid, fd, time.monotonic() + CHILD_LIMIT)
     assert parent == {"crossed": 0, "errors": 0}
     assert child == {"crossed": 0, "errors": 0}
     assert echo.count() >= 400 + 20
@@ -192,10 +108,12 @@ def test_child_closes_its_copies_of_the_sockets_and_never_shuts_them_down(
     with _sync_client(kind, echo.url, http2=http2) as client:
         client.get("/warm")
         assert _peers(address) == 1
-        pid, fd = _fork(lambda: {"peers": _peers(address), "echo": _echo(client, "child", 5)})
-        child = _reap(pid, fd, time.monotonic() + CHILD_LIMIT)
+        pid, fd = fork_child(
+            lambda: {"peers": _peers(address), "echo": echo_ids(client, "child", 5)}
+        )
+        child = reap_child(pid, fd, time.monotonic() + CHILD_LIMIT)
         accepted = echo.accepted
-        parent = _echo(client, "parent", 20)
+        parent = echo_ids(client, "parent", 20)
         assert echo.accepted == accepted  # the parent's connection survived the child
     assert child == {"peers": 0, "echo": {"crossed": 0, "errors": 0}}
     assert parent == {"crossed": 0, "errors": 0}
@@ -222,9 +140,9 @@ def test_forks_while_app_threads_are_mid_request_never_deadlock(echo: FaultServe
             children = []
             for k in range(20):
                 time.sleep(0.003 * (k % 7))  # fork at different points of the requests
-                children.append(_fork(lambda k=k: _echo(client, f"child{k}", 1)))
+                children.append(fork_child(lambda k=k: echo_ids(client, f"child{k}", 1)))
             give_up = time.monotonic() + CHILD_LIMIT
-            results = [_reap(pid, fd, give_up) for pid, fd in children]
+            results = [reap_child(pid, fd, give_up) for pid, fd in children]
         finally:
             stop.set()
             for t in threads:
@@ -269,13 +187,13 @@ def test_locks_and_slots_held_by_a_parent_thread_do_not_block_the_child(
         thread.start()
         try:
             assert held.wait(10)
-            pid, fd = _fork(lambda: _echo(client, "child", 3))
-            child = _reap(pid, fd, time.monotonic() + CHILD_LIMIT)
+            pid, fd = fork_child(lambda: echo_ids(client, "child", 3))
+            child = reap_child(pid, fd, time.monotonic() + CHILD_LIMIT)
         finally:
             release.set()
             thread.join(15)
         assert child == {"crossed": 0, "errors": 0}
-        assert _echo(client, "parent", 3) == {"crossed": 0, "errors": 0}
+        assert echo_ids(client, "parent", 3) == {"crossed": 0, "errors": 0}
 
 
 def test_health_checks_run_in_the_child(echo: FaultServer) -> None:
@@ -289,10 +207,10 @@ def test_health_checks_run_in_the_child(echo: FaultServer) -> None:
         time.sleep(1.0)
         return {"alive": sum(t.name == "svcclient-health-echo" for t in threading.enumerate())}
 
-    pid, fd = _fork(child)
+    pid, fd = fork_child(child)
     client.close()  # stops the parent's checker: every probe from now on is the child's
     before = echo.count(path="/healthz")
-    got = _reap(pid, fd, time.monotonic() + CHILD_LIMIT)
+    got = reap_child(pid, fd, time.monotonic() + CHILD_LIMIT)
     assert got == {"alive": 1}
     assert echo.count(path="/healthz") - before >= 2
 
@@ -315,12 +233,12 @@ def test_async_client_in_the_child_runs_on_a_fresh_event_loop(
 
         def child() -> Result:
             peers = _peers(("127.0.0.1", echo.port))  # the parent's are /dev/null here
-            return {"peers": peers, **anyio.run(_aecho, client, "child", 200, backend=backend)}
+            return {"peers": peers, **anyio.run(aecho_ids, client, "child", 200, backend=backend)}
 
         assert _peers(("127.0.0.1", echo.port)) >= 1  # pooled in the parent
-        pid, fd = _fork(child)
-        parent = portal.call(_aecho, client, "parent", 200)
-        got = _reap(pid, fd, time.monotonic() + CHILD_LIMIT)
+        pid, fd = fork_child(child)
+        parent = portal.call(aecho_ids, client, "parent", 200)
+        got = reap_child(pid, fd, time.monotonic() + CHILD_LIMIT)
         portal.call(client.aclose)
     assert parent == {"crossed": 0, "errors": 0}
     assert got == {"peers": 0, "crossed": 0, "errors": 0}
@@ -341,10 +259,10 @@ def test_async_health_checks_run_in_the_child(echo: FaultServer, backend: str) -
 
     with start_blocking_portal(backend) as portal:
         portal.call(client.get, "/warm")
-        pid, fd = _fork(lambda: anyio.run(child_run, backend=backend))
+        pid, fd = fork_child(lambda: anyio.run(child_run, backend=backend))
         portal.call(client.aclose)  # every probe from now on is the child's
         before = echo.count(path="/healthz")
-        got = _reap(pid, fd, time.monotonic() + CHILD_LIMIT)
+        got = reap_child(pid, fd, time.monotonic() + CHILD_LIMIT)
     assert got == {"alive": 1}
     assert echo.count(path="/healthz") - before >= 2
 
