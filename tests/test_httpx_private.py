@@ -25,6 +25,7 @@ ALLOWED = {
     },
     "svcclient/_transports/pinned.py": {
         "HTTPTransport._pool": "the httpcore pool handle_request sends through",
+        "ConnectionPool._network_backend": "a caller's pool's sockets, capped at the bound",
     },
 }
 
@@ -78,3 +79,19 @@ def test_http_transport_sends_through_its_pool_attribute() -> None:
     assert "self._pool.handle_async_request" in source
     assert "self._pool.close" in inspect.getsource(httpx.HTTPTransport.close)
     assert "self._pool.__enter__" in inspect.getsource(httpx.HTTPTransport.__enter__)
+
+
+def test_connection_pool_dials_through_its_network_backend_attribute() -> None:
+    """httpcore's ConnectionPool dials every new connection through
+    ``self._network_backend`` and keeps ``http2`` in ``self._http2``
+    (``cap_caller_transport`` wraps the first for HTTP/1.1 pools)."""
+    import inspect
+
+    import httpcore
+
+    source = inspect.getsource(httpcore.ConnectionPool.create_connection)
+    assert "network_backend=self._network_backend" in source
+    pool = httpx.HTTPTransport(http2=False)._pool
+    assert isinstance(pool, httpcore.ConnectionPool)
+    assert isinstance(pool._network_backend, httpcore.NetworkBackend)
+    assert pool._http2 is False

@@ -34,7 +34,7 @@ from .bound import BOUND
 from .connection_age import AgedAsyncBackend, AgedBackend
 from .forksafe import aopened, opened
 
-__all__ = ["AsyncPinnedTransport", "PinnedTransport", "transport_options"]
+__all__ = ["AsyncPinnedTransport", "PinnedTransport", "cap_caller_transport", "transport_options"]
 
 SocketOption = (
     tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
@@ -243,6 +243,82 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:  # pragma: no cover
         await self._inner.sleep(seconds)
+
+
+class _CallerStream(_Stream):
+    """A caller's pool's stream, capped like ours but never registered with
+    :mod:`.forksafe`: the caller's pool keeps its connections across a fork, and closing
+    an fd under it could hand its number to another socket."""
+
+    __slots__ = ()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(
+            ssl_context, server_hostname, _capped(timeout, httpcore.ConnectTimeout)
+        )
+        return _CallerStream(inner)
+
+
+class _CappingBackend(httpcore.NetworkBackend):
+    """A caller's pool's own network backend, every socket operation capped by the
+    bound (a no-op when no svcclient call is sending: ``BOUND`` is then None)."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> httpcore.NetworkStream:
+        timeout = _capped(timeout, httpcore.ConnectTimeout)
+        stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _CallerStream(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> httpcore.NetworkStream:
+        timeout = _capped(timeout, httpcore.ConnectTimeout)
+        return _CallerStream(self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:  # pragma: no cover - used by httpcore retries
+        self._inner.sleep(seconds)
+
+
+def cap_caller_transport(transport: httpx.BaseTransport) -> bool:
+    """Cap the sockets of a caller's ``httpx.HTTPTransport`` (HTTP/1.1) at the bound.
+
+    httpx gives no public way to reach a transport's sockets, and a sync transport has no
+    timer to stop a read that keeps getting a byte just inside every read timeout (a
+    dribbled response head). So its httpcore pool's network backend (``_pool`` and
+    ``_network_backend``, pinned in ``tests/test_httpx_private.py``) is wrapped: outside
+    svcclient's calls the bound is unset and nothing changes. Connections the pool opened
+    before are not capped. HTTP/2 pools are left alone, as ours are (see the module docs).
+    Returns True when the transport's sockets are capped.
+    """
+    if not isinstance(transport, httpx.HTTPTransport):
+        return False
+    pool = getattr(transport, "_pool", None)
+    if not isinstance(pool, httpcore.ConnectionPool) or getattr(pool, "_http2", True):
+        return False
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, _CappingBackend):
+        return True
+    if not isinstance(backend, httpcore.NetworkBackend):
+        return False
+    pool._network_backend = _CappingBackend(backend)
+    return True
 
 
 class _Options(typing.TypedDict):

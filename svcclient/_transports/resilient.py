@@ -65,6 +65,11 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
             config, transport, hooks=hooks, registry=registry, clock=clock, overrides=overrides
         )
         self._sleep = _testmode.guard_sleep(sleep)
+        if isinstance(transport, httpx.HTTPTransport):
+            from .pinned import cap_caller_transport  # httpcore: the caller's has it already
+
+            # No timer can stop a sync read: cap the caller's sockets at the bound as ours.
+            cap_caller_transport(transport)
         cfg = self.config
         # An adaptive concurrency limit (ServiceRuntime.limiter) replaces the bulkhead.
         static = cfg.bulkhead if cfg.concurrency is None else None

@@ -23,9 +23,8 @@ a minute serially; every code path that holds the deadline is still covered:
   listen backlog: the connect hangs) end before any body exists, so ``get`` alone, on
   every driver and both kinds of pool.
 * **dribble_headers** (a response head that never completes, a byte at a time): own
-  pools and a caller's async transport. Not a caller's *sync* transport: that case is a
-  known gap (no timer, no access to its sockets; httpcore takes the read timeout once
-  per phase), measured in ``benchmarks/bench_deadline``.
+  pools and a caller's sync and async transports (a caller's sync ``HTTPTransport`` has
+  no timer to stop it: its pool's sockets are capped at the bound as ours are).
 * **a larger caller timeout**: a plain ``httpx.Client`` / ``AsyncClient`` with a 5 s
   timeout on ``ResilientTransport``, against a body that stalls: the caller's 5 s must
   not outlast the deadline (sync and async, ``get`` and ``stream``, both pools).
@@ -235,7 +234,7 @@ def _matrix() -> Iterator[Any]:
     yield from (case("never_accept", m, "get", p) for m in ("sync", "asyncio") for p in POOLS)
     yield from (
         case("dribble_headers", m, "get", p)
-        for m, p in (("sync", "own"), ("asyncio", "caller"), ("trio", "own"))
+        for m, p in (("sync", "own"), ("sync", "caller"), ("asyncio", "caller"), ("trio", "own"))
     )
     # svcclient's own pools on the aiohttp wire, which cannot see the socket bound.
     yield from (case(s, "asyncio", a, "aiohttp") for s in ("dribble", "endless") for a in both)
