@@ -16,7 +16,9 @@ client sends above capacity, the less the server serves.
 
 HTTP/1.1 with keep-alive, parsed by hand (the client is httpx: request line, headers,
 optional Content-Length body). Counters: ``served`` (200), ``shed`` (503), the largest
-queue seen and the most requests in the server at once (``max_active``). Binds loopback
+queue seen, the most requests in the server at once (``max_active``) and the worker time
+spent serving and shedding (``busy_serve_us``, ``busy_shed_us``: with ``served`` and
+``shed`` they tell where capacity went - into goodput, into saying no, or idle). Binds loopback
 only; every wait is bounded.
 
 Two ways to run it:
@@ -78,6 +80,10 @@ class _Pool:
         self.max_queue = 0
         self.active = 0  # requests inside handle(): in service, queued or being shed
         self.max_active = 0
+        # Worker time, in µs, from being handed a worker to giving it back (the sleep's
+        # overshoot on a busy machine included: that is capacity lost too).
+        self.busy_serve_us = 0
+        self.busy_shed_us = 0
 
     async def _occupy(self, seconds: float, *, shed: bool) -> None:
         if self.free > 0 and not self.sheds and not self.queued:
@@ -86,9 +92,16 @@ class _Pool:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             (self.sheds if shed else self.queued).append(fut)
             await fut  # handed a worker by _release
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
             await asyncio.sleep(seconds)
         finally:
+            used = int((loop.time() - began) * 1e6)
+            if shed:
+                self.busy_shed_us += used
+            else:
+                self.busy_serve_us += used
             self._release()
 
     def _release(self) -> None:
@@ -124,11 +137,14 @@ class _Pool:
             "shed": self.shed,
             "max_queue": self.max_queue,
             "max_active": self.max_active,
+            "busy_serve_us": self.busy_serve_us,
+            "busy_shed_us": self.busy_shed_us,
         }
 
     def reset(self) -> dict[str, int]:
         seen = self.stats()
         self.served = self.shed = self.max_queue = 0
+        self.busy_serve_us = self.busy_shed_us = 0
         self.max_active = self.active
         return seen
 

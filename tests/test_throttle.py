@@ -261,3 +261,44 @@ def test_never_rejects_when_every_request_is_accepted(
             assert t.admit() == 0.0
             assert t.probability() == 0.0
             t.record_status(200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    window=st.floats(min_value=0.05, max_value=100.0),
+    buckets=st.integers(min_value=1, max_value=12),
+    steps=st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=30.0),
+            st.sampled_from(["accept", "refuse", "reject", "read"]),
+        ),
+        max_size=80,
+    ),
+)
+def test_window_counts_match_a_brute_force_model(
+    window: float, buckets: int, steps: list[tuple[float, str]]
+) -> None:
+    """At every moment requests and accepts equal a brute-force count of the events whose
+    bucket (int(t // width)) is one of the last ``buckets`` - roll-overs of one bucket, of
+    several, and of more than the whole window included."""
+    clock = FakeClock(0.0)
+    t = Throttle(
+        ThrottlePolicy(window=window, buckets=buckets, min_requests=0, max_reject_probability=1.0),
+        clock=clock,
+        rng=lambda: 0.0,
+    )
+    width = window / buckets
+    events: list[tuple[float, bool]] = []
+    for dt, action in steps:
+        clock.now += dt
+        if action == "accept":
+            t.record(True)
+            events.append((clock.now, True))
+        elif action == "refuse":
+            t.record_status(503)
+            events.append((clock.now, False))
+        elif action == "reject" and t.admit():
+            events.append((clock.now, False))
+        current = int(clock.now // width)
+        live = [ok for at, ok in events if int(at // width) > current - buckets]
+        assert (t.requests, t.accepts) == (len(live), sum(live))
