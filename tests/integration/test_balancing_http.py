@@ -120,14 +120,30 @@ def tracked_pools(monkeypatch: pytest.MonkeyPatch) -> Iterator[_TrackedPools]:
         gc.collect()
 
 
-class _Ejections(Hooks):
-    """Records (time, host, ejected) for every ejection and return."""
+class _SteppedClock:
+    """``time.monotonic`` plus an offset the test moves forward: ejection times of 30 s pass
+    in one ``advance``, while the calls in between take real (and, on a loaded machine,
+    unpredictable) time that stays far below 30 s. Outcomes depend on the steps only."""
 
     def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+class _Ejections(Hooks):
+    """Records (time on ``clock``, host, ejected) for every ejection and return."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.events: list[tuple[float, str, bool]] = []
+        self._clock = clock
 
     def on_ejection(self, service: str, endpoint: Endpoint, ejected: bool) -> None:
-        self.events.append((time.monotonic(), endpoint.host, ejected))
+        self.events.append((self._clock(), endpoint.host, ejected))
 
 
 # -- least loaded and round robin under concurrency -----------------------------------------
@@ -290,11 +306,13 @@ def test_affinity_header_from_config_sticks(
 def test_failing_pod_is_ejected_and_returns_after_the_ejection_time(
     trio: tuple[list[FaultServer], dict[str, Any]], no_fd_leak: LeakCheck
 ) -> None:
-    """a answers 503: after 3 failures it gets no traffic; 0.5 s later, healed, it serves again."""
+    """a answers 503: after 3 failures it gets no traffic; 30 s later (a stepped clock),
+    healed, it serves again."""
     (a, b, c), kw = trio
     a.set_fault(Fault.status(503))
-    events = _Ejections()
-    outlier = OutlierPolicy(consecutive_failures=3, base_ejection_time=0.5)
+    clock = _SteppedClock()
+    events = _Ejections(clock)
+    outlier = OutlierPolicy(consecutive_failures=3, base_ejection_time=30.0)
     with no_fd_leak():
         with ServiceClient(
             "eject",
@@ -302,6 +320,7 @@ def test_failing_pod_is_ejected_and_returns_after_the_ejection_time(
             outlier=outlier,
             breaker=None,
             hooks=[events],
+            clock=clock,
             **kw,
         ) as client:
             first = [client.get("/1").status_code for _ in range(12)]
@@ -309,9 +328,9 @@ def test_failing_pod_is_ejected_and_returns_after_the_ejection_time(
             ejected_at = events.events[0][0]
             assert a.count() == 3
             during = [who(client.get("/2")) for _ in range(12)]
-            assert time.monotonic() - ejected_at < 0.5  # still inside the ejection time
+            assert clock() - ejected_at < 30.0  # still inside the ejection time
             a.set_fault(Fault.ok())
-            time.sleep(max(0.0, ejected_at + 0.6 - time.monotonic()))
+            clock.advance(31.0)
             after = Counter(who(client.get("/3")) for _ in range(12))
     assert first == [200] * 12  # the 503s were retried on the other pods
     assert "a" not in during and a.count(path="/2") == 0
@@ -322,11 +341,13 @@ def test_failing_pod_is_ejected_and_returns_after_the_ejection_time(
 def test_pod_still_failing_on_return_is_ejected_again_for_longer(
     trio: tuple[list[FaultServer], dict[str, Any]], no_fd_leak: LeakCheck
 ) -> None:
-    """Back from ejection but still 503: one probe request, then out again for 2 x 0.5 s."""
+    """Back from ejection but still 503: one probe request, then out again for 2 x 30 s
+    (a stepped clock: the calls' real duration does not count against the windows)."""
     (a, b, c), kw = trio
     a.set_fault(Fault.status(503))
-    events = _Ejections()
-    outlier = OutlierPolicy(consecutive_failures=3, base_ejection_time=0.5)
+    clock = _SteppedClock()
+    events = _Ejections(clock)
+    outlier = OutlierPolicy(consecutive_failures=3, base_ejection_time=30.0)
     with no_fd_leak():
         with ServiceClient(
             "re-eject",
@@ -334,17 +355,18 @@ def test_pod_still_failing_on_return_is_ejected_again_for_longer(
             outlier=outlier,
             breaker=None,
             hooks=[events],
+            clock=clock,
             **kw,
         ) as client:
             for _ in range(12):
                 client.get("/1")
-            first_out = events.events[0][0]
-            time.sleep(max(0.0, first_out + 0.6 - time.monotonic()))
+            assert len(events.events) == 1
+            clock.advance(31.0)  # > base: back on probation
             codes = [client.get("/2").status_code for _ in range(12)]
-            second_out = events.events[-1][0]
-            time.sleep(max(0.0, second_out + 0.6 - time.monotonic()))  # > base, < 2 x base
+            assert len(events.events) == 3
+            clock.advance(31.0)  # > base, < 2 x base
             later = [client.get("/3").status_code for _ in range(6)]
     assert codes == [200] * 12 and later == [200] * 6
     assert a.count(path="/2") == 1  # on probation: the first failure re-ejects at once
-    assert a.count(path="/3") == 0  # the second ejection lasts 1.0 s, not 0.5 s
+    assert a.count(path="/3") == 0  # the second ejection lasts 60 s, not 30 s
     assert [out for _, _, out in events.events] == [True, False, True]
