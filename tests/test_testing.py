@@ -338,22 +338,31 @@ WIRED = "_testmode" in inspect.getsource(_transport)
 
 @pytest.mark.skipif(not WIRED, reason="svcclient/_transport.py does not read _testmode yet")
 def test_no_retry_sleeps_makes_retries_instant() -> None:
-    """A 3-attempt retry with long backoff completes in ~0 s under no_retry_sleeps."""
-    transport = FaultTransport([503, 503, 200])
+    """A 3-attempt retry with long backoff takes no backoff sleep under no_retry_sleeps.
+
+    Counted, not timed: the client's ``sleep`` records every backoff it is asked for. The
+    control (same client, outside the block) shows the two jittered sleeps do happen."""
+    transport = FaultTransport([503, 503, 200, 503, 503, 200])
     policy = RetryPolicy(attempts=3, backoff_base=1.0, backoff_cap=1.0)
+    slept: list[float] = []
     client = ServiceClient(
         ServiceConfig(
             "user-service", url="http://user-service:3000", deadline=10.0, timeout=1.0, retry=policy
         ),
         transport=transport,
         registry=CollectorRegistry(),
+        sleep=slept.append,
     )
     with no_retry_sleeps():
         start = time.perf_counter()
         assert client.get("/x").status_code == 200
         elapsed = time.perf_counter() - start
     assert transport.count() == 3
-    assert elapsed < 0.5
+    assert slept == []
+    assert elapsed < 5.0  # generous: nothing else waits either
+    assert client.get("/x").status_code == 200  # the control, test mode off
+    assert transport.count() == 6
+    assert len(slept) == 2 and all(0 < s <= 1.0 for s in slept)
 
 
 # -- the pytest plugin ----------------------------------------------------------------------

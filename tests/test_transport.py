@@ -282,7 +282,7 @@ def test_breaker_opens_and_rejects_without_touching_the_network(recorder: Record
         elapsed = time.perf_counter() - started
     assert len(script.received) == sent == 4
     assert info.value.service == "user-service" and info.value.retry_after > 0
-    assert elapsed < 0.05
+    assert elapsed < 1.0  # generous: a rejection neither sends nor waits
     assert ("breaker", "closed", "open") in recorder.events
     assert ("reject", "user-service") in recorder.events
 
