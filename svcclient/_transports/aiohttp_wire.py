@@ -17,7 +17,8 @@ httpx types the pipeline classifies: ``ConnectError``, ``ConnectTimeout``, ``Rea
 
 Limits: asyncio only (aiohttp has no trio backend: selecting the wire under trio raises
 ``RuntimeError``); HTTP/1.1 only (``http2=True`` is refused); a request body is read into
-memory before it is sent.
+memory before it is sent (it goes out in 64 KiB chunks, each bounded by the ``write``
+timeout, which aiohttp itself does not have).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
@@ -111,6 +113,74 @@ def _translate(exc: BaseException, request: httpx.Request, connected: bool) -> E
     return exc if isinstance(exc, Exception) else RuntimeError(msg)
 
 
+class _Writing:
+    """A request body fed to aiohttp in chunks, each write bounded by httpx's ``write``
+    timeout (aiohttp has none): before every chunk the timer around the request is set to
+    now + ``write``; a chunk whose write stalls that long cancels the request. Only the
+    request's task sets ``timer``, and clears it once the answer started (the rest of the
+    body may still be on its way); after a failure aiohttp cancels the writer."""
+
+    __slots__ = ("body", "timer", "transport", "write")
+
+    def __init__(self, body: bytes, write: float | None) -> None:
+        self.body = body
+        self.write = write
+        self.timer: asyncio.Timeout | None = None
+        self.transport: asyncio.Transport | None = None  # the connection it goes out on
+
+    async def chunks(self) -> AsyncIterator[memoryview]:
+        view = memoryview(self.body)
+        loop = asyncio.get_running_loop()
+        for start in range(0, len(view), _READ_CHUNK):
+            timer, write = self.timer, self.write
+            if timer is not None and write is not None:
+                timer.reschedule(loop.time() + write)
+            yield view[start : start + _READ_CHUNK]
+        timer = self.timer
+        if timer is not None:
+            timer.reschedule(None)  # sent: the wait for the answer is the read timeout's
+
+
+_WRITING: ContextVar[_Writing | None] = ContextVar("svcclient_aiohttp_writing", default=None)
+
+
+class _ClientRequest(aiohttp.ClientRequest):
+    """Notes the connection a body goes out on (aiohttp's public ``request_class`` hook)."""
+
+    async def send(self, conn: aiohttp.connector.Connection) -> aiohttp.ClientResponse:
+        writing = _WRITING.get()
+        if writing is not None:
+            writing.transport = conn.transport
+        return await super().send(conn)
+
+
+async def _request(
+    session: aiohttp.ClientSession,
+    request: httpx.Request,
+    timeouts: dict[str, Any],
+    data: AsyncIterator[memoryview] | None,
+) -> aiohttp.ClientResponse:
+    headers = request.headers.multi_items()
+    if data is not None and "transfer-encoding" in request.headers:
+        # httpx's streamed body: aiohttp chunks an iterator of unknown size itself (and
+        # refuses a Transfer-Encoding header next to its own).
+        headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
+    return await session.request(
+        request.method,
+        str(request.url),
+        headers=headers,
+        data=data,
+        allow_redirects=False,
+        compress=None,
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            connect=timeouts.get("pool"),
+            sock_connect=timeouts.get("connect"),
+            sock_read=timeouts.get("read"),
+        ),
+    )
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """An httpx async transport sending through one ``aiohttp.ClientSession``.
 
@@ -157,6 +227,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             timeout=aiohttp.ClientTimeout(total=None),
+            request_class=_ClientRequest,
         )
         return self._session
 
@@ -168,24 +239,32 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeouts: dict[str, Any] = request.extensions.get("timeout", {})
         body = await request.aread()
         connected = False
+        writing = _Writing(body, timeouts.get("write")) if body else None
         try:
-            response = await session.request(
-                request.method,
-                str(request.url),
-                headers=request.headers.multi_items(),
-                data=body or None,
-                allow_redirects=False,
-                compress=None,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=timeouts.get("pool"),
-                    sock_connect=timeouts.get("connect"),
-                    sock_read=timeouts.get("read"),
-                ),
-            )
+            if writing is None:
+                response = await _request(session, request, timeouts, None)
+            else:
+                token = _WRITING.set(writing)
+                try:
+                    async with asyncio.timeout(None) as timer:
+                        writing.timer = timer
+                        response = await _request(session, request, timeouts, writing.chunks())
+                        writing.timer = None  # the rest of the body may still be on its way
+                        timer.reschedule(None)
+                finally:
+                    _WRITING.reset(token)
             connected = True
         except asyncio.CancelledError:
             raise
+        except TimeoutError as exc:
+            if writing is not None and writing.timer is not None and writing.timer.expired():
+                if writing.transport is not None:
+                    # aiohttp closed it gracefully: that waits for a buffer the peer is
+                    # not reading, and the socket would outlive the call.
+                    writing.transport.abort()
+                msg = "timed out writing the request body"
+                raise httpx.WriteTimeout(msg, request=request) from exc
+            raise _translate(exc, request, connected) from exc
         except Exception as exc:
             raise _translate(exc, request, connected) from exc
         version = response.version

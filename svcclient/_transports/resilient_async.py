@@ -214,7 +214,10 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         await send.send((attempt, result))
 
     async def _send(self, attempt: Attempt, call: Call) -> httpx.Response:
-        transport, request = self._target(attempt.endpoint, call.request)
+        body = call.request
+        if body.stream.__class__ is httpx.ByteStream:
+            _replayable(body)  # once per call: later attempts see a _Body
+        transport, request = self._target(attempt.endpoint, body)
         # Observers' attempt context (the attempt's span current) around the send, in the
         # task that sends (a hedge races in a task of its own).
         info = attempt.info
@@ -368,6 +371,52 @@ async def _exchange(
         # ``theirs``: a caller's transport, whose body a timer holds to the deadline.
         response.stream = AsyncBoundedBody(response.stream, call, theirs)
     return response
+
+
+def _replayable(request: httpx.Request) -> None:
+    """Give a request with an in-memory body a :class:`_Body` (same bytes, same type)."""
+    try:
+        content = request.content
+    except httpx.RequestNotRead:  # a redirect's copy shares the stream, unread
+        content = request.read()
+    if content:
+        request.stream = _Body(content)
+
+
+class _Body(httpx.ByteStream):
+    """A request body whose async iteration is no async generator.
+
+    httpx's ``ByteStream.__aiter__`` is one: an attempt whose write fails leaves it
+    suspended, and when a retry drops that attempt's exception the generator is collected
+    unfinished, which trio reports as a ``ResourceWarning`` (an error under
+    ``filterwarnings = error``). Each attempt iterates a plain object instead.
+    """
+
+    def __init__(self, content: bytes) -> None:
+        super().__init__(content)
+        self._content = content
+
+    def __aiter__(self) -> _Chunk:
+        return _Chunk(self._content)
+
+
+class _Chunk:
+    """Yields one bytes object, then stops (an async iterator without a frame to abandon)."""
+
+    __slots__ = ("_left",)
+
+    def __init__(self, content: bytes) -> None:
+        self._left: bytes | None = content
+
+    def __aiter__(self) -> _Chunk:
+        return self
+
+    async def __anext__(self) -> bytes:
+        left = self._left
+        if left is None:
+            raise StopAsyncIteration
+        self._left = None
+        return left
 
 
 def _unread(response: httpx.Response) -> bool:
