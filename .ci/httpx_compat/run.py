@@ -12,7 +12,8 @@ extra lacks (``requirements.txt``, pinned, into ``.cache/deps`` with ``--no-deps
 * ``defaults``: every transport wrapped, svcclient's policies at their defaults;
 * ``off``: the same with every policy off (the bare drivers);
 * ``aiohttp``: the async tests on asyncio with ``wire="aiohttp"`` wherever the
-  ``AsyncClient`` uses its default network transport (other clients as in ``defaults``).
+  ``AsyncClient`` uses its default network transport (other clients as in ``defaults``);
+* ``plain`` (only with ``--only plain``): nothing wrapped, the baseline.
 
 Tests named in ``skip.txt`` (they inspect httpx's private internals) are skipped with
 their reason (an id without ``[params]`` names every parametrisation);
@@ -48,6 +49,15 @@ RUNS = {
     "defaults": {"SVCCLIENT_COMPAT_POLICIES": "defaults", "SVCCLIENT_COMPAT_WIRE": "httpx"},
     "off": {"SVCCLIENT_COMPAT_POLICIES": "off", "SVCCLIENT_COMPAT_WIRE": "httpx"},
     "aiohttp": {"SVCCLIENT_COMPAT_POLICIES": "defaults", "SVCCLIENT_COMPAT_WIRE": "aiohttp"},
+    # The baseline, not run by default: bare httpx, same pins and skip list.
+    "plain": {"SVCCLIENT_COMPAT_POLICIES": "plain", "SVCCLIENT_COMPAT_WIRE": "httpx"},
+}
+DEFAULT_RUNS = ["defaults", "off", "aiohttp"]
+# The README states these figures; a full run fails when they no longer match.
+README = HERE.parent.parent / "README.md"
+README_CLAIMS = {
+    "defaults": "{passed} passed, 0 failed, {skipped} skipped",
+    "aiohttp": 'tests on `wire="aiohttp"` {passed} passed, 0 failed',
 }
 # The files whose tests build an AsyncClient; under trio aiohttp does not run at all.
 AIOHTTP_FILES = [
@@ -149,13 +159,14 @@ def _run(name: str, tests: Path, deps: Path, extra: list[str]) -> dict[str, int]
         f"live: {pipeline} calls through the pipeline "
         f"({live.get('pipeline_attempts', 0)} attempts, {live.get('pipeline_retries', 0)} "
         f"retries, {live.get('passthrough_calls', 0)} passthrough), "
-        f"{live.get('transports_wrapped', 0)} transports wrapped"
+        f"{live.get('transports_wrapped', 0)} transports wrapped, "
+        f"a 503 tried {live.get('selfcheck_tries_of_503', 0)}x"
         + (f", {live.get('aiohttp_requests', 0)} on the aiohttp wire" if name == "aiohttp" else "")
     )
     problems = []
     if not ok:
         problems.append(f"pytest exit {proc.returncode}")
-    if not extra:  # a partial run (developer's -k) has no floors
+    if not extra and name != "plain":  # a partial run (developer's -k) has no floors
         if pipeline < MIN_PIPELINE_CALLS[name]:
             problems.append(f"only {pipeline} calls went through svcclient's pipeline")
         if live.get("pipeline_retries", 0) < MIN_RETRIES[name]:
@@ -164,6 +175,9 @@ def _run(name: str, tests: Path, deps: Path, extra: list[str]) -> dict[str, int]
             problems.append(f"only {live.get('aiohttp_requests', 0)} requests on the aiohttp wire")
         for test_id in live.get("skip_unmatched", []):
             problems.append(f"skip.txt names {test_id}, which httpx's suite does not have")
+        claim = README_CLAIMS.get(name, "").format(**counts)
+        if claim and claim not in " ".join(README.read_text().split()):
+            problems.append(f"README.md does not say {claim!r}: update its httpx-suite figures")
     for problem in problems:
         print(f"httpx-compat[{name}]: FAIL: {problem}")
     counts["ok"] = not problems
@@ -183,7 +197,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="httpx-compat-") as tmp:
         tests = Path(tmp)
         _extract(sdist, tests)
-        for name in opts.only or list(RUNS):
+        for name in opts.only or DEFAULT_RUNS:
             counts = _run(name, tests, deps, opts.pytest_args)
             failed |= not counts["ok"]
     return 1 if failed else 0

@@ -20,7 +20,8 @@ what is theirs.
 Environment:
 
 * ``SVCCLIENT_COMPAT_POLICIES``: ``defaults`` (default) or ``off`` (no retries, budget,
-  breaker, bulkhead or outlier ejection: the bare drivers).
+  breaker, bulkhead or outlier ejection: the bare drivers); ``plain`` wraps nothing (the
+  baseline: bare httpx under the same pins and skip list).
 * ``SVCCLIENT_COMPAT_WIRE``: ``httpx`` (default) or ``aiohttp``: an ``AsyncClient`` whose
   default transport httpx built with default options gets svcclient's own pools on the
   aiohttp wire instead (``wire="aiohttp"``, svcclient owns the connections).
@@ -53,7 +54,7 @@ POLICIES = os.environ.get("SVCCLIENT_COMPAT_POLICIES", "defaults")
 WIRE = os.environ.get("SVCCLIENT_COMPAT_WIRE", "httpx")
 STATS_FILE = os.environ.get("SVCCLIENT_COMPAT_STATS")
 SKIP_FILE = os.environ.get("SVCCLIENT_COMPAT_SKIP")
-if POLICIES not in ("defaults", "off") or WIRE not in ("httpx", "aiohttp"):
+if POLICIES not in ("defaults", "off", "plain") or WIRE not in ("httpx", "aiohttp"):
     raise RuntimeError(f"bad SVCCLIENT_COMPAT_POLICIES={POLICIES!r} or _WIRE={WIRE!r}")
 
 STATS: Counter[str] = Counter()
@@ -305,6 +306,8 @@ def _self_check() -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if POLICIES == "plain":
+        return
     httpx.Client.__init__ = _sync_init  # type: ignore[method-assign]
     httpx.AsyncClient.__init__ = _async_init  # type: ignore[method-assign]
     set_state(True, None)  # svcclient test mode: retries without backoff sleeps
