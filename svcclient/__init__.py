@@ -10,6 +10,9 @@ with Prometheus metrics and OpenTelemetry traces on every attempt.
 
 from __future__ import annotations
 
+import importlib
+import typing
+
 from ._balancing.balancer import BalancingPolicy, LoadBalancer
 from ._balancing.outlier import OutlierPolicy
 from ._classify import ERROR_TYPES, classify_error
@@ -34,9 +37,6 @@ from ._exceptions import (
     ThrottledError,
 )
 from ._observability.hooks import AttemptInfo, CallInfo, Hooks
-from ._observability.instrument import default_service_name, instrument
-from ._observability.otel import TracingHooks
-from ._observability.prometheus import DEFAULT_BUCKETS, PrometheusHooks
 from ._observability.routes import RouteTable, normalize_route
 from ._policies.breaker.guard import CircuitBreaker
 from ._policies.breaker.machine import BreakerStats
@@ -52,7 +52,24 @@ from ._policies.retry_after import parse_retry_after
 from ._policies.throttle import Throttle, ThrottlePolicy
 from ._redact import redact_url
 from ._transports.resilient import ResilientTransport
-from ._transports.resilient_async import AsyncResilientTransport
+
+if typing.TYPE_CHECKING:
+    from ._observability.instrument import default_service_name, instrument
+    from ._observability.otel import TracingHooks
+    from ._observability.prometheus import DEFAULT_BUCKETS, PrometheusHooks
+    from ._transports.resilient_async import AsyncResilientTransport
+
+# Imported on first access (PEP 562), not with svcclient: these modules bring in
+# OpenTelemetry, the async driver (anyio) or code only a few programs use. A client
+# that needs one imports it itself when it is built (default hooks, async clients).
+_LAZY: dict[str, str] = {
+    "AsyncResilientTransport": "._transports.resilient_async",
+    "DEFAULT_BUCKETS": "._observability.prometheus",
+    "PrometheusHooks": "._observability.prometheus",
+    "TracingHooks": "._observability.otel",
+    "default_service_name": "._observability.instrument",
+    "instrument": "._observability.instrument",
+}
 
 __version__ = "0.1.0"
 
@@ -120,3 +137,16 @@ __all__ = [
     "redact_url",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups never come back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

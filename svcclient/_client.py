@@ -22,7 +22,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import httpx
 
 from ._config.model import ServiceConfig
@@ -30,12 +29,13 @@ from ._discovery.rules import Discovery
 from ._observability.hooks import Hooks
 from ._pipeline.extensions import BUFFER
 from ._transports.resilient import ResilientTransport
-from ._transports.resilient_async import AsyncResilientTransport
 
 if TYPE_CHECKING:
     # Type names httpx does not export (pinned in tests/test_httpx_private.py).
     from httpx._client import UseClientDefault
     from httpx._types import AuthTypes, HeaderTypes
+
+    from ._transports.resilient_async import AsyncResilientTransport
 
 USE_CLIENT_DEFAULT = httpx.USE_CLIENT_DEFAULT
 
@@ -153,16 +153,22 @@ class AsyncServiceClient(_ServiceInfo, httpx.AsyncClient):
         registry: Any = None,
         headers: HeaderTypes | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
         **overrides: Any,
     ) -> None:
+        # The async driver and anyio are imported by the first async client, not with
+        # svcclient. ``sleep`` defaults to ``anyio.sleep``.
+        import anyio
+
+        from ._transports.resilient_async import AsyncResilientTransport
+
         self.resilient = AsyncResilientTransport(
             config,
             transport,
             hooks=hooks,
             registry=registry,
             clock=clock,
-            sleep=sleep,
+            sleep=anyio.sleep if sleep is None else sleep,
             **overrides,
         )
         cfg = self.resilient.config

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry
 
+from svcclient._exceptions import ConfigError
 from svcclient._observability import instrument as _instrument
 from svcclient._observability.hooks import AttemptInfo, CallInfo, Hooks
 from svcclient._observability.instrument import (
@@ -341,6 +342,79 @@ def test_bad_namer_is_refused_at_the_call(bad: object) -> None:
     """A service_name that is not a str, mapping or callable is a TypeError at instrument()."""
     with pytest.raises(TypeError, match="service_name"):
         instrument(httpx.Client(transport=httpx.MockTransport(ok)), service_name=bad, hooks=[])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [{"10.0.0.7": 42}, {7: "billing"}, {"10.0.0.7": None}])
+def test_mapping_of_other_types_is_refused_at_the_call(bad: object) -> None:
+    """A mapping whose keys or values are not strings is a TypeError naming service_name."""
+    with pytest.raises(TypeError, match=r"service_name.*str hosts to str names"):
+        instrument(httpx.Client(transport=httpx.MockTransport(ok)), service_name=bad, hooks=[])  # type: ignore[arg-type]
+
+
+def test_mapping_with_an_empty_name_is_refused_at_the_call() -> None:
+    """An empty name in the mapping is a ConfigError naming the host's entry."""
+    with pytest.raises(ConfigError, match="service_name"):
+        instrument(
+            httpx.Client(transport=httpx.MockTransport(ok)),
+            service_name={"10.0.0.7": " "},
+            hooks=[],
+        )
+
+
+def test_mapping_matches_hosts_in_lower_case_and_is_copied(registry: CollectorRegistry) -> None:
+    """Mapping keys match httpx's lower-case hosts; changing the mapping later has no effect."""
+    names = {"Billing.Internal": "billing"}
+    client = instrument(
+        httpx.Client(transport=httpx.MockTransport(ok)),
+        service_name=names,
+        hooks=[PrometheusHooks(registry)],
+    )
+    names["users.svc"] = "changed"
+    client.get("http://BILLING.internal/a")
+    client.get("http://users.svc/a")
+    assert count(registry, "billing", "/a") == 1
+    assert count(registry, "users", "/a") == 1
+
+
+def test_function_returning_none_uses_the_default_rule(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A function that answers None for a host leaves that host to default_service_name,
+    and is asked once per host."""
+    asked: list[str] = []
+
+    def namer(host: str) -> str | None:
+        asked.append(host)
+        return "billing" if host == "10.0.0.7" else None
+
+    client = instrument(
+        httpx.Client(transport=httpx.MockTransport(ok)),
+        service_name=namer,
+        hooks=[PrometheusHooks(registry)],
+    )
+    with caplog.at_level(logging.DEBUG, logger="svcclient"):
+        for _ in range(2):
+            client.get("http://10.0.0.7/a")
+            client.get("http://users.prod.svc.cluster.local/a")
+    assert count(registry, "billing", "/a") == 2
+    assert count(registry, "users", "/a") == 2
+    assert asked == ["10.0.0.7", "users.prod.svc.cluster.local"]
+    assert caplog.records == []
+
+
+def test_function_returning_a_non_string_is_logged_and_ignored(
+    registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A name that is not a str never becomes a label: logged, and the default rule names it."""
+    client = instrument(
+        httpx.Client(transport=httpx.MockTransport(ok)),
+        service_name=lambda host: 42,  # type: ignore[arg-type,return-value]
+        hooks=[PrometheusHooks(registry)],
+    )
+    with caplog.at_level(logging.ERROR, logger="svcclient"):
+        assert client.get("http://users.svc/a").status_code == 200
+    assert count(registry, "users", "/a") == 1
+    assert "service_name" in caplog.text and "int" in caplog.text
 
 
 def test_default_hooks_follow_each_registry() -> None:

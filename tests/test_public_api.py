@@ -18,11 +18,12 @@ def test_all_is_sorted_and_every_name_exists() -> None:
 
 
 def test_all_matches_the_public_names_of_the_package() -> None:
-    """Every public, non-module name in vars(svcclient) is in __all__ and vice versa."""
+    """Every public, non-module name in dir(svcclient) is in __all__ and vice versa (dir
+    lists the names imported on first access too)."""
     public = {
         name
-        for name, value in vars(svcclient).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        for name in dir(svcclient)
+        if not name.startswith("_") and not isinstance(getattr(svcclient, name), types.ModuleType)
     }
     public.discard("annotations")  # from __future__
     assert public == set(svcclient.__all__) - {"__version__"}

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -312,6 +311,8 @@ def load_config(
         [services.user-service.retry]
         attempts = 4
     """
+    import tomllib  # only for a config file, not with svcclient
+
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)

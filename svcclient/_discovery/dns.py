@@ -56,14 +56,16 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-import dns.exception
-import dns.name
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
-
+# dnspython (~50 ms of import time) is imported by the first DnsResolver
+# (``_load_dnspython``), not with svcclient: a client of an IP, localhost or a mocked
+# transport never needs it.
 if TYPE_CHECKING:
-    import dns.asyncresolver  # noqa: TC004 - the module is imported in aresolve
+    import dns.asyncresolver
+    import dns.exception
+    import dns.name
+    import dns.nameserver
+    import dns.rdatatype
+    import dns.resolver  # noqa: TC004 - used at run time once _load_dnspython bound ``dns``
 
 from .._endpoint import Endpoint
 from .._exceptions import ConfigError, SvcClientError
@@ -86,7 +88,17 @@ DEFAULT_MIN_TTL: Final = 1.0
 DEFAULT_MAX_TTL: Final = 300.0
 
 LookupKind = Literal["nxdomain", "no_answer", "timeout", "error"]
-_R = TypeVar("_R", bound=dns.resolver.BaseResolver)
+_R = TypeVar("_R", bound="dns.resolver.BaseResolver")
+
+
+def _load_dnspython() -> None:
+    """Bind dnspython to this module's ``dns`` name (every use below runs after this)."""
+    global dns
+    import dns.exception
+    import dns.name
+    import dns.nameserver
+    import dns.rdatatype
+    import dns.resolver
 
 
 class DnsLookupError(SvcClientError):
@@ -238,10 +250,6 @@ class _Query:
     rdtype: dns.rdatatype.RdataType
 
 
-_A: Final = dns.rdatatype.A
-_AAAA: Final = dns.rdatatype.AAAA
-_SRV: Final = dns.rdatatype.SRV
-
 # What the plan receives for a query: the Answer, or the DNSException it raised.
 _Reply = Any
 _Plan = Generator[_Query, _Reply, Resolution]
@@ -358,6 +366,7 @@ class DnsResolver:
         self._allow = parse_networks(self.allow_addresses)
         self.dropped_addresses = 0
         self._count_lock = threading.Lock()
+        _load_dnspython()
         self._sync: dns.resolver.Resolver | None
         try:
             self._sync = self._configure(dns.resolver.Resolver)
@@ -464,8 +473,8 @@ class DnsResolver:
         if res is None:
             if self._sync is None:
                 raise DnsLookupError(host, self._unusable, kind="error")
-            # ~50 ms of import time: only when first needed. ``from`` so that the name
-            # ``dns`` stays the module global here (a local import would shadow it).
+            # ~50 ms more of import time: only when first needed. ``from`` so that the
+            # name ``dns`` stays the module global here (a local import would shadow it).
             from dns import asyncresolver
 
             res = self._async = self._configure(asyncresolver.Resolver)
@@ -507,7 +516,7 @@ class DnsResolver:
     def _addresses(self, host: str) -> Generator[_Query, _Reply, tuple[list[str], float]]:
         """Query A then AAAA for ``host``; return (addresses, min TTL) or raise."""
         try:
-            a = yield _Query(host, _A)
+            a = yield _Query(host, dns.rdatatype.A)
         except dns.exception.DNSException as exc:
             raise _failure(host, exc) from exc
         addrs: list[str] = []
@@ -521,7 +530,7 @@ class DnsResolver:
                 # The name the search list led to: AAAA asks it directly, once.
                 follow = qname.to_text()
         try:
-            aaaa = yield _Query(follow, _AAAA)
+            aaaa = yield _Query(follow, dns.rdatatype.AAAA)
         except dns.exception.DNSException as exc:
             # A worked, so the name exists; an AAAA failure must not hide the IPv4 set.
             if not addrs:
@@ -559,7 +568,7 @@ class DnsResolver:
         if self.use_srv:
             srv_name = self.srv_name or f"_http._tcp.{host}"
             try:
-                srv = yield _Query(srv_name, _SRV)
+                srv = yield _Query(srv_name, dns.rdatatype.SRV)
             except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
                 srv = None  # no SRV published: fall back to A/AAAA with the caller's port
             except dns.exception.DNSException as exc:

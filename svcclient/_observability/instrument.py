@@ -40,7 +40,7 @@ __all__ = [
 
 logger = logging.getLogger("svcclient")
 
-ServiceNamer = str | Callable[[str], str] | Mapping[str, str]
+ServiceNamer = str | Mapping[str, str] | Callable[[str], str | None]
 
 # Distinct target services one instrumented client reports before folding into "other"
 # a client that follows arbitrary URLs must not explode the target_service label.
@@ -117,6 +117,13 @@ class _Observer:
                 name = namer(host)
         except Exception:
             logger.exception("svcclient service_name function failed for %r", host)
+        if name is not None and not isinstance(name, str):
+            logger.error(
+                "svcclient service_name function returned %s for %r, not a str or None",
+                type(name).__name__,
+                host,
+            )
+            name = None
         if not name:
             name = default_service_name(host)
         with self._lock:
@@ -218,6 +225,21 @@ class AsyncInstrumentedTransport(httpx.AsyncBaseTransport):
 _C = TypeVar("_C", httpx.Client, httpx.AsyncClient)
 
 
+def _host_map(mapping: Mapping[str, str]) -> dict[str, str]:
+    """``service_name`` as a mapping, checked and keyed as httpx gives hosts (lower case)."""
+    out: dict[str, str] = {}
+    for host, name in mapping.items():
+        if not isinstance(host, str) or not isinstance(name, str):
+            raise TypeError(
+                "instrument(service_name=...) as a mapping takes str hosts to str names, "
+                f"not {type(host).__name__} -> {type(name).__name__}"
+            )
+        if not name.strip():
+            raise ConfigError(None, f"service_name[{host!r}]", name, "must not be empty")
+        out[host.lower()] = name
+    return out
+
+
 def instrument(
     client: _C,
     *,
@@ -227,10 +249,17 @@ def instrument(
 ) -> _C:
     """Add svcclient metrics and spans to an existing httpx client; returns the client.
 
-    ``service_name`` names ``target_service``: a string (every request), a function of
-    the request's host, or a mapping of hosts (hosts it lacks use the default rule,
-    :func:`default_service_name`). Anything else is a ``TypeError`` here, not on every
-    request.
+    ``service_name`` names ``target_service``:
+
+    * a string: every request (``"billing"``);
+    * a mapping of host to name (``{"10.0.0.7": "billing"}``; hosts are matched in lower
+      case, the mapping is copied here);
+    * a function of the request's host returning a name, or ``None`` for the default.
+
+    A host the mapping lacks, a function that returns ``None`` (or fails: logged), and no
+    ``service_name`` at all use the default rule, :func:`default_service_name`. A name is
+    worked out once per host. Another type, or a mapping with a key or value that is not
+    a string, is a ``TypeError`` here, not on every request.
     ``hooks`` replace the default observers, ``PrometheusHooks(registry)`` and
     ``TracingHooks()``. Instrumenting a client again replaces its observers.
 
@@ -249,6 +278,8 @@ def instrument(
         )
     if isinstance(service_name, str) and not service_name.strip():
         raise ConfigError(None, "service_name", service_name, "must not be empty")
+    if isinstance(service_name, Mapping):
+        service_name = _host_map(service_name)
     if hooks is None:
         from .otel import TracingHooks
         from .prometheus import PrometheusHooks

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar
 
-import anyio
-
 from .._exceptions import BulkheadFullError
 from .._validate import check_count, check_seconds
 
@@ -232,6 +230,8 @@ class _Waiter:
     __slots__ = ("event", "granted")
 
     def __init__(self) -> None:
+        import anyio  # with the async driver, not with svcclient; only when a task queues
+
         self.event = anyio.Event()
         self.granted = False
 
@@ -280,6 +280,8 @@ class AsyncBulkhead:
         waiter = _Waiter()
         if not core.enqueue(waiter):
             raise _full(self.service, core)
+        import anyio
+
         # release() and this task run on one event loop, so "hand over" and "give up"
         # never interleave: ``granted`` says which came first.
         try:

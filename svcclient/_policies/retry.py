@@ -34,9 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
-
-import tenacity
+from typing import TYPE_CHECKING, Final
 
 from .._classify import ERROR_TYPES
 from .._exceptions import ConfigError
@@ -49,6 +47,18 @@ from .._validate import (
     check_token,
 )
 from .retry_after import parse_retry_after
+
+# tenacity (~15 ms of import time) is imported by the first RetryPolicy (``_derive``), so
+# ``import svcclient`` does not pay for it; a client pays it once, at construction.
+# (Not at the first retry: its RetryCallState reads the clock, and decide_retry must not.)
+if TYPE_CHECKING:
+    import tenacity
+
+    _Wait = tenacity.wait_random_exponential
+    _State = tenacity.RetryCallState
+else:  # what typing.get_type_hints (the config loader) finds for the private fields
+    _Wait = _State = object
+_Derived = tuple[_Wait, tuple[_State, ...], float]
 
 __all__ = [
     "DEFAULT_IDEMPOTENT_METHODS",
@@ -104,8 +114,8 @@ class RetryPolicy:
     respect_retry_after: bool = True
     # Built once per policy: tenacity's jittered wait, and one read-only RetryCallState per
     # distinct backoff window (see __post_init__).
-    _wait: tenacity.wait_random_exponential = field(init=False, repr=False, compare=False)
-    _states: tuple[tenacity.RetryCallState, ...] = field(init=False, repr=False, compare=False)
+    _wait: _Wait = field(init=False, repr=False, compare=False)
+    _states: tuple[_State, ...] = field(init=False, repr=False, compare=False)
     _worst_case: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -165,12 +175,13 @@ class RetryPolicy:
         return float(self._wait(states[retry_number - 1 if retry_number > 1 else 0]))
 
 
-_Derived = tuple[tenacity.wait_random_exponential, tuple[tenacity.RetryCallState, ...], float]
 _DERIVED: dict[tuple[int, float, float], _Derived] = {}
 
 
 def _derive(a: int, base: float, cap: float) -> _Derived:
     """tenacity's jittered wait, one read-only state per backoff window, worst-case sum."""
+    import tenacity
+
     wait = tenacity.wait_random_exponential(multiplier=base, max=cap)
     # tenacity's wait strategies read only ``attempt_number`` from the RetryCallState.
     # The windows stop growing once base * 2**(n-1) reaches the cap, so one state per

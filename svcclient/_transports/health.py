@@ -17,10 +17,6 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import anyio
-import anyio.from_thread
-import anyio.lowlevel
-import anyio.to_thread
 import httpx
 
 from .._endpoint import Endpoint
@@ -94,6 +90,9 @@ class AsyncHealthChecker:
         rt: ServiceRuntime,
         send: Callable[[Endpoint, httpx.Request], Coroutine[Any, Any, httpx.Response]],
     ) -> None:
+        # anyio is imported by the async driver, not with svcclient (the sync one needs none).
+        import anyio.lowlevel
+
         self._rt = rt
         self._send = send
         self._token = anyio.lowlevel.current_token()
@@ -104,6 +103,8 @@ class AsyncHealthChecker:
         self._thread.start()
 
     def _loop(self) -> None:
+        import anyio.from_thread
+
         interval, timeout = _period(self._rt)
         while not self._stop.is_set():
             try:
@@ -113,6 +114,8 @@ class AsyncHealthChecker:
             self._stop.wait(min(interval / 4, 1.0))
 
     async def _round(self, timeout: float) -> None:
+        import anyio
+
         rt = self._rt
         for endpoint in rt.balancer.due_health_checks():
             if self._stop.is_set():
@@ -129,5 +132,7 @@ class AsyncHealthChecker:
 
     async def aclose(self) -> None:
         """Stop probing and wait (bounded) for the thread to finish."""
+        import anyio.to_thread
+
         self._stop.set()
         await anyio.to_thread.run_sync(self._thread.join, 5.0)

@@ -36,7 +36,6 @@ import inspect
 import itertools
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor, wait
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -46,6 +45,7 @@ from .policy import POLICY_FIELDS, BreakerPolicy
 
 if TYPE_CHECKING:
     import asyncio
+    from concurrent.futures import Executor
 
 __all__ = ["CircuitBreaker"]
 
@@ -266,6 +266,8 @@ class CircuitBreaker(BreakerMachine):
             return self._rejected_sync(args, kwargs)
         if state is DISABLED:
             return func(*args, **kwargs)
+        from concurrent.futures import wait  # loaded already: the caller made an executor
+
         clock = self.clock
         start = clock()
         try:
