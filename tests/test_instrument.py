@@ -432,3 +432,18 @@ def test_default_hooks_follow_each_registry() -> None:
             missing += 1
         del client, reg
     assert missing == 0
+
+
+def test_readme_service_name_snippet_runs() -> None:
+    """The README's three service_name forms are accepted as written."""
+    import re
+    from pathlib import Path
+
+    import svcclient
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    block = next(b for b in blocks if "instrument(client, service_name=" in b)
+    client = httpx.Client(transport=httpx.MockTransport(ok))
+    exec(compile(block, "README.md", "exec"), {"svcclient": svcclient, "client": client})  # noqa: S102 - our own README
+    assert client.get("http://a.cdn.net/x").status_code == 200
