@@ -24,6 +24,7 @@ never holds what a span would redact.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from typing import Final
@@ -32,24 +33,35 @@ __all__ = ["REDACTED", "RedactingFilter", "is_token", "redact_text", "redact_url
 
 REDACTED: Final = "REDACTED"
 
-_UUID: Final = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE
+# Patterns are compiled on first use, not at import (each costs import time).
+_UUID: Final = functools.cache(
+    lambda: re.compile(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE
+    )
 )
-_LONG_HEX: Final = re.compile(r"[0-9a-f]{16,}", re.IGNORECASE)
+_LONG_HEX: Final = functools.cache(lambda: re.compile(r"[0-9a-f]{16,}", re.IGNORECASE))
 # base64 / base64url (RFC 4648) tokens. Requiring both a digit and a letter keeps long
 # readable slugs such as "list-all-pending-invoices" intact.
-_B64: Final = re.compile(r"[A-Za-z0-9_\-+]{24,}={0,2}")
-_HAS_DIGIT: Final = re.compile(r"\d")
-_HAS_ALPHA: Final = re.compile(r"[A-Za-z]")
+_B64: Final = functools.cache(lambda: re.compile(r"[A-Za-z0-9_\-+]{24,}={0,2}"))
+_HAS_DIGIT: Final = functools.cache(lambda: re.compile(r"\d"))
+_HAS_ALPHA: Final = functools.cache(lambda: re.compile(r"[A-Za-z]"))
 # A JWS has three base64url parts, a JWE five; the header always starts with '{"', which
 # is "eyJ" in base64url.
-_JWT_SEGMENT: Final = re.compile(r"eyJ[A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]*){1,4}")
-_JWT_IN_TEXT: Final = re.compile(r"eyJ[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*){1,4}")
-_URL_IN_TEXT: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>\\]+")
-_AUTH_IN_TEXT: Final = re.compile(
-    r"((?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?)"
-    r"(?:(?:bearer|basic|digest|token|negotiate)\s+)?[^\s'\",;}]+",
-    re.IGNORECASE,
+_JWT_SEGMENT: Final = functools.cache(
+    lambda: re.compile(r"eyJ[A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]*){1,4}")
+)
+_JWT_IN_TEXT: Final = functools.cache(
+    lambda: re.compile(r"eyJ[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*){1,4}")
+)
+_URL_IN_TEXT: Final = functools.cache(
+    lambda: re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>\\]+")
+)
+_AUTH_IN_TEXT: Final = functools.cache(
+    lambda: re.compile(
+        r"((?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?)"
+        r"(?:(?:bearer|basic|digest|token|negotiate)\s+)?[^\s'\",;}]+",
+        re.IGNORECASE,
+    )
 )
 
 
@@ -62,15 +74,15 @@ def is_token(segment: str) -> bool:
     n = len(segment)
     if n < 16:
         return False
-    if n == 36 and _UUID.fullmatch(segment):
+    if n == 36 and _UUID().fullmatch(segment):
         return True
-    if _LONG_HEX.fullmatch(segment) or _JWT_SEGMENT.fullmatch(segment):
+    if _LONG_HEX().fullmatch(segment) or _JWT_SEGMENT().fullmatch(segment):
         return True
     return bool(
         n >= 24
-        and _B64.fullmatch(segment)
-        and _HAS_DIGIT.search(segment)
-        and _HAS_ALPHA.search(segment)
+        and _B64().fullmatch(segment)
+        and _HAS_DIGIT().search(segment)
+        and _HAS_ALPHA().search(segment)
     )
 
 
@@ -138,11 +150,11 @@ def redact_text(text: str) -> str:
     'cannot reach http://REDACTED:REDACTED@db:5432/x (Authorization: REDACTED)'
     """
     if "://" in text:
-        text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+        text = _URL_IN_TEXT().sub(lambda m: redact_url(m.group(0)), text)
     if "eyJ" in text:
-        text = _JWT_IN_TEXT.sub(REDACTED, text)
+        text = _JWT_IN_TEXT().sub(REDACTED, text)
     if "uthorization" in text or "UTHORIZATION" in text:
-        text = _AUTH_IN_TEXT.sub(lambda m: m.group(1) + REDACTED, text)
+        text = _AUTH_IN_TEXT().sub(lambda m: m.group(1) + REDACTED, text)
     return text
 
 

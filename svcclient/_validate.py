@@ -21,6 +21,7 @@ The rules, the same everywhere:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable
@@ -66,12 +67,15 @@ FORBIDDEN_HEADERS: Final = frozenset(
 )
 """Header names a setting may not name: framing, routing and hop-by-hop headers."""
 
+# Patterns are compiled on first use, not at import (each costs import time).
 # RFC 9110 5.6.2: token = 1*tchar.
-_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN: Final = functools.cache(lambda: re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"))
 # RFC 1123 label: letters, digits, '-', not at either end, at most 63 characters.
-_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?", re.IGNORECASE)
+_LABEL: Final = functools.cache(
+    lambda: re.compile(r"[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?", re.IGNORECASE)
+)
 
-_METRIC_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_METRIC_NAME: Final = functools.cache(lambda: re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*"))
 
 # Status-code sets already validated, by identity (equality would let {503.0} pass as {503}).
 _CHECKED_CODES: dict[tuple[int, int, int], object] = {}
@@ -156,7 +160,7 @@ def check_token(key: str, value: object, *, optional: bool = False) -> str | Non
     """An RFC 9110 token (header, cookie or method name); ``None`` with ``optional``."""
     if value is None and optional:
         return None
-    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+    if not isinstance(value, str) or not _TOKEN().fullmatch(value):
         reason = "must be a token (RFC 9110: letters, digits and !#$%&'*+-.^_`|~)"
         raise ConfigError(None, key, value, reason)
     return value
@@ -174,7 +178,7 @@ def check_dns_label(key: str, value: object, *, optional: bool = False) -> str |
     """One DNS label (RFC 1123): ``user-service``, no dots, 63 characters at most."""
     if value is None and optional:
         return None
-    if not isinstance(value, str) or not _LABEL.fullmatch(value):
+    if not isinstance(value, str) or not _LABEL().fullmatch(value):
         reason = "must be a DNS label: letters, digits and '-' (not at the ends), <= 63"
         raise ConfigError(None, key, value, reason)
     return value
@@ -191,14 +195,14 @@ def check_dns_name(
         return None
     if isinstance(value, str):
         relative = value[:-1] if absolute and value.endswith(".") else value
-        if len(relative) <= 253 and all(_LABEL.fullmatch(p) for p in relative.split(".")):
+        if len(relative) <= 253 and all(_LABEL().fullmatch(p) for p in relative.split(".")):
             return value
     raise ConfigError(None, key, value, "must be a DNS name: labels joined by '.'")
 
 
 def check_metric_prefix(key: str, value: object) -> str:
     """A Prometheus metric name prefix (``[a-zA-Z_:][a-zA-Z0-9_:]*``) or ``""`` for none."""
-    if not isinstance(value, str) or (value and not _METRIC_NAME.fullmatch(value)):
+    if not isinstance(value, str) or (value and not _METRIC_NAME().fullmatch(value)):
         reason = "must be a Prometheus name: letters, digits, '_' and ':', not a digit first"
         raise ConfigError(None, key, value, reason)
     return value

@@ -244,10 +244,15 @@ def parse_networks(networks: Sequence[str]) -> tuple[Network, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
 class _Query:
-    name: str
-    rdtype: dns.rdatatype.RdataType
+    """One query the plan asks its driver to send (a plain class: a dataclass would
+    compile its methods at import)."""
+
+    __slots__ = ("name", "rdtype")
+
+    def __init__(self, name: str, rdtype: dns.rdatatype.RdataType) -> None:
+        self.name = name
+        self.rdtype = rdtype
 
 
 # What the plan receives for a query: the Answer, or the DNSException it raised.

@@ -36,6 +36,7 @@ changes between pod starts. Hence rule 2:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -51,7 +52,8 @@ __all__ = ["Discovery", "discover", "env_name", "is_service_name", "parse_servic
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 _SOURCES = ("url", "env", "kubernetes_env", "default", "cluster_dns")
-_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+# Patterns are compiled on first use, not at import (each costs import time).
+_NAME_RE = functools.cache(lambda: re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +104,15 @@ def _read_namespace_file(path: str) -> str | None:
     return text or None
 
 
-_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_1035 = functools.cache(lambda: re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$"))
 # Docker-link variables of *another* Service that share our prefix: for Service ``user``,
 # ``USER_SERVICE_PORT_3000_TCP_PORT`` belongs to Service ``user-service``.
-_DOCKER_LINK_SUFFIX = re.compile(r"^\d+_(TCP|UDP|SCTP)(_PORT|_PROTO|_ADDR)?$")
+_DOCKER_LINK_SUFFIX = functools.cache(
+    lambda: re.compile(r"^\d+_(TCP|UDP|SCTP)(_PORT|_PROTO|_ADDR)?$")
+)
 
 
-_LINK_VAR = re.compile(r"^_PORT_(\d+)_TCP$")
+_LINK_VAR = functools.cache(lambda: re.compile(r"^_PORT_(\d+)_TCP$"))
 
 
 def _link_port(value: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int | None:
@@ -127,7 +131,7 @@ def _link_port(value: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) ->
 def is_service_name(name: str) -> bool:
     """True for a Kubernetes Service name (a DNS-1035 label): ``user-service``, not
     ``user.service``, ``user_service`` or ``User``."""
-    return bool(_DNS_1035.match(name))
+    return bool(_DNS_1035().match(name))
 
 
 def _port_value(text: str) -> int | None:
@@ -156,7 +160,7 @@ def _kubernetes_env(
     named: dict[str, int] = {}
     pfx = port_key + "_"
     for var, value in env.items():
-        if var.startswith(pfx) and not _DOCKER_LINK_SUFFIX.match(var[len(pfx) :]):
+        if var.startswith(pfx) and not _DOCKER_LINK_SUFFIX().match(var[len(pfx) :]):
             value_port = _port_value(value)
             if value_port is not None:
                 named[var[len(pfx) :]] = value_port
@@ -166,7 +170,7 @@ def _kubernetes_env(
     link_ports = {
         int(m.group(1))
         for var, value in env.items()
-        if (m := _LINK_VAR.match(var[len(prefix) :]))
+        if (m := _LINK_VAR().match(var[len(prefix) :]))
         and var.startswith(prefix + "_PORT_")
         and _link_port(value, ip) == int(m.group(1))
     }
@@ -231,7 +235,7 @@ def discover(
     if "://" in name:
         parse_service_url(name, service=name, key="url")
         return Discovery(name, name.rstrip("/"), "url", ("url: given as a URL",), (("url", name),))
-    if not _NAME_RE.match(name):
+    if not _NAME_RE().match(name):
         raise ConfigError(name, "name", name, "a service name is letters, digits, '-', '.', '_'")
 
     prefix = env_name(name)

@@ -26,6 +26,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from typing import Final
@@ -40,10 +41,13 @@ OTHER_ROUTE: Final = "other"
 
 ID_PLACEHOLDER: Final = "{id}"
 
+# Patterns are compiled on first use, not at import (each costs import time).
 # Slug ids: a short word and a number ("u123", "order-42", "INV_2024_0017"), or numbers
 # joined by separators (dates, "12-7"). API versions ("v1", "v12") are routes, not ids.
-_SLUG_ID: Final = re.compile(r"(?:[A-Za-z]{1,12}[-_.:]?)?\d{2,}(?:[-_.:]\d+)*|\d+(?:[-_.:]\d+)+")
-_VERSION: Final = re.compile(r"v\d{1,3}", re.IGNORECASE)
+_SLUG_ID: Final = functools.cache(
+    lambda: re.compile(r"(?:[A-Za-z]{1,12}[-_.:]?)?\d{2,}(?:[-_.:]\d+)*|\d+(?:[-_.:]\d+)+")
+)
+_VERSION: Final = functools.cache(lambda: re.compile(r"v\d{1,3}", re.IGNORECASE))
 _NOT_IDS: Final = frozenset({"sha224", "sha256", "sha384", "sha512", "base64", "x86_64"})
 
 # Bound on the path -> route cache; raw paths carry ids so this dict would grow forever.
@@ -55,8 +59,8 @@ def _is_id(segment: str) -> bool:
         return True
     if (
         segment[-1:].isdigit()
-        and _SLUG_ID.fullmatch(segment)
-        and not _VERSION.fullmatch(segment)
+        and _SLUG_ID().fullmatch(segment)
+        and not _VERSION().fullmatch(segment)
         and segment.lower() not in _NOT_IDS
     ):
         return True

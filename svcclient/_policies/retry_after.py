@@ -7,6 +7,7 @@ comes in as an argument so the function stays pure and exactly testable.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import UTC
@@ -24,9 +25,10 @@ a clamp keeps absurd inputs (``10**400``) away from float overflow."""
 # header from costing more than a few microseconds.
 _MAX_LEN: Final = 64
 
+# Patterns are compiled on first use, not at import (each costs import time).
 # RFC 9110 says delta-seconds is ``1*DIGIT``. Some servers send a fraction ("1.5"); we accept
 # it because the intent is unambiguous. A sign, an exponent, "inf" or "nan" are rejected.
-_DELTA: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_DELTA: Final = functools.cache(lambda: re.compile(r"[0-9]+(?:\.[0-9]+)?"))
 
 
 def parse_retry_after(value: str | None, now_wall: float) -> float | None:
@@ -51,7 +53,7 @@ def parse_retry_after(value: str | None, now_wall: float) -> float | None:
     text = value.strip()
     if not text or len(text) > _MAX_LEN:
         return None
-    if _DELTA.fullmatch(text):
+    if _DELTA().fullmatch(text):
         # At most 64 characters, so float() cannot overflow beyond inf; min() clamps it.
         return min(float(text), MAX_RETRY_AFTER)
     return _parse_http_date(text, now_wall)
