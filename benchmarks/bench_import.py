@@ -17,7 +17,12 @@ per-round ratios. The children run with a bytecode cache (a private
 ``PYTHONDONTWRITEBYTECODE=1`` and an editable install) every svcclient module is compiled
 on every start, which is not what users pay. ``--no-bytecode`` measures that case.
 
-    python -m benchmarks.bench_import [--runs 15] [--no-bytecode]
+Wall-clock ratios on a loaded shared machine move a lot; ``--instructions`` counts them
+instead with callgrind (valgrind), which does not move: one run each of ``pass``, the two
+imports and the two import + first client cases, interpreter start-up (the ``pass``
+run) subtracted. It takes a few minutes.
+
+    python -m benchmarks.bench_import [--runs 15] [--no-bytecode] [--instructions]
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 
-__all__ = ["CASES", "measure", "render", "sample"]
+__all__ = ["CASES", "instructions", "measure", "render", "render_instructions", "sample"]
 
 TARGET = 1.3
 
@@ -134,6 +141,52 @@ def render(results: dict[str, dict[str, list[float]]]) -> list[str]:
     return lines
 
 
+def _instructions_of(code: str, env: dict[str, str]) -> int:
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+    valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    out = subprocess.run(
+        [*valgrind, sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
+    ).stderr
+    found = re.search(r"Collected : (\d+)", out)
+    if found is None:
+        raise RuntimeError(f"no callgrind total in: {out[-500:]}")
+    return int(found.group(1))
+
+
+def instructions() -> dict[str, dict[str, int]]:
+    """Instructions of each case under callgrind, start-up (``pass``) subtracted."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind")
+    with tempfile.TemporaryDirectory(prefix="svcclient-pyc-") as cache_dir:
+        env = _env(True, cache_dir)
+        env["PYTHONHASHSEED"] = "0"
+        base = _instructions_of("pass", env)
+        out: dict[str, dict[str, int]] = {"import": {}, "construct": {}}
+        for library, (import_, construct) in CASES.items():
+            out["import"][library] = _instructions_of(import_, env) - base
+            code = f"{import_}\n{construct}.close()"
+            out["construct"][library] = _instructions_of(code, env) - base
+    return out
+
+
+def render_instructions(counts: dict[str, dict[str, int]]) -> list[str]:
+    """One line per figure."""
+    lines = []
+    for key, name in (("import", "import"), ("construct", "import + first client")):
+        h, s = counts[key]["httpx"], counts[key]["svcclient"]
+        target = f" (target <= {TARGET})" if key == "import" else ""
+        lines.append(
+            f"{name}, instructions (callgrind): httpx {h / 1e6:.1f} M, "
+            f"svcclient {s / 1e6:.1f} M, ratio {s / h:.3f}{target}"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
@@ -141,7 +194,17 @@ def main() -> None:
         "--no-bytecode", action="store_true", help="compile every module on every start"
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions with callgrind instead"
+    )
     args = parser.parse_args()
+    if args.instructions:
+        counts = instructions()
+        for line in render_instructions(counts):
+            print(line)
+        if args.json:
+            print(json.dumps(counts))
+        return
     results = measure(max(1, args.runs), bytecode=not args.no_bytecode)
     for line in render(results):
         print(line)
