@@ -56,13 +56,20 @@ _UNPACK = struct.Struct(f"<{VNODES}I").unpack
 _TOP = 32 + SLOT_BITS  # bits in a ring value
 
 
+def _crc(key: str) -> int:
+    try:
+        return crc32(key.encode())
+    except UnicodeEncodeError:  # a lone surrogate: still a key, hashed byte for byte
+        return crc32(key.encode("utf-8", "surrogatepass"))
+
+
 def key_hash(key: str) -> int:
     """Ring value of an affinity key: its CRC-32 shifted past the slot bits.
 
     >>> key_hash("user-42") == key_hash("user-42")
     True
     """
-    return crc32(key.encode("utf-8", "surrogatepass")) << SLOT_BITS
+    return _crc(key) << SLOT_BITS
 
 
 def _points(key: str, slot: int) -> map[int]:
@@ -78,7 +85,16 @@ class HashRing:
     True
     """
 
-    __slots__ = ("_first", "_points", "_shift", "keys", "slots")
+    __slots__ = (
+        "_crc_shift",
+        "_first",
+        "_owners",
+        "_points",
+        "_positions",
+        "_shift",
+        "keys",
+        "slots",
+    )
 
     def __init__(self, keys: Sequence[str]) -> None:
         if len(keys) > _SLOT_MASK + 1:
@@ -98,6 +114,14 @@ class HashRing:
         self._first = array(
             "I", map(partial(bisect_left, points), map((1 << self._shift).__mul__, starts))
         )
+        # The same points split for owner_of(): 32-bit positions and owner slots, plus a
+        # sentinel at the end (the highest position, owned by the first point: the wrap),
+        # so a lookup needs no bounds check and no modulo, and reads only small ints.
+        self._crc_shift = self._shift - SLOT_BITS
+        self._positions = array("I", [p >> SLOT_BITS for p in points])
+        self._positions.append(0xFFFFFFFF)
+        self._owners = array("i", [p & _SLOT_MASK for p in points])
+        self._owners.append(self._owners[0] if points else -1)
 
     def __len__(self) -> int:
         """Number of endpoints on the ring."""
@@ -125,6 +149,22 @@ class HashRing:
             if slot != skip and (allowed is None or slot in allowed):
                 return slot
         return -1
+
+    def owner_of(self, key: str, allowed: Container[int]) -> int:
+        """``owner(key_hash(key), allowed)``, for the hot path: a new affinity key.
+
+        One bucket read and a step or two over 32-bit positions; only when the owner is
+        not ``allowed`` (ejected) does it walk the ring like :meth:`owner`.
+        """
+        h = _crc(key)
+        positions = self._positions
+        i = self._first[h >> self._crc_shift]
+        while positions[i] < h:  # the sentinel stops it; ~1 point per bucket
+            i += 1
+        slot = self._owners[i]
+        if slot in allowed:
+            return slot
+        return self.owner(h << SLOT_BITS, allowed)
 
     def order(self, h: int) -> list[int]:
         """Every slot from the key's first choice to its last (for tests and tools)."""

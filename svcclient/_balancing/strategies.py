@@ -18,9 +18,8 @@ import itertools
 import math
 import random
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from .._endpoint import Endpoint
 from .hashing import HashRing, key_hash
@@ -235,14 +234,6 @@ class LeastLoaded:
         return eligible[i] if self.cost(stats[i], now) <= self.cost(stats[j], now) else eligible[j]
 
 
-class _Sticky:
-    __slots__ = ("endpoint", "last_used")
-
-    def __init__(self, endpoint: Endpoint, last_used: float) -> None:
-        self.endpoint = endpoint
-        self.last_used = last_used
-
-
 class Affinity:
     """Session affinity: one key, one endpoint, while it is eligible and in use.
 
@@ -254,21 +245,28 @@ class Affinity:
     ``timeout`` idle seconds the key is hashed afresh -- which, unless the set changed,
     gives the same endpoint anyway.
 
-    The memory holds at most ``max_keys`` keys (least recently used go first); a key
-    forgotten early is simply re-hashed, so the bound costs stickiness only after set
-    changes. Picks without a key fall back to round robin. A retry (``avoid`` is the
-    key's endpoint) goes to the key's runner-up without changing the remembered choice.
+    The memory holds at most ``max_keys`` keys in two generations of plain dicts (new
+    and used keys go to the young one; when it holds half of ``max_keys`` it becomes the
+    old one and the previous old one is dropped; a key found in the old one moves back to
+    the young one), so the keys dropped are the ones unused for longest, as with an LRU,
+    at a plain dict's cost. A key forgotten early is simply re-hashed, so the bound
+    costs stickiness only after set changes. Picks without a key fall back to round
+    robin. A retry (``avoid`` is the key's endpoint) goes to the key's runner-up without
+    changing the remembered choice.
     """
 
     __slots__ = (
         "_clock",
         "_fallback",
+        "_half",
         "_lock",
-        "_max_keys",
+        "_old",
         "_ring",
-        "_sticky",
+        "_rotated",
         "_table",
         "_timeout",
+        "_touched",
+        "_young",
     )
 
     def __init__(
@@ -280,9 +278,14 @@ class Affinity:
     ) -> None:
         self._clock = clock
         self._timeout = timeout
-        self._max_keys = max(1, max_keys)
+        self._half = max(1, max_keys // 2)
         self._fallback = RoundRobin(rng)
-        self._sticky: OrderedDict[str, _Sticky] = OrderedDict()
+        # key -> [endpoint, last used]: a list, not an object, as a new key pays its build.
+        self._young: dict[str, list[Any]] = {}
+        self._old: dict[str, list[Any]] = {}
+        # When the young generation became the old one, and when any key was last used:
+        # every old key has been idle since _rotated, every key at all since _touched.
+        self._rotated = self._touched = clock()
         self._lock = threading.Lock()
         self._ring = HashRing(())
         # The ring and, by slot, the eligible endpoints on it (a slot not in the dict is
@@ -311,7 +314,7 @@ class Affinity:
 
     def __len__(self) -> int:
         """Number of remembered keys."""
-        return len(self._sticky)
+        return len(self._young) + len(self._old)
 
     def pick(self, affinity_key: str | None = None, avoid: Endpoint | None = None) -> Endpoint:
         """The key's endpoint (see the class docstring); round robin without a key."""
@@ -321,39 +324,39 @@ class Affinity:
         if not by_slot:
             raise LookupError(_EMPTY)
         now = self._clock()
-        sticky = self._sticky
         with self._lock:
-            entry = sticky.get(affinity_key)
-            if (
-                entry is not None
-                and now - entry.last_used < self._timeout
-                and entry.endpoint.key in members
-            ):
-                entry.last_used = now
-                sticky.move_to_end(affinity_key)
-                ep = entry.endpoint
+            young = self._young
+            entry = young.get(affinity_key)
+            if entry is None:
+                entry = self._old.pop(affinity_key, None)
+                if entry is not None:  # used again: back to the young generation
+                    young = self._room(now)
+                    young[affinity_key] = entry
+            if entry is not None:
+                if now - entry[1] >= self._timeout or entry[0].key not in members:
+                    entry[0] = by_slot[ring.owner_of(affinity_key, by_slot)]
+                entry[1] = now
+                ep: Endpoint = entry[0]
             else:
-                ep = by_slot[ring.owner(key_hash(affinity_key), by_slot)]
-                if entry is not None:
-                    entry.endpoint = ep
-                    entry.last_used = now
-                    sticky.move_to_end(affinity_key)
-                else:
-                    self._forget_old(now)
-                    sticky[affinity_key] = _Sticky(ep, now)
+                ep = by_slot[ring.owner_of(affinity_key, by_slot)]
+                if len(young) >= self._half or now - self._rotated >= self._timeout:
+                    young = self._room(now)
+                young[affinity_key] = [ep, now]
+            self._touched = now
         if avoid is not None and len(by_slot) > 1 and ep.key == avoid.key:
             ep = by_slot[ring.owner(key_hash(affinity_key), by_slot, ring.slots[ep.key])]
         return ep
 
-    def _forget_old(self, now: float) -> None:
-        """Drop expired keys (oldest first) and make room for one more."""
-        sticky = self._sticky
+    def _room(self, now: float) -> dict[str, list[Any]]:
+        """The young generation, with room for one more key (rotated or emptied as due)."""
         timeout = self._timeout
-        # LRU order == last-use order, so the expired ones are all at the front.
-        while sticky:
-            oldest = next(iter(sticky.values()))
-            if now - oldest.last_used < timeout:
-                break
-            sticky.popitem(last=False)
-        if len(sticky) >= self._max_keys:
-            sticky.popitem(last=False)
+        if now - self._rotated >= timeout:  # the old keys all idle a whole timeout
+            self._old = {}
+            self._rotated = now  # (nothing old is left to age)
+            if now - self._touched >= timeout:  # and the young ones too: forget all
+                self._young = {}
+        if len(self._young) >= self._half:
+            self._old = self._young
+            self._young = {}
+            self._rotated = now
+        return self._young
