@@ -116,7 +116,7 @@ def test_failing_probe_reopens_and_the_server_sees_only_the_probe(
 def test_open_breaker_raises_circuit_open_error_fast_without_fallback(
     fault_server: MakeServer, no_fd_leak: LeakCheck
 ) -> None:
-    """No fallback: CircuitOpenError naming the service and the wait, in well under 1 ms each."""
+    """No fallback: CircuitOpenError naming the service and the wait, without an attempt."""
     server = fault_server("127.0.0.2")
     server.refuse()  # a dead pod: connect errors count as failures too
     with no_fd_leak():
@@ -134,7 +134,9 @@ def test_open_breaker_raises_circuit_open_error_fast_without_fallback(
                 durations.append(time.perf_counter() - started)
     assert info.value.service == "dead-pod"
     assert 0 < info.value.retry_after <= RESET
-    assert statistics.median(durations) < 0.001  # an httpx round trip through the client
+    # Generous (the sub-ms cost is benchmarks' business): an admitted GET to the dead pod
+    # would connect, fail and back off (jittered, up to 0.05 + 0.1 s) before its retries.
+    assert statistics.median(durations) < 0.02
 
 
 def test_half_open_admits_one_probe_among_concurrent_callers(

@@ -363,7 +363,7 @@ def test_retry_after_beyond_the_deadline_returns_the_503_at_once(
     assert response.status_code == 503
     assert response.headers["retry-after"] == "30"
     assert server.count() == 1
-    assert took[0] < 0.5
+    assert took[0] < 1.5  # generous, and below the 2 s a wait until the deadline would take
 
 
 # -- slow by a distribution ------------------------------------------------------------------
