@@ -12,7 +12,7 @@ opens a new one, which kube-proxy spreads over the current pods.
 
 How (public httpcore interfaces only)
 -------------------------------------
-The pool's network backend is wrapped: every stream it opens gets a retirement time,
+Every stream the pool's network backend opens gets a retirement time,
 ``max_age`` times a random factor in ``[1 - jitter, 1 + jitter]`` (default ±10 %, so the
 connections of many clients opened together do not all reconnect in the same instant).
 httpcore asks an idle HTTP/1.1 connection's stream ``get_extra_info("is_readable")``
@@ -21,6 +21,10 @@ connection when it says yes. Past its retirement time the wrapped stream says ye
 httpcore closes that connection and dials a new one. A request in flight is never
 interrupted: the question is asked only of idle connections. (HTTP/2 connections do not
 ask; they keep their age.)
+
+svcclient's pools (:mod:`.pinned`) keep the retirement time on the stream wrapper that
+also caps each socket operation, so a read or write passes one wrapper, not two; the
+backends here wrap streams that are not capped (HTTP/2 pools) and any other backend.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from collections.abc import Callable, Iterable
 
 import httpcore
 
-__all__ = ["DEFAULT_JITTER", "AgedAsyncBackend", "AgedBackend"]
+__all__ = ["DEFAULT_JITTER", "AgedAsyncBackend", "AgedBackend", "Retirement"]
 
 DEFAULT_JITTER = 0.1
 
@@ -42,7 +46,7 @@ SocketOption = (
 Clock = Callable[[], float]
 
 
-class _Retirement:
+class Retirement:
     """When a new connection should retire: ``now + max_age * U(1 - jitter, 1 + jitter)``."""
 
     __slots__ = ("clock", "jitter", "max_age", "random")
@@ -61,7 +65,7 @@ class _Retirement:
 class _AgedStream(httpcore.NetworkStream):
     __slots__ = ("_inner", "_retire", "retire_at")
 
-    def __init__(self, inner: httpcore.NetworkStream, retire: _Retirement, at: float) -> None:
+    def __init__(self, inner: httpcore.NetworkStream, retire: Retirement, at: float) -> None:
         self._inner = inner
         self._retire = retire
         self.retire_at = at
@@ -93,7 +97,7 @@ class _AgedStream(httpcore.NetworkStream):
 class _AsyncAgedStream(httpcore.AsyncNetworkStream):
     __slots__ = ("_inner", "_retire", "retire_at")
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream, retire: _Retirement, at: float) -> None:
+    def __init__(self, inner: httpcore.AsyncNetworkStream, retire: Retirement, at: float) -> None:
         self._inner = inner
         self._retire = retire
         self.retire_at = at
@@ -138,7 +142,7 @@ class AgedBackend(httpcore.NetworkBackend):
         rng: random.Random | None = None,
     ) -> None:
         self._inner = inner
-        self._retire = _Retirement(max_age, jitter, clock, rng or random.Random())
+        self._retire = Retirement(max_age, jitter, clock, rng or random.Random())
 
     def connect_tcp(
         self,
@@ -177,7 +181,7 @@ class AgedAsyncBackend(httpcore.AsyncNetworkBackend):
         rng: random.Random | None = None,
     ) -> None:
         self._inner = inner
-        self._retire = _Retirement(max_age, jitter, clock, rng or random.Random())
+        self._retire = Retirement(max_age, jitter, clock, rng or random.Random())
 
     async def connect_tcp(
         self,

@@ -21,6 +21,7 @@ stopped at the deadline between chunks.
 from __future__ import annotations
 
 import functools
+import random
 import ssl
 import time
 import typing
@@ -31,7 +32,7 @@ import httpx
 
 from .._endpoint import Endpoint
 from .bound import BOUND
-from .connection_age import AgedAsyncBackend, AgedBackend
+from .connection_age import DEFAULT_JITTER, AgedAsyncBackend, AgedBackend, Retirement
 from .forksafe import aopened, opened
 
 __all__ = ["AsyncPinnedTransport", "PinnedTransport", "cap_caller_transport", "transport_options"]
@@ -55,10 +56,18 @@ def _capped(timeout: float | None, error: _ExcType) -> float | None:
 
 
 class _Stream(httpcore.NetworkStream):
-    __slots__ = ("_inner",)
+    """A pooled socket, capped per operation (:func:`_capped`) and, when ``retire`` is
+    given, retired once old (:mod:`.connection_age`): one wrapper for both, so each
+    read and write goes through one extra Python frame, not two."""
 
-    def __init__(self, inner: httpcore.NetworkStream) -> None:
+    __slots__ = ("_inner", "_retire", "retire_at")
+
+    def __init__(
+        self, inner: httpcore.NetworkStream, retire: Retirement | None = None, at: float = 0.0
+    ) -> None:
         self._inner = inner
+        self._retire = retire
+        self.retire_at = at
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self._inner.read(max_bytes, _capped(timeout, httpcore.ReadTimeout))
@@ -78,17 +87,30 @@ class _Stream(httpcore.NetworkStream):
         inner = self._inner.start_tls(
             ssl_context, server_hostname, _capped(timeout, httpcore.ConnectTimeout)
         )
-        return opened(_Stream(inner))  # the TLS socket: what a forked child must close
+        # the TLS socket: what a forked child must close
+        return opened(_Stream(inner, self._retire, self.retire_at))
 
     def get_extra_info(self, info: str) -> typing.Any:
+        retire = self._retire
+        if retire is not None and info == "is_readable" and retire.clock() >= self.retire_at:
+            return True  # httpcore then closes this idle connection instead of reusing it
         return self._inner.get_extra_info(info)
 
 
 class _AsyncStream(httpcore.AsyncNetworkStream):
-    __slots__ = ("_inner",)
+    """The async twin of :class:`_Stream`."""
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+    __slots__ = ("_inner", "_retire", "retire_at")
+
+    def __init__(
+        self,
+        inner: httpcore.AsyncNetworkStream,
+        retire: Retirement | None = None,
+        at: float = 0.0,
+    ) -> None:
         self._inner = inner
+        self._retire = retire
+        self.retire_at = at
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._inner.read(max_bytes, _capped(timeout, httpcore.ReadTimeout))
@@ -108,9 +130,12 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         inner = await self._inner.start_tls(
             ssl_context, server_hostname, _capped(timeout, httpcore.ConnectTimeout)
         )
-        return aopened(_AsyncStream(inner))
+        return aopened(_AsyncStream(inner, self._retire, self.retire_at))
 
     def get_extra_info(self, info: str) -> typing.Any:
+        retire = self._retire
+        if retire is not None and info == "is_readable" and retire.clock() >= self.retire_at:
+            return True
         return self._inner.get_extra_info(info)
 
 
@@ -174,12 +199,29 @@ class _AsyncH2Stream(httpcore.AsyncNetworkStream):
 
 class _Backend(httpcore.NetworkBackend):
     """Dials ``endpoint`` (or the URL's host when None); caps time unless ``bounded``
-    is False (HTTP/2)."""
+    is False (HTTP/2); retires connections after ``max_age`` (± jitter) when given.
 
-    def __init__(self, endpoint: Endpoint | None, bounded: bool) -> None:
+    A capped stream carries its retirement time itself; an uncapped one (HTTP/2) gets
+    :mod:`.connection_age`'s wrapper, so either way a socket operation passes through
+    at most one wrapper.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint | None,
+        bounded: bool,
+        max_age: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._endpoint = endpoint
         self._bounded = bounded
-        self._inner = httpcore.SyncBackend()
+        self._inner: httpcore.NetworkBackend = httpcore.SyncBackend()
+        self._retire: Retirement | None = None
+        if max_age is not None:
+            if bounded:
+                self._retire = Retirement(max_age, DEFAULT_JITTER, clock, random.Random())
+            else:
+                self._inner = AgedBackend(self._inner, max_age, clock=clock)
 
     def connect_tcp(
         self,
@@ -196,7 +238,10 @@ class _Backend(httpcore.NetworkBackend):
             return opened(_H2Stream(stream))
         timeout = _capped(timeout, httpcore.ConnectTimeout)
         stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return opened(_Stream(stream))
+        retire = self._retire
+        if retire is None:
+            return opened(_Stream(stream))
+        return opened(_Stream(stream, retire, retire.at()))
 
     def connect_unix_socket(
         self,
@@ -211,10 +256,24 @@ class _Backend(httpcore.NetworkBackend):
 
 
 class _AsyncBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, endpoint: Endpoint | None, bounded: bool) -> None:
+    """The async twin of :class:`_Backend` (any anyio backend)."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint | None,
+        bounded: bool,
+        max_age: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._endpoint = endpoint
         self._bounded = bounded
-        self._inner = httpcore.AnyIOBackend()
+        self._inner: httpcore.AsyncNetworkBackend = httpcore.AnyIOBackend()
+        self._retire: Retirement | None = None
+        if max_age is not None:
+            if bounded:
+                self._retire = Retirement(max_age, DEFAULT_JITTER, clock, random.Random())
+            else:
+                self._inner = AgedAsyncBackend(self._inner, max_age, clock=clock)
 
     async def connect_tcp(
         self,
@@ -231,7 +290,10 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
             return aopened(_AsyncH2Stream(raw))
         timeout = _capped(timeout, httpcore.ConnectTimeout)
         stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return aopened(_AsyncStream(stream))
+        retire = self._retire
+        if retire is None:
+            return aopened(_AsyncStream(stream))
+        return aopened(_AsyncStream(stream, retire, retire.at()))
 
     async def connect_unix_socket(
         self,
@@ -374,9 +436,7 @@ class PinnedTransport(httpx.HTTPTransport):
         max_age: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        backend: httpcore.NetworkBackend = _Backend(endpoint, bounded=not options["http2"])
-        if max_age is not None:
-            backend = AgedBackend(backend, max_age, clock=clock)
+        backend = _Backend(endpoint, not options["http2"], max_age, clock)
         self._pool = httpcore.ConnectionPool(network_backend=backend, **_pool_kwargs(options))
         self.endpoint = endpoint
 
@@ -392,10 +452,6 @@ class AsyncPinnedTransport(httpx.AsyncHTTPTransport):
         max_age: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        backend: httpcore.AsyncNetworkBackend = _AsyncBackend(
-            endpoint, bounded=not options["http2"]
-        )
-        if max_age is not None:
-            backend = AgedAsyncBackend(backend, max_age, clock=clock)
+        backend = _AsyncBackend(endpoint, not options["http2"], max_age, clock)
         self._pool = httpcore.AsyncConnectionPool(network_backend=backend, **_pool_kwargs(options))
         self.endpoint = endpoint

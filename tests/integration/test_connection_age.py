@@ -138,8 +138,38 @@ def test_retirement_times_are_jittered_within_ten_percent() -> None:
     """Connections opened together retire spread over [0.9, 1.1] x the age."""
     import random
 
-    from svcclient._transports.connection_age import _Retirement
+    from svcclient._transports.connection_age import Retirement
 
-    r = _Retirement(100.0, 0.1, lambda: 0.0, random.Random(7))
+    r = Retirement(100.0, 0.1, lambda: 0.0, random.Random(7))
     times = [r.at() for _ in range(200)]
     assert 90.0 <= min(times) < 92.0 and 108.0 < max(times) <= 110.0
+
+
+class _RawStream:
+    """A socket stand-in: says whatever httpcore asks is False."""
+
+    def get_extra_info(self, info: str) -> object:
+        return False
+
+
+def test_one_wrapper_caps_and_retires_a_pooled_http1_socket() -> None:
+    """An HTTP/1.1 pool's socket is wrapped once: the capping stream also says
+    is_readable (retire me) once its age is past, and not before."""
+    import random
+
+    from svcclient._transports import pinned
+    from svcclient._transports.connection_age import AgedBackend, Retirement
+
+    now = [0.0]
+    retire = Retirement(AGE, 0.0, lambda: now[0], random.Random(1))
+    stream = pinned._Stream(_RawStream(), retire, retire.at())  # type: ignore[arg-type]
+    assert stream.get_extra_info("is_readable") is False
+    now[0] = AGE
+    assert stream.get_extra_info("is_readable") is True
+    assert stream.get_extra_info("other") is False
+    assert pinned._Stream(_RawStream()).get_extra_info("is_readable") is False  # type: ignore[arg-type]
+    # Capped pools keep the age on their own stream; HTTP/2 pools (not capped) get the
+    # connection_age wrapper instead, and pools without an age get neither.
+    assert not isinstance(pinned._Backend(None, True, AGE)._inner, AgedBackend)
+    assert isinstance(pinned._Backend(None, False, AGE)._inner, AgedBackend)
+    assert not isinstance(pinned._Backend(None, False)._inner, AgedBackend)
