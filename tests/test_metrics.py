@@ -498,3 +498,102 @@ def test_no_exemplar_without_trace(registry: CollectorRegistry) -> None:
     call = make_call()
     run_call(hooks, call, attempt(call))
     assert _exemplar_trace_ids(registry) == set()
+
+
+def _series_samples(registry: CollectorRegistry, name: str = DUR) -> list[tuple[str, str, float]]:
+    """(sample name, le, value) of every histogram sample but ``_created``."""
+    return [
+        (s.name, s.labels.get("le", ""), s.value)
+        for m in registry.collect()
+        if m.name == name
+        for s in m.samples
+        if not s.name.endswith("_created")
+    ]
+
+
+def test_lock_free_histogram_exposes_what_observe_would() -> None:
+    """Durations appended on the hot path and folded at scrape time give the buckets,
+    count and (bit for bit) sum that prometheus-client's own Histogram.observe gives,
+    bucket bounds themselves included."""
+    import random
+
+    from prometheus_client import Histogram
+
+    rng = random.Random(16)
+    durations = [rng.expovariate(20.0) for _ in range(700)] + list(DEFAULT_BUCKETS) * 3
+    durations += [0.0, 1e-9, 10.000001, 99.0]
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    hooks = PrometheusHooks(ours)
+    plain = Histogram(
+        DUR, "x", ["method", "route", "status_code", "target_service"], registry=theirs,
+        buckets=DEFAULT_BUCKETS,
+    ).labels("GET", "/users/{id}", "200", "users")  # fmt: skip
+    call = make_call()
+    for i, d in enumerate(durations):
+        hooks.on_attempt_end(attempt(call, duration=d))
+        plain.observe(d)
+        if i % 300 == 299:  # scrapes in between fold what is pending
+            _series_samples(ours)
+    assert _series_samples(ours) == _series_samples(theirs)
+    assert value(ours, f"{DUR}_count", **dur_labels()) == len(durations)
+
+
+def test_lock_free_histogram_loses_nothing_under_threads(registry: CollectorRegistry) -> None:
+    """Eight threads observing while another scrapes: every observation is counted once,
+    and each scrape's buckets are cumulative and its count never goes down."""
+    import threading
+
+    hooks = PrometheusHooks(registry)
+    per_thread = 2000
+    start = threading.Barrier(9)
+
+    def observe(k: int) -> None:
+        call = make_call()
+        start.wait()
+        for i in range(per_thread):
+            hooks.on_attempt_end(attempt(call, duration=0.001 * ((i + k) % 40)))
+
+    threads = [threading.Thread(target=observe, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    start.wait()
+    counts: list[float] = []
+    while (any(t.is_alive() for t in threads) and len(counts) < 200) or len(counts) < 3:
+        time.sleep(0.001)
+        buckets = [v for name, _, v in _series_samples(registry) if name.endswith("_bucket")]
+        assert buckets == sorted(buckets)
+        counts.append(value(registry, f"{DUR}_count", **dur_labels()) or 0.0)
+    for t in threads:
+        t.join()
+    assert counts == sorted(counts)
+    assert value(registry, f"{DUR}_count", **dur_labels()) == 8 * per_thread
+    assert value(registry, f"{DUR}_bucket", **dur_labels(le="+Inf")) == 8 * per_thread
+
+
+def test_unscraped_histogram_holds_a_bounded_backlog(registry: CollectorRegistry) -> None:
+    """Without any scrape, the observing thread folds the backlog itself: at most
+    ``_FOLD_AT`` durations wait, and the buckets already hold the rest."""
+    hooks = PrometheusHooks(registry)
+    call = make_call()
+    for _ in range(1000):
+        hooks.on_attempt_end(attempt(call))
+    (pending,) = hooks._m.duration_pending.values()
+    assert len(pending) < _metrics._FOLD_AT
+    child = next(iter(hooks._m.duration_children.values()))
+    assert child._buckets[0].get() == 1000 - len(pending)
+
+
+def test_app_registered_histogram_is_observed_at_once(registry: CollectorRegistry) -> None:
+    """A same-shaped histogram the app registered itself is shared and observed at once
+    (it has no fold at scrape time to rely on)."""
+    from prometheus_client import Histogram
+
+    mine = Histogram(
+        DUR, "app's own", ["method", "route", "status_code", "target_service"],
+        registry=registry, buckets=DEFAULT_BUCKETS,
+    )  # fmt: skip
+    hooks = PrometheusHooks(registry)
+    call = make_call()
+    run_call(hooks, call, attempt(call, duration=0.06))
+    child = mine.labels("GET", "/users/{id}", "200", "users")
+    assert child._sum.get() == pytest.approx(0.06)

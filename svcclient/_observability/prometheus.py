@@ -92,14 +92,16 @@ Exemplars are not supported by prometheus-client in this mode and are dropped.
 
 from __future__ import annotations
 
-import contextlib
+import bisect
 import functools
 import logging
+import operator
 import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections import Counter as _Tally
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .._exceptions import ConfigError
@@ -153,6 +155,9 @@ _M = TypeVar("_M", "Histogram", "Counter", "Gauge")
 _PREFIX_RE: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _NOT_SNAKE: Final = re.compile(r"[^a-z0-9]+")
 _TYPE_NAMES: Final = {"Histogram": "histogram", "Counter": "counter", "Gauge": "gauge"}
+# Observations a series holds unfolded before the observing thread folds them itself
+# (a scrape folds whatever is there): bounds the memory of a registry nobody scrapes.
+_FOLD_AT: Final = 128
 
 
 def metric_name(name: str, prefix: str) -> str:
@@ -188,6 +193,7 @@ def _collector(
     labelnames: Sequence[str],
     registry: CollectorRegistry,
     prefix: str,
+    kind_of: type[_M] | None = None,
     **kwargs: Any,
 ) -> _M:
     try:
@@ -198,10 +204,13 @@ def _collector(
     # Someone else (an older copy of this module, another library, the app) registered
     # the name. Reuse it when it is the same kind of metric with the same labels: that is
     # an app that declared the seed's metric itself. CollectorRegistry has no public lookup.
-    existing = _registered(registry, name, cls)
-    if isinstance(existing, cls) and tuple(existing._labelnames) == tuple(labelnames):
+    # ``kind_of``: the prometheus-client class that ``cls`` specialises (any instance of
+    # it will do).
+    base = kind_of or cls
+    existing = _registered(registry, name, base)
+    if isinstance(existing, base) and tuple(existing._labelnames) == tuple(labelnames):
         return existing
-    kind = _TYPE_NAMES.get(cls.__name__, cls.__name__)
+    kind = _TYPE_NAMES.get(base.__name__, base.__name__)
     theirs = _describe(existing) if existing is not None else "another metric"
     raise ConfigError(
         None,
@@ -236,7 +245,7 @@ class _Metrics:
     ) -> None:
         from prometheus_client import Counter, Gauge, Histogram
 
-        def mk(cls: type[_M], name: str, doc: str, labels: Sequence[str], **kw: Any) -> _M:
+        def mk(cls: type[Any], name: str, doc: str, labels: Sequence[str], **kw: Any) -> Any:
             return _collector(
                 cls,
                 metric_name(name, prefix),
@@ -250,11 +259,12 @@ class _Metrics:
         svc = ("target_service",)
         self.buckets = buckets
         self.lock = threading.Lock()
-        self.duration = mk(
-            Histogram,
+        self.duration: Histogram = mk(
+            _folded_histogram() if not _multiprocess() else Histogram,
             "http_request_duration_seconds",
             "Duration of outbound HTTP attempts; status_code 0 means no response.",
             ("method", "route", "status_code", "target_service"),
+            kind_of=Histogram,
             buckets=buckets,
         )
         self.network_errors = mk(
@@ -330,24 +340,37 @@ class _Metrics:
             svc,
             multiprocess_mode="livesum",
         )
-        # Label-children caches: the hot path is one dict lookup, then observe/inc.
+        # Label-children caches: the hot path is one dict lookup, then append/inc.
         self.duration_children: dict[tuple[str, str, int | None, str], Histogram] = {}
+        self.duration_pending: dict[tuple[str, str, int | None, str], list[float]] = {}
         self.error_children: dict[tuple[str, str], Counter] = {}
-        self.in_flight_children: dict[str, _InFlight] = {}
+        self.in_flight_children: dict[str, list[None]] = {}
         self.throttled_children: dict[str, Counter] = {}  # a local rejection stays cheap
         self.ejected_sets: dict[str, set[str]] = {}
         self.reasons: dict[str, str] = {}
 
     def duration_child(self, key: tuple[str, str, int | None, str]) -> Histogram:
-        method, route, status, service = key
-        child = self.duration.labels(
-            method if method in KNOWN_METHODS else "_OTHER",
-            route,
-            str(status) if status else "0",
-            service,
-        )
-        _remember(self.duration_children, key, child)
+        child = self.duration_children.get(key)
+        if child is None:
+            method, route, status, service = key
+            child = self.duration.labels(
+                method if method in KNOWN_METHODS else "_OTHER",
+                route,
+                str(status) if status else "0",
+                service,
+            )
+            _remember(self.duration_children, key, child)
         return child
+
+    def pending(self, key: tuple[str, str, int | None, str]) -> list[float]:
+        """Where the hot path appends the series' observations (see :func:`_folded_histogram`)."""
+        child = self.duration_child(key)
+        pending = getattr(child, "pending", None)
+        if not isinstance(pending, list):
+            # Multiprocess mode, or a histogram the app registered: observed at once.
+            pending = _Immediate(child.observe)
+        _remember(self.duration_pending, key, pending)
+        return pending
 
     def error_child(self, error_type: str, service: str) -> Counter:
         key = (error_type, service)
@@ -357,40 +380,119 @@ class _Metrics:
             _remember(self.error_children, key, child)
         return child
 
-    def in_flight_child(self, service: str) -> _InFlight:
-        child = self.in_flight_children.get(service)
-        if child is None:
-            child = _InFlight(self.in_flight.labels(service))
-            _remember(self.in_flight_children, service, child)
-        return child
+    def in_flight_child(self, service: str) -> list[None]:
+        """Calls in flight for one service, cheap to count on every request.
+
+        A Gauge's ``inc``/``dec`` take a lock each (about a fifth of the whole Prometheus
+        cost per request). In a single process the count is kept as the length of a list
+        -- ``append``/``pop`` are atomic (one C call on a list, under the GIL or, in a
+        free-threaded build, under the list's own lock) -- and read by the gauge at scrape
+        time. In multiprocess mode the value must live in the gauge's shared file, so the
+        list's ``append``/``pop`` are the gauge's ``inc``/``dec``.
+        """
+        calls = self.in_flight_children.get(service)
+        if calls is None:
+            gauge = self.in_flight.labels(service)
+            if _multiprocess():
+                calls = _GaugeCalls(gauge)
+            else:
+                calls = []
+                gauge.set_function(calls.__len__)
+            _remember(self.in_flight_children, service, calls)
+        return calls
 
 
-class _InFlight:
-    """Calls in flight for one service, cheap to count on every request.
+def _multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
-    A Gauge's ``inc``/``dec`` take a lock each (about a fifth of the whole Prometheus cost
-    per request). In a single process the count is kept as the length of a list —
-    ``append``/``pop`` are atomic under the GIL — and read by the gauge at scrape time. In
-    multiprocess mode the value must live in the gauge's shared file, so it is inc/dec.
-    """
 
-    __slots__ = ("enter", "leave")
+class _Immediate(list[float]):
+    """A pending list that observes each value at once (nothing is ever held)."""
+
+    __slots__ = ("_observe",)
+
+    def __init__(self, observe: Any) -> None:
+        super().__init__()
+        self._observe = observe
+
+    def append(self, value: float) -> None:
+        self._observe(value)
+
+
+class _GaugeCalls(list[None]):
+    """Multiprocess in-flight count: ``append``/``pop`` are the gauge's ``inc``/``dec``."""
+
+    __slots__ = ("_gauge",)
 
     def __init__(self, gauge: Gauge) -> None:
-        self.enter: Callable[[], object]
-        self.leave: Callable[[], object]
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            self.enter, self.leave = gauge.inc, gauge.dec
-            return
-        calls: list[None] = []
-        gauge.set_function(calls.__len__)
-        self.enter = functools.partial(calls.append, None)
-        self.leave = functools.partial(_pop, calls)
+        super().__init__()
+        self._gauge = gauge
+
+    def append(self, value: None) -> None:
+        self._gauge.inc()
+
+    def pop(self, index: Any = -1) -> None:
+        self._gauge.dec()
 
 
-def _pop(calls: list[None]) -> None:
-    with contextlib.suppress(IndexError):  # an end without a start: never below zero
-        calls.pop()
+@functools.cache
+def _folded_histogram() -> type[Histogram]:
+    """prometheus-client's Histogram, observed lock-free and folded at scrape time.
+
+    ``Histogram.observe`` takes two locks and scans the buckets (about 8 k instructions,
+    most of the Prometheus cost per request). Each series of this subclass has a list,
+    ``pending``, that the hot path appends the duration to: ``list.append`` is one C call
+    that no other thread can interleave with (under the GIL; in a free-threaded build the
+    list's own lock makes it atomic), so observing takes no lock and loses nothing.
+
+    :meth:`fold` moves the pending values into the series' buckets and sum: whenever a
+    scrape reads the series (``collect``, ``get_sample_value``: both go through
+    ``_child_samples``), and by the observing thread once ``_FOLD_AT`` are pending, which
+    bounds memory when nobody scrapes. Folding takes the series' fold lock, copies the
+    first ``n`` values and deletes exactly those: values appended meanwhile go to the
+    end and wait for the next fold. Each value lands in the bucket ``observe`` would have
+    chosen (the first bound >= the value, as ``bisect_left`` finds it) and the sum adds
+    them in arrival order, so the exposition is what ``observe`` would have produced. An
+    observation with an exemplar goes through ``observe`` under the same lock, after the
+    values pending before it.
+    """
+    from prometheus_client import Histogram
+
+    class FoldedHistogram(Histogram):
+        def _metric_init(self) -> None:
+            super()._metric_init()
+            self.pending: list[float] = []
+            self._fold_lock = threading.Lock()
+            self._bounds = tuple(self._upper_bounds)
+
+        def fold(self) -> None:
+            with self._fold_lock:
+                self._fold()
+
+        def _fold(self) -> None:
+            pending = self.pending
+            n = len(pending)
+            if not n:
+                return
+            batch = pending[:n]
+            del pending[:n]
+            buckets = self._buckets
+            where = functools.partial(bisect.bisect_left, self._bounds)
+            for index, count in _Tally(map(where, batch)).items():
+                buckets[index].inc(count)
+            total = self._sum
+            total.set(functools.reduce(operator.add, batch, total.get()))
+
+        def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+            with self._fold_lock:
+                self._fold()
+                super().observe(amount, exemplar)
+
+        def _child_samples(self) -> Any:
+            self.fold()
+            return super()._child_samples()
+
+    return FoldedHistogram
 
 
 _K = TypeVar("_K", bound=Hashable)
@@ -460,7 +562,7 @@ class PrometheusHooks(Hooks):
         hooks = PrometheusHooks(registry=registry, metric_prefix="svcclient")
     """
 
-    __slots__ = ("_duration", "_m")
+    __slots__ = ("_duration", "_in_flight", "_m")
 
     def __init__(
         self,
@@ -485,32 +587,35 @@ class PrometheusHooks(Hooks):
 
             registry = REGISTRY
         self._m = _metrics_for(registry, metric_prefix, b, strict)
-        self._duration = self._m.duration_children
+        self._duration = self._m.duration_pending
+        self._in_flight = self._m.in_flight_children
 
     # -- per call / per attempt (hot path) --------------------------------------------
 
     def on_request_start(self, call: CallInfo) -> None:
         """Count the call as in flight."""
-        child = self._m.in_flight_children.get(call.service)
-        if child is None:
-            child = self._m.in_flight_child(call.service)
-        child.enter()
+        calls = self._in_flight.get(call.service)
+        if calls is None:
+            calls = self._m.in_flight_child(call.service)
+        calls.append(None)
 
     def on_attempt_end(self, attempt: AttemptInfo) -> None:
         """Observe the attempt's duration; count it in ``network_errors_total`` if it failed."""
         call = attempt.call
         key = (call.method, call.route, attempt.status_code, call.service)
-        child = self._duration.get(key)
-        if child is None:
-            child = self._m.duration_child(key)
         state = call.state
         trace_id = state.get(TRACE_ID_STATE_KEY) if state else None
         if trace_id is None and not _context_is_empty():
             trace_id = _current_trace_id()
         if trace_id is None:
-            child.observe(attempt.duration)
+            pending = self._duration.get(key)
+            if pending is None:
+                pending = self._m.pending(key)
+            pending.append(attempt.duration)
+            if len(pending) >= _FOLD_AT:
+                self._m.duration_child(key).fold()  # type: ignore[attr-defined]
         else:
-            child.observe(attempt.duration, exemplar={"trace_id": trace_id})
+            self._m.duration_child(key).observe(attempt.duration, exemplar={"trace_id": trace_id})
         error_type = attempt.error_type
         if error_type is not None:
             self._m.error_child(error_type, call.service).inc()
@@ -519,10 +624,14 @@ class PrometheusHooks(Hooks):
     def on_request_end(self, call: CallInfo) -> None:
         """Leave in flight; count a call-level error no attempt accounted for."""
         m = self._m
-        child = m.in_flight_children.get(call.service)
-        if child is None:
-            child = m.in_flight_child(call.service)
-        child.leave()
+        calls = self._in_flight.get(call.service)
+        if calls is None:
+            calls = m.in_flight_child(call.service)
+        # contextlib.suppress would cost a context manager on every request.
+        try:  # noqa: SIM105
+            calls.pop()
+        except IndexError:  # an end without a start: never below zero
+            pass
         error_type = call.error_type
         # Attempt errors were counted in on_attempt_end; only an error that did not come
         # from the last attempt (DNS found nothing, a deadline spent while backing off) is
