@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
     from .service_state import ServiceRuntime
 
-__all__ = ["Attempt", "Call", "Passthrough", "buffered", "retargeted"]
+__all__ = ["Attempt", "Call", "Passthrough", "retargeted"]
 
 log = logging.getLogger("svcclient")
 
@@ -553,17 +553,6 @@ def retargeted(request: httpx.Request, endpoint: Endpoint, origin: Endpoint) -> 
         headers=request.headers,
         stream=request.stream,
         extensions=extensions,
-    )
-
-
-def buffered(response: httpx.Response, raw: bytes, request: httpx.Request) -> httpx.Response:
-    """A copy of ``response`` whose raw (still encoded) body is already in memory."""
-    return httpx.Response(
-        response.status_code,
-        headers=response.headers,
-        stream=httpx.ByteStream(raw),
-        extensions=response.extensions,
-        request=request,
     )
 
 

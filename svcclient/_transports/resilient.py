@@ -27,7 +27,7 @@ from .._endpoint import Endpoint
 from .._exceptions import BulkheadFullError
 from .._observability.hooks import Hooks, enter_attempt, leave_attempt
 from .._pipeline import testmode as _testmode
-from .._pipeline.call import Attempt, Call, Passthrough, buffered
+from .._pipeline.call import Attempt, Call, Passthrough
 from .._policies.bulkhead import Bulkhead
 from .base import DriverBase
 from .bodies import BoundedBody
@@ -272,16 +272,23 @@ def _read_body(
 ) -> httpx.Response:
     """Read the body inside the attempt, so a reset mid-body is retried like any error.
 
+    Read in place: the raw (still encoded) bytes replace the response's stream, and the
+    same response goes back, neither read nor closed as far as httpx can tell. The
+    client then decodes it and closes it as it would any response, which also sets
+    ``response.elapsed``; no second Response is built.
+
     ``attempt``: stop between chunks once it has no time left (a caller's transport,
     whose socket reads svcclient cannot cap: a body dribbling in under every read
     timeout would otherwise be read for ever). The overrun is then at most one read.
     """
+    stream = response.stream
+    assert isinstance(stream, httpx.SyncByteStream)
     try:
         if attempt is None:
-            raw = b"".join(response.iter_raw())
+            raw = b"".join(stream)
         else:
             parts = []
-            for part in response.iter_raw():
+            for part in stream:
                 if attempt.remaining() <= 0:
                     raise httpx.ReadTimeout(
                         "svcclient: attempt out of time mid-body", request=request
@@ -289,5 +296,6 @@ def _read_body(
                 parts.append(part)
             raw = b"".join(parts)
     finally:
-        response.close()
-    return buffered(response, raw, request)
+        stream.close()  # the connection goes back to the pool
+    response.stream = httpx.ByteStream(raw)
+    return response

@@ -21,7 +21,7 @@ from .._endpoint import Endpoint
 from .._exceptions import BulkheadFullError
 from .._observability.hooks import Hooks, enter_attempt, leave_attempt
 from .._pipeline import testmode as _testmode
-from .._pipeline.call import Attempt, Call, Passthrough, buffered
+from .._pipeline.call import Attempt, Call, Passthrough
 from .._pipeline.hedging import Race
 from .._policies.bulkhead import AsyncBulkhead
 from .base import DriverBase
@@ -266,7 +266,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
 
     async def _probe(self, endpoint: Endpoint, request: httpx.Request) -> httpx.Response:
         transport, request = self._target(endpoint, request)
-        return await _read_body(await transport.handle_async_request(request), request)
+        return await _read_body(await transport.handle_async_request(request))
 
     def _new_pool(self, endpoint: Endpoint) -> httpx.AsyncBaseTransport:
         if self.config.wire == "aiohttp":
@@ -367,7 +367,7 @@ async def _exchange(
     response = await transport.handle_async_request(request)
     if _unread(response):
         if call.buffer:
-            return await _read_body(response, call.request)
+            return await _read_body(response)
         # ``theirs``: a caller's transport, whose body a timer holds to the deadline.
         response.stream = AsyncBoundedBody(response.stream, call, theirs)
     return response
@@ -424,10 +424,13 @@ def _unread(response: httpx.Response) -> bool:
     return not isinstance(response.stream, httpx.ByteStream) and response.status_code != 101
 
 
-async def _read_body(response: httpx.Response, request: httpx.Request) -> httpx.Response:
-    """Read the body inside the attempt, so a reset mid-body is retried like any error."""
+async def _read_body(response: httpx.Response) -> httpx.Response:
+    """Read the body inside the attempt, in place (see the sync driver's twin)."""
+    stream = response.stream
+    assert isinstance(stream, httpx.AsyncByteStream)
     try:
-        raw = b"".join([part async for part in response.aiter_raw()])
+        raw = b"".join([part async for part in stream])
     finally:
-        await response.aclose()
-    return buffered(response, raw, request)
+        await stream.aclose()  # the connection goes back to the pool
+    response.stream = httpx.ByteStream(raw)
+    return response
