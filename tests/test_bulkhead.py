@@ -92,6 +92,22 @@ def test_sync_uncontended_and_context_manager() -> None:
     assert "users" in repr(bh)
 
 
+def test_try_acquire_takes_only_a_free_unqueued_slot() -> None:
+    """The fast path takes a free slot, says False when full or when a waiter is queued
+    (no barging), and release hands the slot to that waiter, sync and async alike."""
+    policy = BulkheadPolicy(max_concurrent=1, max_waiting=1, wait_timeout=5.0)
+    for bh in (Bulkhead(policy), AsyncBulkhead(policy)):
+        assert bh.try_acquire() and bh.in_flight == 1
+        assert not bh.try_acquire() and bh.in_flight == 1
+        bh._core.waiters.append(object())  # type: ignore[arg-type]  # a queued waiter
+        bh._core.in_flight = 0  # a slot frees up, but the waiter is first in line
+        assert not bh.try_acquire()
+        bh._core.waiters.clear()
+        assert bh.try_acquire()
+        bh.release()
+        assert bh.in_flight == 0
+
+
 def test_sync_release_without_acquire_raises() -> None:
     """An unmatched release is a bug and is reported."""
     with pytest.raises(RuntimeError):

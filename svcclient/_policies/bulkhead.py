@@ -150,6 +150,24 @@ class Bulkhead:
         """Calls queued for a slot now."""
         return len(self._core.waiters)
 
+    def try_acquire(self) -> bool:
+        """Take a free slot if there is one and nobody is queued; never waits.
+
+        The uncontended fast path (what nearly every call takes): the lock is taken and
+        given back by direct calls, not ``with`` (half the instructions), and the
+        core's check is inlined. ``acquire()`` is for when this says False.
+        """
+        core = self._core
+        lock = self._lock
+        lock.acquire()
+        try:
+            if core.in_flight < core.max_concurrent and not core.waiters:
+                core.in_flight += 1
+                return True
+            return False
+        finally:
+            lock.release()
+
     def acquire(self, timeout: float | None = None) -> None:
         """Take a slot, waiting up to ``wait_timeout`` if the queue has room.
 
@@ -187,10 +205,18 @@ class Bulkhead:
 
     def release(self) -> None:
         """Give the slot back (to the oldest waiter if any)."""
-        with self._lock:
-            token = self._core.release()
+        core = self._core
+        lock = self._lock
+        lock.acquire()
+        try:
+            if not core.waiters and core.in_flight > 0:  # the common case, inlined
+                core.in_flight -= 1
+                return
+            token = core.release()
             if token is not None:
                 token.release()
+        finally:
+            lock.release()
 
     def __enter__(self) -> Bulkhead:
         # The uncontended path inlined (one call fewer on every request); acquire() repeats
@@ -263,6 +289,11 @@ class AsyncBulkhead:
     def waiting(self) -> int:
         """Tasks queued for a slot now."""
         return len(self._core.waiters)
+
+    def try_acquire(self) -> bool:
+        """Take a free slot if there is one and nobody is queued; never waits (no
+        coroutine to create and await on the uncontended path)."""
+        return self._core.try_acquire()
 
     async def acquire(self, timeout: float | None = None) -> None:
         """Take a slot, waiting up to ``wait_timeout`` if the queue has room.
