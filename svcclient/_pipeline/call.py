@@ -66,31 +66,25 @@ __all__ = ["Attempt", "Call", "Passthrough", "retargeted"]
 log = logging.getLogger("svcclient")
 
 _wall = time.time
+_new = object.__new__
 _TIMEOUT_ERRORS = ("read_timeout", "connect_timeout")
 
 
-class Attempt:
+class Attempt(AttemptInfo):
     """One attempt in flight: where it went, when it started, when it must be done.
 
-    ``at`` (on the call's clock) is the earlier of the per-attempt timeout and the
-    deadline; :meth:`remaining` is what the transports cap every socket operation with.
+    It is also what the observers get (an :class:`AttemptInfo`): one object per attempt,
+    not two. ``call`` is None when the transport has no observers (then no hook ever
+    sees it). ``at`` (on the call's clock) is the earlier of the per-attempt timeout and
+    the deadline; :meth:`remaining` is what the transports cap every socket operation
+    with.
     """
 
-    __slots__ = ("at", "clock", "endpoint", "info", "started")
+    __slots__ = ("at", "clock")
 
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        info: AttemptInfo | None,
-        started: float,
-        at: float,
-        clock: Callable[[], float],
-    ) -> None:
-        self.endpoint = endpoint
-        self.info = info
-        self.started = started
-        self.at = at
-        self.clock = clock
+    endpoint: Endpoint  # never None here (only a passthrough's attempt has none)
+    at: float
+    clock: Callable[[], float]
 
     def remaining(self) -> float:
         """Seconds this attempt may still take."""
@@ -130,7 +124,7 @@ class Call:
         clock = self.clock = rt.clock
         # When the request arrived: DNS and the bulkhead wait count against the deadline.
         self.started = now = clock()
-        deadline = Deadline(rt.config.deadline, clock=clock, start=now)
+        deadline = Deadline.started(rt.config.deadline, clock, now)
         if incoming is not None:
             deadline = _tighter(deadline, incoming, clock)
         self.deadline = deadline
@@ -163,9 +157,18 @@ class Call:
             rt.hedge_budget.record_request()
         if rt.hooks:
             request = self.request
-            route = rt.routes.route(request.url.path, self.route)
-            self.info = CallInfo(rt.name, request.method, route, request, self.started)
-            fire(rt.emit.on_request_start, self.info)
+            info = self.info = _new(CallInfo)  # field by field, as in begin_attempt
+            info.service = rt.name
+            info.method = request.method
+            info.route = rt.routes.route(request.url.path, self.route)
+            info.request = request
+            info.started = self.started
+            info.attempts = 0
+            info.status_code = None
+            info.error_type = None
+            info.duration = 0.0
+            info.state = {}
+            fire(rt.emit.on_request_start, info)
 
     # -- attempt lifecycle ----------------------------------------------------------
 
@@ -205,13 +208,25 @@ class Call:
         if header:
             request.headers[header] = self.deadline.to_header()
         now = self.clock()
-        info = None
-        if self.info is not None:
-            info = AttemptInfo(self.info, self.number, endpoint, request, now)
-        attempt = Attempt(endpoint, info, now, now + cap, self.clock)
+        info = self.info
+        # Built field by field: no keyword-free dataclass __init__ to go through, and
+        # every slot is set here (AttemptInfo's defaults).
+        attempt = _new(Attempt)
+        attempt.call = info  # type: ignore[assignment]  # None only when nobody observes
+        attempt.number = self.number
+        attempt.endpoint = endpoint
+        attempt.request = request
+        attempt.started = now
+        attempt.status_code = None
+        attempt.error_type = None
+        attempt.duration = 0.0
+        attempt.state = None
+        attempt.enter = None
+        attempt.at = now + cap
+        attempt.clock = self.clock
         self.pending.append(attempt)  # before any observer runs: cancel() must see it
         if info is not None:
-            fire(rt.emit.on_attempt_start, info)
+            fire(rt.emit.on_attempt_start, attempt)
         return attempt
 
     def attempt_done(self, attempt: Attempt, response: httpx.Response) -> float | None:
@@ -235,11 +250,10 @@ class Call:
             rt.throttle.record_status(status)
         if rt.limiter is not None:
             rt.limiter.record_status(duration, status)
-        info = attempt.info
-        if info is not None:
-            info.status_code = status
-            info.duration = duration
-            fire(rt.emit.on_attempt_end, info)
+        attempt.status_code = status
+        attempt.duration = duration
+        if attempt.call is not None:
+            fire(rt.emit.on_attempt_end, attempt)
         if rt.latencies is not None and not failed:
             rt.latencies.add(duration)
         if failed:
@@ -269,11 +283,10 @@ class Call:
             rt.throttle.record(False)
         if rt.limiter is not None:
             rt.limiter.record_error(duration, error_type)
-        info = attempt.info
-        if info is not None:
-            info.error_type = error_type
-            info.duration = duration
-            fire(rt.emit.on_attempt_end, info)
+        attempt.error_type = error_type
+        attempt.duration = duration
+        if attempt.call is not None:
+            fire(rt.emit.on_attempt_end, attempt)
         self._remember(attempt.endpoint, error_type, duration)
         return error_type
 
@@ -284,10 +297,9 @@ class Call:
         duration = self.clock() - attempt.started
         # Neither success nor failure: a hedge loser must not reset a dead pod's streak.
         self.rt.balancer.on_abandon(attempt.endpoint, duration)
-        info = attempt.info
-        if info is not None:
-            info.duration = duration
-            fire(self.rt.emit.on_attempt_end, info)
+        attempt.duration = duration
+        if attempt.call is not None:
+            fire(self.rt.emit.on_attempt_end, attempt)
 
     def cancel(self, exc: BaseException | None = None) -> None:
         """The call ended without a verdict (cancelled, interrupted, a bug): give the

@@ -26,6 +26,7 @@ DEFAULT_DEADLINE_HEADER: Final = "X-Deadline-Ms"
 
 # An incoming header longer than this (about 31 years in ms) is not a deadline we honour.
 _MAX_HEADER_DIGITS: Final = 12
+_new = object.__new__
 
 
 class Deadline:
@@ -60,6 +61,17 @@ class Deadline:
         self.timeout = timeout
         self._clock = clock
         self.at = (clock() if start is None else start) + timeout
+
+    @classmethod
+    def started(cls, timeout: float, clock: Callable[[], float], start: float) -> Deadline:
+        """``Deadline(timeout, clock=clock, start=start)`` for a ``timeout`` already
+        validated (a service's configured deadline): built without the keyword call and
+        the check, about half the instructions. Made once per request."""
+        deadline = _new(cls)
+        deadline.timeout = timeout
+        deadline._clock = clock
+        deadline.at = start + timeout
+        return deadline
 
     def remaining(self) -> float:
         """Seconds left before the deadline; negative once it has passed."""

@@ -105,7 +105,7 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
             if refused is not None:
                 return refused
         bulkhead = self._bulkhead
-        if bulkhead is not None:
+        if bulkhead is not None and not bulkhead.try_acquire():
             try:
                 bulkhead.acquire(call.deadline.remaining())
             except BulkheadFullError as exc:
@@ -147,8 +147,7 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
     def _send(self, attempt: Attempt, call: Call) -> httpx.Response:
         transport, request = self._target(attempt.endpoint, call.request)
         # Observers' attempt context (the attempt's span current) around the send.
-        info = attempt.info
-        undo = enter_attempt(info) if info is not None and info.enter else None
+        undo = enter_attempt(attempt) if attempt.enter is not None else None
         token = BOUND.set(attempt)  # every socket operation of this attempt is capped
         try:
             response = transport.handle_request(request)

@@ -104,7 +104,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             if refused is not None:
                 return refused
         bulkhead = self._bulkhead
-        if bulkhead is not None:
+        if bulkhead is not None and not bulkhead.try_acquire():
             try:
                 await bulkhead.acquire(call.deadline.remaining())
             except BulkheadFullError as exc:
@@ -220,8 +220,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         transport, request = self._target(attempt.endpoint, body)
         # Observers' attempt context (the attempt's span current) around the send, in the
         # task that sends (a hedge races in a task of its own).
-        info = attempt.info
-        undo = enter_attempt(info) if info is not None and info.enter else None
+        undo = enter_attempt(attempt) if attempt.enter is not None else None
         try:
             if not self._timed:
                 token = BOUND.set(attempt)  # svcclient's pools cap every socket operation

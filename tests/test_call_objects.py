@@ -1,0 +1,57 @@
+"""The per-request objects the Call builds field by field (no dataclass __init__) are
+complete: every field of CallInfo and AttemptInfo is set, with the dataclass defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import httpx
+
+from svcclient import ServiceClient
+from svcclient._observability.hooks import AttemptInfo, CallInfo, Hooks
+from svcclient._pipeline.call import Attempt
+
+
+class _Snapshot(Hooks):
+    """Every field's value as the observer first sees it (AttributeError if unset)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[object, dict[str, Any]]] = []
+
+    def _keep(self, info: CallInfo | AttemptInfo) -> None:
+        values = {f.name: getattr(info, f.name) for f in dataclasses.fields(info)}
+        self.seen.append((info, values))
+
+    def on_request_start(self, call: CallInfo) -> None:
+        self._keep(call)
+
+    def on_attempt_start(self, attempt: AttemptInfo) -> None:
+        self._keep(attempt)
+
+
+def _defaults(cls: type) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def test_call_and_attempt_info_have_every_field_at_its_default() -> None:
+    """At start, CallInfo and the Attempt (an AttemptInfo) hold every dataclass field,
+    the defaulted ones at their defaults; the attempt knows its call and endpoint."""
+    snap = _Snapshot()
+    transport = httpx.MockTransport(lambda request: httpx.Response(200))
+    with ServiceClient("objects", url="http://objects:80", transport=transport, hooks=[snap]) as c:
+        c.get("/x")
+    (call, call_values), (attempt, attempt_values) = snap.seen
+    assert isinstance(call, CallInfo) and isinstance(attempt, Attempt)
+    for values, cls in ((call_values, CallInfo), (attempt_values, AttemptInfo)):
+        defaults = _defaults(cls)
+        assert defaults and {k: values[k] for k in defaults} == defaults
+    assert (call_values["service"], call_values["method"]) == ("objects", "GET")
+    assert attempt_values["call"] is call and attempt_values["number"] == 0
+    assert attempt.endpoint is not None and attempt.endpoint.port == 80
