@@ -305,11 +305,12 @@ class LoadBalancer:
         if st is not None:
             st.inflight.append(None)
 
-    def on_end(self, ep: Endpoint, latency: float, failure: bool) -> None:
+    def on_end(self, ep: Endpoint, latency: float, failure: bool, now: float | None = None) -> None:
         """An attempt to ``ep`` ended after ``latency`` seconds.
 
         ``failure`` is the pipeline's verdict for outlier detection (connect error or
-        5xx). Safe to call for endpoints already removed from the set.
+        5xx). ``now``: the balancer's clock at the end, when the caller just read it.
+        Safe to call for endpoints already removed from the set.
         """
         st = self._stats.get(ep.key)
         if st is None:
@@ -319,7 +320,8 @@ class LoadBalancer:
             st.inflight.pop()
         except IndexError:  # more ends than starts: a caller bug, not worth a crash
             pass
-        now = self._clock()
+        if now is None:
+            now = self._clock()
         # Unlocked: two racing samples may lose one; the figure stays a valid average.
         st.observe(latency, now, self._decay, failure)
         health = st.health

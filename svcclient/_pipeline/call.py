@@ -101,6 +101,7 @@ class Call:
         "caller_timeouts",
         "clock",
         "deadline",
+        "ended",
         "history",
         "info",
         "last_endpoint",
@@ -112,6 +113,7 @@ class Call:
         "requeues",
         "route",
         "rt",
+        "same_clock",
         "started",
     )
 
@@ -125,9 +127,13 @@ class Call:
         # When the request arrived: DNS and the bulkhead wait count against the deadline.
         self.started = now = clock()
         deadline = Deadline.started(rt.config.deadline, clock, now)
+        # True unless the caller passed a Deadline object (on a clock of its own): then
+        # the time left is the deadline's to say, not ``at`` minus our clock's reading.
+        self.same_clock = not isinstance(incoming, Deadline)
         if incoming is not None:
             deadline = _tighter(deadline, incoming, clock)
         self.deadline = deadline
+        self.ended: float | None = None  # the clock when the last attempt ended
         self.number = 0
         self.requeues = 0  # connect failures sent elsewhere without using an attempt
         self.admitted = False
@@ -168,14 +174,19 @@ class Call:
             info.error_type = None
             info.duration = 0.0
             info.state = {}
-            fire(rt.emit.on_request_start, info)
+            dispatch = rt.emit.request_start
+            if dispatch is not None:
+                dispatch(info)
 
     # -- attempt lifecycle ----------------------------------------------------------
 
     def begin_attempt(self) -> Attempt:
         """Admit and route the next attempt; raise when the call cannot go on."""
         rt = self.rt
-        remaining = self.deadline.remaining()
+        # One clock reading for the deadline check and the attempt's start.
+        now = self.clock()
+        deadline = self.deadline
+        remaining = deadline.at - now if self.same_clock else deadline.remaining()
         if remaining <= 0:
             raise self._deadline_error()
         breaker = rt.breaker
@@ -207,7 +218,6 @@ class Call:
         header = rt.config.deadline_header
         if header:
             request.headers[header] = self.deadline.to_header()
-        now = self.clock()
         info = self.info
         # Built field by field: no keyword-free dataclass __init__ to go through, and
         # every slot is set here (AttemptInfo's defaults).
@@ -226,7 +236,9 @@ class Call:
         attempt.clock = self.clock
         self.pending.append(attempt)  # before any observer runs: cancel() must see it
         if info is not None:
-            fire(rt.emit.on_attempt_start, attempt)
+            dispatch = rt.emit.attempt_start
+            if dispatch is not None:
+                dispatch(attempt)
         return attempt
 
     def attempt_done(self, attempt: Attempt, response: httpx.Response) -> float | None:
@@ -242,18 +254,20 @@ class Call:
         """Book a response on the balancer and observers; True when it is a failure."""
         rt = self.rt
         self._close(attempt)
-        duration = self.clock() - attempt.started
+        now = self.ended = self.clock()  # finish() reuses it for the call's duration
+        duration = now - attempt.started
         status = response.status_code
         failed = rt.failure_status(status)
-        rt.balancer.on_end(attempt.endpoint, duration, status >= 500)
+        rt.balancer.on_end(attempt.endpoint, duration, status >= 500, now)
         if rt.throttle is not None:
             rt.throttle.record_status(status)
         if rt.limiter is not None:
             rt.limiter.record_status(duration, status)
         attempt.status_code = status
         attempt.duration = duration
-        if attempt.call is not None:
-            fire(rt.emit.on_attempt_end, attempt)
+        dispatch = rt.emit.attempt_end
+        if dispatch is not None and attempt.call is not None:
+            dispatch(attempt)
         if rt.latencies is not None and not failed:
             rt.latencies.add(duration)
         if failed:
@@ -276,17 +290,19 @@ class Call:
         """Book a transport error on the balancer, breaker and observers; no retry decision."""
         rt = self.rt
         self._close(attempt)
-        duration = self.clock() - attempt.started
+        now = self.clock()
+        duration = now - attempt.started
         error_type = classify_error(exc)
-        rt.balancer.on_end(attempt.endpoint, duration, True)
+        rt.balancer.on_end(attempt.endpoint, duration, True, now)
         if rt.throttle is not None:
             rt.throttle.record(False)
         if rt.limiter is not None:
             rt.limiter.record_error(duration, error_type)
         attempt.error_type = error_type
         attempt.duration = duration
-        if attempt.call is not None:
-            fire(rt.emit.on_attempt_end, attempt)
+        dispatch = rt.emit.attempt_end
+        if dispatch is not None and attempt.call is not None:
+            dispatch(attempt)
         self._remember(attempt.endpoint, error_type, duration)
         return error_type
 
@@ -298,8 +314,9 @@ class Call:
         # Neither success nor failure: a hedge loser must not reset a dead pod's streak.
         self.rt.balancer.on_abandon(attempt.endpoint, duration)
         attempt.duration = duration
-        if attempt.call is not None:
-            fire(self.rt.emit.on_attempt_end, attempt)
+        dispatch = self.rt.emit.attempt_end
+        if dispatch is not None and attempt.call is not None:
+            dispatch(attempt)
 
     def cancel(self, exc: BaseException | None = None) -> None:
         """The call ended without a verdict (cancelled, interrupted, a bug): give the
@@ -362,12 +379,14 @@ class Call:
                 response=response,
             )
             return self.fail(cause)
+        # The response's attempt just ended: its clock reading is the call's end too.
+        now = self.ended
         if self.admitted:
-            self._settle(rt.failure_status(response.status_code))
+            self._settle(rt.failure_status(response.status_code), now)
         info = self.info
         if info is not None:
             info.status_code = response.status_code
-            self._end(info)
+            self._end(info, now)
         return response
 
     def fail(self, exc: BaseException) -> httpx.Response:
@@ -414,12 +433,12 @@ class Call:
             return False
         return True
 
-    def _settle(self, failed: bool) -> None:
+    def _settle(self, failed: bool, now: float | None = None) -> None:
         breaker = self.rt.breaker
         self.admitted = False
         if breaker is None:
             return
-        duration = self.clock() - self.started
+        duration = (self.clock() if now is None else now) - self.started
         if failed:
             breaker.record_failure(duration)
         else:
@@ -490,11 +509,13 @@ class Call:
             self.rt.name, self.deadline.timeout, self.history or (), request=self.request
         )
 
-    def _end(self, info: CallInfo) -> None:
+    def _end(self, info: CallInfo, now: float | None = None) -> None:
         self.info = None  # ended once, whichever way the call leaves
         info.attempts = self.number + 1
-        info.duration = self.clock() - info.started
-        fire(self.rt.emit.on_request_end, info)
+        info.duration = (self.clock() if now is None else now) - info.started
+        dispatch = self.rt.emit.request_end
+        if dispatch is not None:
+            dispatch(info)
 
 
 class Passthrough:
