@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 import httpx
+import pytest
 
 from svcclient import ServiceClient
 from svcclient._observability.hooks import AttemptInfo, CallInfo, Hooks
@@ -55,3 +56,55 @@ def test_call_and_attempt_info_have_every_field_at_its_default() -> None:
     assert (call_values["service"], call_values["method"]) == ("objects", "GET")
     assert attempt_values["call"] is call and attempt_values["number"] == 0
     assert attempt.endpoint is not None and attempt.endpoint.port == 80
+
+
+class _Raising(Hooks):
+    def on_request_start(self, call: CallInfo) -> None:
+        raise RuntimeError("observer bug")
+
+    def on_attempt_end(self, attempt: AttemptInfo) -> None:
+        raise RuntimeError("observer bug")
+
+
+class _Counting(Hooks):
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def on_request_start(self, call: CallInfo) -> None:
+        self.events.append("request_start")
+
+    def on_attempt_end(self, attempt: AttemptInfo) -> None:
+        self.events.append("attempt_end")
+
+    def on_request_end(self, call: CallInfo) -> None:
+        self.events.append("request_end")
+
+
+def test_compiled_dispatch_logs_a_raising_observer_and_runs_the_next(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A raising observer (first of two, or one of three) is logged and skipped; the
+    others still see every event and the call succeeds."""
+    for extra in ((), (_Counting(),)):
+        counting = _Counting()
+        hooks = [_Raising(), counting, *extra]
+        transport = httpx.MockTransport(lambda request: httpx.Response(200))
+        with ServiceClient("raising", url="http://r:80", transport=transport, hooks=hooks) as c:
+            assert c.get("/x").status_code == 200
+        assert counting.events == ["request_start", "attempt_end", "request_end"]
+        assert caplog.text.count("svcclient hook") >= 2
+        caplog.clear()
+
+
+def test_compile_dispatch_shapes() -> None:
+    """No methods: None; one, two and more are each called once, in order."""
+    from svcclient._observability.hooks import compile_dispatch
+
+    assert compile_dispatch(()) is None
+    for n in (1, 2, 3):
+        seen: list[tuple[int, object]] = []
+        methods = tuple(lambda arg, i=i: seen.append((i, arg)) for i in range(n))
+        dispatch = compile_dispatch(methods)
+        assert dispatch is not None
+        dispatch("x")
+        assert seen == [(i, "x") for i in range(n)]
