@@ -380,6 +380,14 @@ class _Metrics:
             _remember(self.error_children, key, child)
         return child
 
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (see :mod:`svcclient._transports.forksafe`): the parent's
+        calls in flight never end here, so the child's gauge counts from zero. (In
+        multiprocess mode each process has its own file already.)"""
+        for calls in self.in_flight_children.values():
+            if type(calls) is list:
+                calls.clear()
+
     def in_flight_child(self, service: str) -> list[None]:
         """Calls in flight for one service, cheap to count on every request.
 

@@ -196,6 +196,42 @@ def test_locks_and_slots_held_by_a_parent_thread_do_not_block_the_child(
         assert echo_ids(client, "parent", 3) == {"crossed": 0, "errors": 0}
 
 
+def test_the_childs_in_flight_gauge_does_not_count_the_parents_calls(
+    echo: FaultServer,
+) -> None:
+    """A parent thread is mid-request at the fork: the parent's gauge shows it, the
+    child's shows 0 (that call never ends in the child), before and after a request."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    labels = {"target_service": "echo"}
+
+    def in_flight() -> float | None:
+        return registry.get_sample_value("svcclient_requests_in_flight", labels)
+
+    echo.set_fault(Fault.stall_before_headers(1.0))
+    with ServiceClient("echo", url=echo.url, registry=registry, deadline=10.0) as client:
+        thread = threading.Thread(target=client.get, args=("/slow",))
+        thread.start()
+        give_up = time.monotonic() + 10
+        while in_flight() != 1.0 and time.monotonic() < give_up:
+            time.sleep(0.005)
+        try:
+            assert in_flight() == 1.0
+            echo.set_fault(Fault.ok())
+
+            def child() -> Result:
+                before = in_flight()
+                echo_ids(client, "child", 1)
+                return {"before": before, "after": in_flight()}
+
+            pid, fd = fork_child(child)
+            got = reap_child(pid, fd, time.monotonic() + CHILD_LIMIT)
+        finally:
+            thread.join(15)
+    assert got == {"before": 0.0, "after": 0.0}
+
+
 def test_health_checks_run_in_the_child(echo: FaultServer) -> None:
     """The parent's health-check thread is not copied by fork: the child restarts it."""
     outlier = OutlierPolicy(health_check_path="/healthz", health_check_interval=0.1)
