@@ -18,6 +18,7 @@ the response headers and the body arrives as it is sent.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from ._config.model import ServiceConfig
 from ._discovery.rules import Discovery
 from ._observability.hooks import Hooks
 from ._pipeline.extensions import BUFFER
+from ._transports.forksafe import register as _fork_aware
 from ._transports.resilient import ResilientTransport
 
 if TYPE_CHECKING:
@@ -64,6 +66,14 @@ class _ServiceInfo:
         from ._observability.otel import TracingHooks
 
         return any(isinstance(hook, TracingHooks) for hook in self.resilient.runtime.hooks)
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child (see :mod:`svcclient._transports.forksafe`): httpx keeps
+        cookies in a stdlib ``CookieJar`` whose lock an app thread may have held at the
+        fork (mid-request, extracting a response's cookies); the child's copy is stuck
+        locked forever unless replaced."""
+        jar = self.cookies.jar  # type: ignore[attr-defined]
+        jar._cookies_lock = threading.RLock()
 
     @property
     def config(self) -> ServiceConfig:
@@ -117,6 +127,7 @@ class ServiceClient(_ServiceInfo, httpx.Client):
             timeout=cfg.timeout,
             trust_env=False,
         )
+        _fork_aware(self)
 
     def send(
         self,
@@ -179,6 +190,7 @@ class AsyncServiceClient(_ServiceInfo, httpx.AsyncClient):
             timeout=cfg.timeout,
             trust_env=False,
         )
+        _fork_aware(self)
 
     async def send(
         self,

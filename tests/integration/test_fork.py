@@ -196,6 +196,36 @@ def test_locks_and_slots_held_by_a_parent_thread_do_not_block_the_child(
         assert echo_ids(client, "parent", 3) == {"crossed": 0, "errors": 0}
 
 
+@pytest.mark.parametrize("cookies", ["request", "response"])
+def test_a_cookie_jar_lock_held_at_the_fork_does_not_block_the_child(
+    echo: FaultServer, cookies: str
+) -> None:
+    """httpx's cookie jar (a stdlib CookieJar with its own lock) is used on every request
+    and response; a parent thread holding its lock at the fork (as one extracting a
+    response's cookies does) must not leave the child's ``ServiceClient`` stuck."""
+    with ServiceClient("echo", url=echo.url, hooks=[]) as client:
+        if cookies == "response":
+            client.cookies.set("session", "abc")  # the child's request sends one too
+        lock = client.cookies.jar._cookies_lock  # type: ignore[attr-defined]
+        held, release = threading.Event(), threading.Event()
+
+        def holder() -> None:
+            with lock:
+                held.set()
+                release.wait(CHILD_LIMIT)
+
+        thread = threading.Thread(target=holder)
+        thread.start()
+        try:
+            assert held.wait(10)
+            pid, fd = fork_child(lambda: echo_ids(client, "child", 2))
+            child = reap_child(pid, fd, time.monotonic() + 10)
+        finally:
+            release.set()
+            thread.join(15)
+        assert child == {"crossed": 0, "errors": 0}
+
+
 def test_the_childs_in_flight_gauge_does_not_count_the_parents_calls(
     echo: FaultServer,
 ) -> None:
