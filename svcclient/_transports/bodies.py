@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any, Final
 
-import anyio
 import httpx
 
 from .._pipeline import extensions as _ext
@@ -100,6 +99,9 @@ class AsyncBoundedBody(httpx.AsyncByteStream):
         self._theirs = theirs
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._theirs:  # once per body, a caller's transport only; not with svcclient
+            import anyio
+
         call = self._call
         deadline = call.deadline
         chunks = aiter(self._stream)
