@@ -44,12 +44,9 @@ from ._policies.breaker.policy import BreakerPolicy
 from ._policies.breaker.registry import BreakerRegistry, breakers
 from ._policies.budget import BudgetPolicy, BudgetStats, RetryBudget
 from ._policies.bulkhead import AsyncBulkhead, Bulkhead, BulkheadPolicy
-from ._policies.concurrency import ConcurrencyLimiter, ConcurrencyPolicy
 from ._policies.deadline import Deadline
-from ._policies.hedge import HedgePolicy
 from ._policies.retry import RetryDecision, RetryPolicy
 from ._policies.retry_after import parse_retry_after
-from ._policies.throttle import Throttle, ThrottlePolicy
 from ._redact import redact_url
 from ._transports.resilient import ResilientTransport
 
@@ -57,15 +54,24 @@ if typing.TYPE_CHECKING:
     from ._observability.instrument import default_service_name, instrument
     from ._observability.otel import TracingHooks
     from ._observability.prometheus import DEFAULT_BUCKETS, PrometheusHooks
+    from ._policies.concurrency import ConcurrencyLimiter, ConcurrencyPolicy
+    from ._policies.hedge import HedgePolicy
+    from ._policies.throttle import Throttle, ThrottlePolicy
     from ._transports.resilient_async import AsyncResilientTransport
 
 # Imported on first access (PEP 562), not with svcclient: these modules bring in
 # OpenTelemetry, the async driver (anyio) or code only a few programs use. A client
-# that needs one imports it itself when it is built (default hooks, async clients).
+# that needs one imports it itself when it is built (default hooks, async clients, the
+# first ServiceConfig for the off-by-default policies).
 _LAZY: dict[str, str] = {
     "AsyncResilientTransport": "._transports.resilient_async",
+    "ConcurrencyLimiter": "._policies.concurrency",
+    "ConcurrencyPolicy": "._policies.concurrency",
     "DEFAULT_BUCKETS": "._observability.prometheus",
+    "HedgePolicy": "._policies.hedge",
     "PrometheusHooks": "._observability.prometheus",
+    "Throttle": "._policies.throttle",
+    "ThrottlePolicy": "._policies.throttle",
     "TracingHooks": "._observability.otel",
     "default_service_name": "._observability.instrument",
     "instrument": "._observability.instrument",

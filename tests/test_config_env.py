@@ -8,9 +8,10 @@ import pytest
 
 from svcclient import ConfigError, ServiceClient, ServiceConfig
 from svcclient._config.env import override_variable
-from svcclient._config.model import _SECTIONS
 from svcclient._config.model import ServiceConfig as _Model
+from svcclient._config.model import _sections
 
+_SECTIONS = _sections()  # every policy section (three are imported on first use)
 BOTH = {
     "SVCCLIENT_USER_SERVICE__RETRY_ATTEMPTS": "5",
     "SVCCLIENT_USER__TIMEOUT": "0.5",

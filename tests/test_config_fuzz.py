@@ -25,9 +25,10 @@ from svcclient import (
     ServiceConfig,
     load_config,
 )
-from svcclient._config.model import _SECTIONS
+from svcclient._config.model import _sections
 from svcclient._redact import redact_value
 
+_SECTIONS = _sections()  # every policy section (three are imported on first use)
 FIELDS = [f.name for f in dataclasses.fields(ServiceConfig) if f.name != "name"]
 SECTION_KEYS = {
     section: [f.name for f in dataclasses.fields(cls) if f.init]

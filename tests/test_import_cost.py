@@ -98,12 +98,30 @@ def test_the_async_client_loads_anyio() -> None:
         ("PrometheusHooks", "svcclient._observability.prometheus"),
         ("AsyncResilientTransport", "svcclient._transports.resilient_async"),
         ("instrument", "svcclient._observability.instrument"),
+        ("HedgePolicy", "svcclient._policies.hedge"),
+        ("ThrottlePolicy", "svcclient._policies.throttle"),
+        ("ConcurrencyLimiter", "svcclient._policies.concurrency"),
     ],
 )
 def test_lazy_public_names_import_their_module_on_first_access(name: str, module: str) -> None:
     """``svcclient.<name>`` (and ``from svcclient import <name>``) imports its module then."""
     assert module not in loaded_after("import svcclient")
     assert module in loaded_after(f"from svcclient import {name}")
+
+
+def test_off_by_default_policies_come_with_the_first_config() -> None:
+    """Hedging, throttling and the concurrency limit are imported by the first
+    ServiceConfig (which checks every section), and then work through the config."""
+    loaded = loaded_after(
+        "import svcclient\n"
+        "c = svcclient.ServiceConfig('s', url='http://10.0.0.7')\n"
+        "assert c.with_overrides(hedge={'delay': 0.01}).hedge.delay == 0.01"
+    )
+    assert {
+        "svcclient._policies.hedge",
+        "svcclient._policies.throttle",
+        "svcclient._policies.concurrency",
+    } <= loaded
 
 
 def test_config_file_loads_tomllib(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import httpx
 
@@ -38,10 +38,7 @@ from .._exceptions import ConfigError
 from .._policies.breaker.policy import BreakerPolicy
 from .._policies.budget import BudgetPolicy
 from .._policies.bulkhead import BulkheadPolicy
-from .._policies.concurrency import ConcurrencyPolicy
-from .._policies.hedge import HedgePolicy
 from .._policies.retry import RetryPolicy
-from .._policies.throttle import ThrottlePolicy
 from .._validate import (
     check_choice,
     check_count,
@@ -53,6 +50,11 @@ from .._validate import (
     check_seconds,
 )
 from .env import env_overrides
+
+if TYPE_CHECKING:
+    from .._policies.concurrency import ConcurrencyPolicy
+    from .._policies.hedge import HedgePolicy
+    from .._policies.throttle import ThrottlePolicy
 
 __all__ = ["ServiceConfig", "deep_merge", "load_config"]
 
@@ -66,10 +68,31 @@ _SECTIONS: dict[str, type[Any]] = {
     "balancing": BalancingPolicy,
     "outlier": OutlierPolicy,
     "bulkhead": BulkheadPolicy,
-    "hedge": HedgePolicy,
-    "throttle": ThrottlePolicy,
-    "concurrency": ConcurrencyPolicy,
 }
+# Off by default: imported with the first ServiceConfig (``_sections``), not with svcclient.
+_LATER: Final = (
+    ("hedge", "hedge", "HedgePolicy"),
+    ("throttle", "throttle", "ThrottlePolicy"),
+    ("concurrency", "concurrency", "ConcurrencyPolicy"),
+)
+_ALL_SECTIONS: list[dict[str, type[Any]]] = []
+
+
+def _sections() -> dict[str, type[Any]]:
+    """Every policy section, the off-by-default ones imported on the first call."""
+    if _ALL_SECTIONS:
+        return _ALL_SECTIONS[0]
+    import importlib
+
+    every = dict(_SECTIONS)
+    for key, module, name in _LATER:
+        cls = getattr(importlib.import_module(f".._policies.{module}", __package__), name)
+        globals()[name] = cls  # for typing.get_type_hints(ServiceConfig)
+        every[key] = cls
+    _ALL_SECTIONS.append(every)
+    return every
+
+
 _NOT_FROM_FILE = frozenset({"name", "fallback"})
 _OPTIONAL = frozenset({"budget", "breaker", "bulkhead", "hedge", "throttle", "concurrency"})
 
@@ -227,7 +250,7 @@ class ServiceConfig:
         check_header_name("deadline_header", self.deadline_header, optional=True)
         check_count("max_connections", self.max_connections)
         check_count("max_keepalive_connections", self.max_keepalive_connections, low=0)
-        for key, cls in _SECTIONS.items():
+        for key, cls in _sections().items():
             value = getattr(self, key)
             if not isinstance(value, cls) and (value is not None or key not in _OPTIONAL):
                 kind = f"a {cls.__name__}" + (" or None" if key in _OPTIONAL else "")
@@ -359,6 +382,7 @@ def _field_types(cls: type[Any]) -> dict[str, Any]:
     """Field name -> resolved type of a dataclass's init fields (resolved once per class)."""
     hints = _HINTS.get(cls)
     if hints is None:
+        _sections()  # the lazily imported policy classes are names the hints use
         every = typing.get_type_hints(cls)
         hints = _HINTS[cls] = {f.name: every[f.name] for f in dataclasses.fields(cls) if f.init}
     return hints
@@ -493,9 +517,10 @@ def _apply(
         if key not in hints or (source != "override" and key in _NOT_FROM_FILE):
             known = ", ".join(sorted(hints))
             raise ConfigError(name, str(key), raw, f"unknown key; known: {known}")
-        if key in _SECTIONS:
+        sections = _sections()
+        if key in sections:
             base = getattr(config, key)
-            values[key] = _build_policy(name, key, _SECTIONS[key], base, raw, text=text)
+            values[key] = _build_policy(name, key, sections[key], base, raw, text=text)
         elif source == "override" and key == "fallback":
             values[key] = raw
         else:
@@ -514,8 +539,8 @@ def _apply(
 
 def _env_overrides(name: str, env: Mapping[str, str]) -> dict[str, Any]:
     if not _TOP_KEYS:
-        _TOP_KEYS.update(set(_field_types(ServiceConfig)) - _NOT_FROM_FILE - set(_SECTIONS))
-    return env_overrides(name, env, _TOP_KEYS, _SECTIONS)
+        _TOP_KEYS.update(set(_field_types(ServiceConfig)) - _NOT_FROM_FILE - set(_sections()))
+    return env_overrides(name, env, _TOP_KEYS, _sections())
 
 
 _TOP_KEYS: set[str] = set()  # filled on first use: the settable top-level keys

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -37,10 +38,12 @@ from .._observability.routes import RouteTable, route_table
 from .._policies.breaker.guard import CircuitBreaker
 from .._policies.breaker.registry import breakers
 from .._policies.budget import RetryBudget
-from .._policies.concurrency import ConcurrencyLimiter
-from .._policies.hedge import LatencyWindow
-from .._policies.throttle import Throttle
 from . import testmode as _testmode
+
+if TYPE_CHECKING:
+    from .._policies.concurrency import ConcurrencyLimiter
+    from .._policies.hedge import LatencyWindow
+    from .._policies.throttle import Throttle
 
 __all__ = ["ServiceRuntime", "discover_service"]
 
@@ -142,15 +145,27 @@ class ServiceRuntime:
         self.retry = config.retry
         t = config.timeout
         self.attempt_timeouts = {"connect": t, "read": t, "write": t, "pool": t}
-        self.latencies = LatencyWindow() if config.hedge is not None else None
+        # Hedging, throttling and the concurrency limit are off by default: their modules
+        # come with the first config that uses them (see _config.model._sections).
+        self.latencies: LatencyWindow | None = None
+        if config.hedge is not None:
+            from .._policies.hedge import LatencyWindow
+
+            self.latencies = LatencyWindow()
         self.failure_status = (
             config.breaker.is_failure_status if config.breaker is not None else _default_failure
         )
         # Overload control (both off by default): checked before the bulkhead, fed with
         # every attempt's outcome by the Call.
-        self.throttle = Throttle(config.throttle, clock=clock) if config.throttle else None
+        self.throttle: Throttle | None = None
+        if config.throttle:
+            from .._policies.throttle import Throttle
+
+            self.throttle = Throttle(config.throttle, clock=clock)
         self.limiter: ConcurrencyLimiter | None = None
         if config.concurrency is not None:
+            from .._policies.concurrency import ConcurrencyLimiter
+
             self.limiter = ConcurrencyLimiter(
                 config.concurrency, clock=clock, on_limit=self._on_limit
             )
