@@ -87,14 +87,17 @@ class _Stream(httpcore.NetworkStream):
         inner = self._inner.start_tls(
             ssl_context, server_hostname, _capped(timeout, httpcore.ConnectTimeout)
         )
-        # the TLS socket: what a forked child must close
-        return opened(_Stream(inner, self._retire, self.retire_at))
+        # the TLS socket: what a forked child must close (a caller's pool's: see below)
+        return self._register(type(self)(inner, self._retire, self.retire_at))
 
     def get_extra_info(self, info: str) -> typing.Any:
         retire = self._retire
         if retire is not None and info == "is_readable" and retire.clock() >= self.retire_at:
             return True  # httpcore then closes this idle connection instead of reusing it
         return self._inner.get_extra_info(info)
+
+    def _register(self, stream: httpcore.NetworkStream) -> httpcore.NetworkStream:
+        return opened(stream)
 
 
 class _AsyncStream(httpcore.AsyncNetworkStream):
@@ -314,16 +317,8 @@ class _CallerStream(_Stream):
 
     __slots__ = ()
 
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        inner = self._inner.start_tls(
-            ssl_context, server_hostname, _capped(timeout, httpcore.ConnectTimeout)
-        )
-        return _CallerStream(inner)
+    def _register(self, stream: httpcore.NetworkStream) -> httpcore.NetworkStream:
+        return stream
 
 
 class _CappingBackend(httpcore.NetworkBackend):
