@@ -127,7 +127,7 @@ def test_server_that_stops_answering_times_out_within_budget(dnsmasq: StartDns) 
             resolver.resolve("api.svc.test", 80)
         elapsed = time.monotonic() - t0
     assert info.value.kind == "timeout" and info.value.timed_out
-    assert elapsed < 1.0
+    assert elapsed < 2.0  # the bound plus slack for a loaded CI machine
     assert resolver.resolve("api.svc.test", 80) == good  # answers again after SIGCONT
 
 
@@ -142,7 +142,7 @@ def test_dead_first_nameserver_fails_over_within_budget(dnsmasq: StartDns) -> No
         res = resolver.resolve("api.svc.test", 80)
         elapsed = time.monotonic() - t0
     assert res.endpoints == eps("127.0.0.2")
-    assert elapsed < 1.0
+    assert elapsed < 2.0  # the bound plus slack for a loaded CI machine
 
 
 @pytest.mark.anyio
@@ -158,7 +158,7 @@ async def test_async_timeout_keeps_last_good_set(dnsmasq: StartDns) -> None:
             endpoints.update(await resolver.aresolve("api.svc.test", 80), 10.0)
         except DnsLookupError as exc:
             endpoints.refresh_failed(exc, 10.0)
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 2.0  # the bound plus slack for a loaded machine
     assert isinstance(endpoints.last_error, DnsLookupError)
     assert endpoints.last_error.kind == "timeout"
     assert endpoints.current == eps("127.0.0.2", "127.0.0.3")
