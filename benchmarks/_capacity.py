@@ -12,7 +12,9 @@ authentication and the admission decision all happen before the server can say n
 cost the SRE book's "Handling Overload" chapter is about). Sheds go ahead of queued work,
 so a rejection is quick. When ``x C`` requests per second reach a saturated server, it
 serves ``C (service_time - x shed_time) / (service_time - shed_time)`` of them: the more a
-client sends above capacity, the less the server serves.
+client sends above capacity, the less the server serves. With ``shed_time=0`` the "no" is
+free and immediate, as from a load shedder in front of the workers: a saturated server
+then serves C, however much it is offered.
 
 HTTP/1.1 with keep-alive, parsed by hand (the client is httpx: request line, headers,
 optional Content-Length body). Counters: ``served`` (200), ``shed`` (503), the largest
@@ -123,7 +125,8 @@ class _Pool:
 
     async def _handle(self) -> int:
         if len(self.queued) >= self.cap.queue_limit and self.free == 0:
-            await self._occupy(self.cap.shed_time, shed=True)
+            if self.cap.shed_time > 0:  # else a shedder in front: no worker, no wait
+                await self._occupy(self.cap.shed_time, shed=True)
             self.shed += 1
             return 503
         self.max_queue = max(self.max_queue, len(self.queued) + (self.free == 0))

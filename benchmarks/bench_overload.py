@@ -48,6 +48,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import os
 import platform
 import sys
 import time
@@ -541,13 +542,15 @@ def render_instructions(per: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def _contender(name: str, srv: CapacityProcess, seconds: float) -> dict[str, Any]:
+def _contender(
+    name: str, srv: CapacityProcess, seconds: float, capacity_rps: float
+) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         client = _client(name, srv.url)
         async with client:
             await client.get(PATH)  # connect once, off the clock
             srv.reset()
-            rate = LOAD * CAPACITY.rate
+            rate = LOAD * capacity_rps
             outcomes, stats, window = await _offer(
                 client, rate, seconds, seconds * WARMUP, srv.stats
             )
@@ -558,30 +561,41 @@ def _contender(name: str, srv: CapacityProcess, seconds: float) -> dict[str, Any
     return result
 
 
-def run(quick: bool = False, only: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Every contender against the same bounded-capacity server; see the module docstring."""
+def run(
+    quick: bool = False,
+    only: tuple[str, ...] | None = None,
+    capacity: Capacity = CAPACITY,
+) -> dict[str, Any]:
+    """Every contender against the same bounded-capacity server; see the module docstring.
+
+    ``capacity`` is the server's shape: the default sheds at a tenth of a served request's
+    cost (the hard case); ``shed_time=0`` is a server whose "no" costs no serving capacity
+    (a load shedder in front of the workers), where goodput is bounded by the client alone.
+    """
     p = _params(quick)
     out: dict[str, Any] = {
         "params": {
             **p,
-            "capacity_rps": CAPACITY.rate,
+            "capacity_rps": capacity.rate,
             "load": LOAD,
-            "workers": CAPACITY.workers,
-            "service_ms": CAPACITY.service_time * 1000.0,
-            "shed_ms": CAPACITY.shed_time * 1000.0,
-            "queue_limit": CAPACITY.queue_limit,
+            "workers": capacity.workers,
+            "service_ms": capacity.service_time * 1000.0,
+            "shed_ms": capacity.shed_time * 1000.0,
+            "queue_limit": capacity.queue_limit,
         },
         "meta": {"python": platform.python_version(), "machine": platform.machine()},
         "contenders": {},
     }
-    with CapacityProcess(CAPACITY) as srv:
+    out["meta"]["loadavg_start"] = os.getloadavg()[0]
+    with CapacityProcess(capacity) as srv:
         out["noload"] = asyncio.run(_noload(srv.url, p["noload_requests"]))
         for name in CONTENDERS:
             if name not in (only or (QUICK if quick else CONTENDERS)):
                 continue
-            out["contenders"][name] = _contender(name, srv, p["seconds"])
+            out["contenders"][name] = _contender(name, srv, p["seconds"], capacity.rate)
             time.sleep(0.5)  # let the server's queue drain between contenders
     out["rejection_cost"] = _rejection_cost(p["reject_loop"])
+    out["meta"]["loadavg_end"] = os.getloadavg()[0]
     out["goals"] = _goals(out)
     return out
 
@@ -623,7 +637,8 @@ def render(result: dict[str, Any]) -> str:
         f"Server: {p['workers']} workers x {p['service_ms']:g} ms = C {p['capacity_rps']:g} req/s, "
         f"queue {p['queue_limit']}, shedding costs {p['shed_ms']:g} ms of a worker; no-load "
         f"latency p50 {nl['p50_ms']:.1f} ms, p99 {nl['p99_ms']:.1f} ms. Offered {p['load']:g} x C "
-        f"open loop for {p['seconds']:g} s.",
+        f"open loop for {p['seconds']:g} s. Load average {result['meta']['loadavg_start']:.1f} "
+        f"at the start, {result['meta']['loadavg_end']:.1f} at the end.",
         "",
         "| contender | server goodput (of C) | server busy serving / shedding | "
         "received per served | client success | local rejections | "
@@ -670,6 +685,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--instructions", action="store_true", help="callgrind counts of the rejection path"
     )
+    parser.add_argument(
+        "--shed-ms",
+        type=float,
+        default=CAPACITY.shed_time * 1000.0,
+        help="worker time a 503 costs the server (0: shedding is free)",
+    )
     parser.add_argument("--cg-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cg_child:
@@ -678,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
         print(render_instructions(instructions()))
         return 0
     only = tuple(args.only.split(",")) if args.only else None
-    print(render(run(args.quick, only)))
+    capacity = dataclasses.replace(CAPACITY, shed_time=args.shed_ms / 1000.0)
+    print(render(run(args.quick, only, capacity)))
     return 0
 
 

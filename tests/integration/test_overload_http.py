@@ -115,6 +115,31 @@ def test_throttle_sheds_locally_while_the_server_sheds(
     assert _metric(registry, "svcclient_throttled_requests_total", name) == len(throttled)
 
 
+def test_free_shedding_server_says_no_at_once_without_a_worker(
+    capacity_server: Callable[[Capacity], CapacityServer],
+) -> None:
+    """The benchmark's free-shedding server (shed_time=0): while its one worker serves, a
+    second request is answered 503 at once, and shedding uses no worker time."""
+    server = capacity_server(Capacity(workers=1, service_time=1.0, shed_time=0.0, queue_limit=0))
+    with (
+        httpx.Client(base_url=server.url, timeout=10.0) as busy,
+        httpx.Client(base_url=server.url, timeout=10.0) as other,
+    ):
+        holder = threading.Thread(target=busy.get, args=("/work",))
+        holder.start()
+        deadline = time.monotonic() + 5.0
+        while server.stats()["max_active"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        assert other.get("/work").status_code == 503
+        shed_took = time.monotonic() - started
+        holder.join(10.0)
+    stats = server.stats()
+    assert stats["served"] == 1 and stats["shed"] == 1
+    assert stats["busy_shed_us"] == 0
+    assert shed_took < 0.9  # not behind the 1 s request in service
+
+
 def test_throttle_never_rejects_a_healthy_server(
     capacity_server: Callable[[Capacity], CapacityServer],
 ) -> None:
