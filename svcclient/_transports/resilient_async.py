@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import httpx
 
+from .. import _loop_timer as _lt
 from .._config.model import ServiceConfig
 from .._endpoint import Endpoint
 from .._exceptions import BulkheadFullError
+from .._loop_timer import LoopTimer, took_back
 from .._observability.hooks import Hooks, enter_attempt, leave_attempt
 from .._pipeline import testmode as _testmode
 from .._pipeline.call import Attempt, Call, Passthrough
@@ -77,6 +79,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         # Transports that cannot see the socket bound (a caller's, the aiohttp wire) are
         # held to the deadline by a timer instead.
         self._timed = transport is not None or cfg.wire == "aiohttp"
+        self._timer: LoopTimer | None = None  # the timed attempts' timer, on the last loop
         if cfg.wire == "aiohttp" and transport is None:
             # aiohttp's import (a few hundred ms) here, not in the first call's attempt.
             from . import aiohttp_wire  # noqa: F401
@@ -225,18 +228,53 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             if not self._timed:
                 token = BOUND.set(attempt)  # svcclient's pools cap every socket operation
                 try:
-                    return await _exchange(transport, request, call, False)
+                    response = await transport.handle_async_request(request)
+                    if _unread(response):
+                        if call.buffer:
+                            return await _read_body(response)
+                        response.stream = AsyncBoundedBody(response.stream, call, False)
+                    return response
                 finally:
                     BOUND.reset(token)
-            # A caller's transport or aiohttp cannot see the bound: a timer holds it.
+            # A caller's transport or aiohttp cannot see the bound: a timer holds it. On
+            # asyncio the driver's shared LoopTimer (inlined: a dict insert and delete, not
+            # a cancel scope per attempt); elsewhere (trio) an anyio cancel scope.
             timeout = attempt.remaining()
+            loop = _lt.running_loop()
+            task = _lt.current_task(loop) if loop is not None else None
+            if task is None:
+                return await _scoped_exchange(transport, request, call, timeout)
+            timer = self._timer
+            if timer is None or timer.loop is not loop:
+                assert loop is not None
+                timer = self._timer = LoopTimer(loop)
+            at = timer.now() + timeout
+            entry = (task, at, task.cancelling())
+            calls = timer.calls
+            key = next(timer.ids)
+            calls[key] = entry
+            if at < timer.when:
+                timer.arm(at)
             try:
-                with anyio.fail_after(timeout):
-                    return await _exchange(transport, request, call, True)
-            except TimeoutError as exc:
-                raise httpx.ReadTimeout(
-                    f"attempt exceeded {timeout:.3f}s in total", request=request
-                ) from exc
+                response = await transport.handle_async_request(request)
+                if _unread(response):
+                    if call.buffer:
+                        response = await _read_body(response)
+                    else:
+                        # The body is read after the attempt: a timer per chunk holds it.
+                        response.stream = AsyncBoundedBody(response.stream, call, True)
+            except BaseException as exc:
+                try:
+                    del calls[key]
+                except KeyError:  # the timer fired (and popped it)
+                    if took_back(entry, exc):
+                        raise _attempt_timeout(timeout, request) from exc
+                raise
+            try:
+                del calls[key]
+            except KeyError:
+                took_back(entry, None)  # the transport swallowed our cancellation
+            return response
         finally:
             if undo is not None:
                 leave_attempt(undo)
@@ -323,6 +361,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         use, on the child's own loop."""
         discard_async(*self._pools.drain(), self._foreign, self._health)
         self._foreign = None
+        self._timer = None  # the parent's tasks' entries, on the parent's loop
         self._health = None
         self._health_due = self._wants_health
         if self.runtime.endpoint_set is not None:
@@ -360,16 +399,24 @@ async def _next_result(
     return None
 
 
-async def _exchange(
-    transport: httpx.AsyncBaseTransport, request: httpx.Request, call: Call, theirs: bool
+async def _scoped_exchange(
+    transport: httpx.AsyncBaseTransport, request: httpx.Request, call: Call, timeout: float
 ) -> httpx.Response:
-    response = await transport.handle_async_request(request)
-    if _unread(response):
-        if call.buffer:
-            return await _read_body(response)
-        # ``theirs``: a caller's transport, whose body a timer holds to the deadline.
-        response.stream = AsyncBoundedBody(response.stream, call, theirs)
-    return response
+    """A caller's transport's exchange under an anyio cancel scope (off asyncio: trio)."""
+    try:
+        with anyio.fail_after(timeout):
+            response = await transport.handle_async_request(request)
+            if _unread(response):
+                if call.buffer:
+                    return await _read_body(response)
+                response.stream = AsyncBoundedBody(response.stream, call, True)
+            return response
+    except TimeoutError as exc:
+        raise _attempt_timeout(timeout, request) from exc
+
+
+def _attempt_timeout(timeout: float, request: httpx.Request) -> httpx.ReadTimeout:
+    return httpx.ReadTimeout(f"attempt exceeded {timeout:.3f}s in total", request=request)
 
 
 def _replayable(request: httpx.Request) -> None:

@@ -21,10 +21,10 @@ failures). With ``executor=`` the caller waits at most ``timeout``; the worker f
 in the background inside the executor's fixed pool, so no thread is ever created here.
 
 Async timeouts. Under asyncio a call registers with one shared deadline timer per breaker
-and event loop (calls of one breaker share one timeout, so their deadlines come in start
-order and a single ``call_at`` timer, re-armed for the oldest call still running, serves
-them all): a closed call costs a dict insert and delete, not a cancel scope. An overdue
-call's task is cancelled and the cancellation turned into ``CallTimeoutError``, the way
+and event loop (:class:`~svcclient._loop_timer.LoopTimer`; calls of one breaker share one
+timeout, so their deadlines come in start order and the timer seldom re-arms): a closed
+call costs a dict insert and delete, not a cancel scope. An overdue call's task is
+cancelled and the cancellation turned into ``CallTimeoutError``, the way
 ``asyncio.timeout`` does it (``Task.uncancel``). Other event loops (trio) get an anyio
 cancel scope. Without a ``timeout`` no timer or scope is involved at all.
 """
@@ -33,18 +33,18 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import itertools
 import logging
 from collections.abc import Callable
 from types import MethodType
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
+from ... import _loop_timer as _lt
 from ..._exceptions import CallTimeoutError
+from ..._loop_timer import LoopTimer, took_back
 from .machine import DISABLED, OPEN, BreakerMachine
 from .policy import POLICY_FIELDS, BreakerPolicy
 
 if TYPE_CHECKING:
-    import asyncio
     from concurrent.futures import Executor
 
 __all__ = ["CircuitBreaker"]
@@ -172,7 +172,7 @@ class CircuitBreaker(BreakerMachine):
         # A call that ends within this many seconds is a plain success (no timeout, not slow).
         self._limit = min(policy.timeout if policy.timeout is not None else _INF, policy.slow_limit)
         self._decorated = False
-        self._watch: _LoopDeadlines | None = None
+        self._watch: LoopTimer | None = None
         if fallback is not None:
             self._fb_mode = _fallback_mode(fallback, None)
         if func is not None:
@@ -355,23 +355,22 @@ class CircuitBreaker(BreakerMachine):
             except BaseException as exc:
                 return await self._async_error(exc, clock() - start, args, kwargs)
         else:
-            loop = _running_loop()
-            task = _current_task(loop) if loop is not None else None
+            loop = _lt.running_loop()
+            task = _lt.current_task(loop) if loop is not None else None
             if task is None:
                 return await self._call_scoped(func, timeout, start, args, kwargs)
             watch = self._watch
             if watch is None or watch.loop is not loop:
                 assert loop is not None
-                watch = self._watch = _LoopDeadlines(loop, timeout)
-            # Join the shared timer (inlined, this is the hot path): an entry is
-            # (task, deadline on the loop's clock, task.cancelling() now). The breaker's
-            # own start reading serves when it is the loop's clock (the default).
+                watch = self._watch = LoopTimer(loop)
+            # Join the shared timer (inlined, this is the hot path; see _loop_timer). The
+            # breaker's own start reading serves when it is the loop's clock (the default).
             deadline = (start if watch.shared_clock is clock else watch.now()) + timeout
             entry = (task, deadline, task.cancelling())
             calls = watch.calls
             key = next(watch.ids)
             calls[key] = entry
-            if watch.timer is None:
+            if deadline < watch.when:
                 watch.arm(deadline)
             try:
                 result = await func(*args, **kwargs)
@@ -379,13 +378,13 @@ class CircuitBreaker(BreakerMachine):
                 try:
                     del calls[key]
                 except KeyError:  # the timer fired it (and popped it)
-                    if _uncancel(entry, exc):
+                    if took_back(entry, exc):
                         return await self._timed_out_async(clock() - start, args, kwargs, None)
                 return await self._async_error(exc, clock() - start, args, kwargs)
             try:
                 del calls[key]
             except KeyError:
-                if _uncancel(entry, None):
+                if took_back(entry, None):
                     # The function swallowed our cancellation: it still ran past its timeout.
                     return await self._timed_out_async(clock() - start, args, kwargs, None)
         now = clock()
@@ -527,93 +526,3 @@ def _fallback_mode(fallback: Callable[..., Any], func: Callable[..., Any] | None
             f"and the cause"
         )
     return _FB_ARGS_CAUSE if required == arity + 1 else _FB_ARGS
-
-
-# -- the asyncio deadline timer -----------------------------------------------------------
-
-# An entry: (task, deadline (loop time), task.cancelling() at entry).
-_TASK: Final = 0
-_DEADLINE: Final = 1
-_BASE: Final = 2
-Entry = tuple["asyncio.Task[Any]", float, int]
-
-
-def _load_asyncio() -> asyncio.AbstractEventLoop | None:
-    """Bind asyncio's task helpers on the first async call (asyncio is not imported with
-    svcclient); then answer as ``_running_loop`` does."""
-    global _running_loop, _current_task  # noqa: PLW0603 - bound once, read per call
-    import asyncio
-
-    _running_loop = asyncio._get_running_loop  # the C helper behind get_running_loop
-    current: object = asyncio.current_task
-    tasks = getattr(asyncio.tasks, "_current_tasks", None)
-    if inspect.isfunction(current) and isinstance(tasks, dict):
-        # Python 3.11's current_task(loop) is Python code for _current_tasks.get(loop);
-        # the dict's own get is the same answer for a frame less (3.12+ is C already).
-        current = tasks.get
-    _current_task = cast("Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None]", current)
-    return _running_loop()
-
-
-def _no_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
-    return None  # replaced by _load_asyncio before any use
-
-
-_running_loop: Callable[[], asyncio.AbstractEventLoop | None] = _load_asyncio
-_current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = _no_task
-
-
-def _uncancel(entry: Entry, exc: BaseException | None) -> bool:
-    """The timer cancelled this call's task: take that back; True if it is our timeout.
-
-    False when someone else cancelled the task too (their cancellation must go on).
-    """
-    task = entry[_TASK]
-    outer = task.uncancel() > entry[_BASE]
-    if outer:
-        return False
-    import asyncio
-
-    return exc is None or isinstance(exc, asyncio.CancelledError)
-
-
-class _LoopDeadlines:
-    """The timed calls of one breaker on one asyncio loop, and one timer for all of them.
-
-    ``_acall`` adds an entry (see there) under a fresh key and pops it when the call
-    ends; the timer is left armed and, when it fires, cancels the overdue calls and
-    re-arms for the oldest one still running (or stops when there is none).
-    """
-
-    __slots__ = ("calls", "ids", "loop", "now", "shared_clock", "timeout", "timer")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
-        import asyncio
-        import time
-
-        self.loop = loop
-        self.timeout = timeout
-        self.calls: dict[int, Entry] = {}  # insertion order is deadline order
-        self.timer: asyncio.TimerHandle | None = None
-        self.ids = itertools.count()
-        # asyncio's own loops read time.monotonic; call it directly (a frame less per call).
-        base = type(loop).time is asyncio.BaseEventLoop.time
-        self.now: Callable[[], float] = time.monotonic if base else loop.time
-        # A breaker clock that is this one gives call starts on the loop's clock for free.
-        self.shared_clock: object = self.now if base else None
-
-    def arm(self, deadline: float) -> None:
-        self.timer = self.loop.call_at(deadline, self._expire)
-
-    def _expire(self) -> None:
-        self.timer = None
-        now = self.now()
-        calls = self.calls
-        overdue = []
-        for key, entry in calls.items():
-            if entry[_DEADLINE] > now:
-                self.arm(entry[_DEADLINE])
-                break
-            overdue.append(key)
-        for key in overdue:
-            calls.pop(key)[_TASK].cancel()  # the call finds its key gone: fired
