@@ -102,6 +102,7 @@ class Call:
         "clock",
         "deadline",
         "ended",
+        "failed",
         "history",
         "info",
         "last_endpoint",
@@ -120,20 +121,37 @@ class Call:
     def __init__(self, rt: ServiceRuntime, request: httpx.Request) -> None:
         ext = request.extensions
         # First, before anything is taken: a bad value raises here and leaks nothing.
-        opt_in, incoming, route, affinity = _ext.read(ext)
+        # Nearly every request sets none of the four: four lookups, no call to read().
+        get = ext.get
+        if (
+            get(_ext.RETRY) is None
+            and get(_ext.DEADLINE) is None
+            and get(_ext.ROUTE) is None
+            and get(_ext.AFFINITY_KEY) is None
+        ):
+            opt_in = incoming = route = affinity = None
+        else:
+            opt_in, incoming, route, affinity = _ext.read(ext)
         self.rt = rt
         self.request = request
         clock = self.clock = rt.clock
         # When the request arrived: DNS and the bulkhead wait count against the deadline.
         self.started = now = clock()
-        deadline = Deadline.started(rt.config.deadline, clock, now)
-        # True unless the caller passed a Deadline object (on a clock of its own): then
-        # the time left is the deadline's to say, not ``at`` minus our clock's reading.
-        self.same_clock = not isinstance(incoming, Deadline)
-        if incoming is not None:
+        # Deadline.started() inlined (the service's deadline is validated already).
+        deadline = _new(Deadline)
+        deadline.timeout = timeout = rt.config.deadline
+        deadline._clock = clock
+        deadline.at = now + timeout
+        if incoming is None:
+            self.same_clock = True
+        else:
+            # False when the caller passed a Deadline object (on a clock of its own): then
+            # the time left is the deadline's to say, not ``at`` minus our clock's reading.
+            self.same_clock = not isinstance(incoming, Deadline)
             deadline = _tighter(deadline, incoming, clock)
         self.deadline = deadline
         self.ended: float | None = None  # the clock when the last attempt ended
+        self.failed = False  # the last response's status counts as a failure
         self.number = 0
         self.requeues = 0  # connect failures sent elsewhere without using an attempt
         self.admitted = False
@@ -157,10 +175,12 @@ class Call:
     def start(self) -> None:
         """The call is admitted past the bulkhead: count it, tell the observers."""
         rt = self.rt
+        # The budgets run on the call's clock (ServiceRuntime builds them so): the call's
+        # arrival reading saves them a read each.
         if rt.budget is not None:
-            rt.budget.record_request()
+            rt.budget.record_request(self.started)
         if rt.hedge_budget is not None:
-            rt.hedge_budget.record_request()
+            rt.hedge_budget.record_request(self.started)
         if rt.hooks:
             request = self.request
             info = self.info = _new(CallInfo)  # field by field, as in begin_attempt
@@ -257,7 +277,11 @@ class Call:
         now = self.ended = self.clock()  # finish() reuses it for the call's duration
         duration = now - attempt.started
         status = response.status_code
-        failed = rt.failure_status(status)
+        codes = rt.failure_codes
+        # rt.failure_status(status), without the call (finish() reuses it).
+        failed = self.failed = (
+            status in codes if codes is not None else status == 429 or status >= 500
+        )
         rt.balancer.on_end(attempt.endpoint, duration, status >= 500, now)
         if rt.throttle is not None:
             rt.throttle.record_status(status)
@@ -372,7 +396,9 @@ class Call:
             self.admitted = False
             if rt.breaker is not None:
                 rt.breaker.release()
-        if rt.config.fallback is not None and rt.failure_status(response.status_code):
+        # The response's attempt just ended: record_response() judged its status.
+        failed = self.failed
+        if rt.config.fallback is not None and failed:
             cause = httpx.HTTPStatusError(
                 f"{rt.name} answered {response.status_code}",
                 request=self.request,
@@ -382,7 +408,7 @@ class Call:
         # The response's attempt just ended: its clock reading is the call's end too.
         now = self.ended
         if self.admitted:
-            self._settle(rt.failure_status(response.status_code), now)
+            self._settle(failed, now)
         info = self.info
         if info is not None:
             info.status_code = response.status_code
@@ -438,11 +464,14 @@ class Call:
         self.admitted = False
         if breaker is None:
             return
-        duration = (self.clock() if now is None else now) - self.started
+        if now is None:
+            now = self.clock()
+        duration = now - self.started
         if failed:
             breaker.record_failure(duration)
         else:
-            breaker.record_success(duration)
+            # The breaker's window takes our reading when it reads the same clock.
+            breaker.record_success(duration, now if breaker.clock is self.clock else None)
 
     def _remember(self, endpoint: Endpoint, outcome: str, duration: float) -> None:
         if self.history is None:

@@ -155,6 +155,11 @@ class ServiceRuntime:
         self.failure_status = (
             config.breaker.is_failure_status if config.breaker is not None else _default_failure
         )
+        # The same judgement as data, for the hot path to test without a call (None: the
+        # default rule, 429 or any 5xx and up).
+        self.failure_codes: frozenset[int] | None = (
+            config.breaker.failure_status_codes if config.breaker is not None else None
+        )
         # Overload control (both off by default): checked before the bulkhead, fed with
         # every attempt's outcome by the Call.
         self.throttle: Throttle | None = None

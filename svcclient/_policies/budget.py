@@ -156,13 +156,22 @@ class RetryBudget:
         """A budget configured by ``policy``."""
         return cls(policy.ratio, policy.window, policy.min_retries_per_second, clock=clock)
 
-    def record_request(self) -> None:
-        """Count one logical call (not its retries). Cheap: runs on every request."""
-        now = self._clock()
-        with self._lock:
+    def record_request(self, now: float | None = None) -> None:
+        """Count one logical call (not its retries). Cheap: runs on every request.
+
+        ``now``: a reading of this budget's clock the caller already has (saves a read).
+        """
+        if now is None:
+            now = self._clock()
+        # The lock by direct calls, not ``with``: about half the instructions.
+        lock = self._lock
+        lock.acquire()
+        try:
             if now >= self._bucket_end:
                 self._advance(now)
             self._req_now += 1
+        finally:
+            lock.release()
 
     def try_withdraw(self) -> bool:
         """Take one retry (or hedge) from the budget; False, and counted, when it is spent."""

@@ -28,6 +28,7 @@ from .._exceptions import BulkheadFullError
 from .._observability.hooks import Hooks, enter_attempt, leave_attempt
 from .._pipeline import testmode as _testmode
 from .._pipeline.call import Attempt, Call, Passthrough
+from .._pipeline.extensions import TIMEOUT
 from .._policies.bulkhead import Bulkhead
 from .base import DriverBase
 from .bodies import BoundedBody
@@ -117,53 +118,73 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
             call.cancel(exc)  # no-op for whatever the call already settled
             raise
         finally:
-            call.restore()
+            # call.restore(), inlined: the caller's timeout extension back (attempts
+            # overwrite it), so a redirect or a reused request starts from its own.
+            caller_timeouts = call.caller_timeouts
+            if caller_timeouts is None:
+                request.extensions.pop(TIMEOUT, None)
+            else:
+                request.extensions[TIMEOUT] = caller_timeouts
             if bulkhead is not None:
                 bulkhead.release()
             if rt.limiter is not None:
                 rt.limiter.release()
 
     def _run(self, call: Call) -> httpx.Response:
+        # The attempt loop with the send inlined (one Python call fewer per attempt).
+        inner = self._inner
         while True:
             try:
                 attempt = call.begin_attempt()
             except httpx.TransportError as exc:
                 return call.fail(exc)
+            if inner is None:
+                transport: httpx.BaseTransport = self._pools.get(attempt.endpoint)
+                request = call.request
+            else:
+                transport, request = self._target(attempt.endpoint, call.request)
+            # Observers' attempt context (the attempt's span current) around the send.
+            undo = enter_attempt(attempt) if attempt.enter is not None else None
+            token = BOUND.set(attempt)  # every socket operation of this attempt is capped
             try:
-                response = self._send(attempt, call)
+                response = transport.handle_request(request)
+                # A body still to read (not in memory already, not a 101's raw socket).
+                if response.status_code != 101 and not isinstance(
+                    response.stream, httpx.ByteStream
+                ):
+                    # A caller's transport cannot see the bound: its body is checked
+                    # against the clock between chunks, and told the time left as its
+                    # timeout.
+                    if call.buffer:
+                        response = _read_body(
+                            response, call.request, attempt if inner is not None else None
+                        )
+                    else:
+                        sent = request.extensions if inner is not None else None
+                        response.stream = BoundedBody(response.stream, call, sent)
             except httpx.TransportError as exc:
+                BOUND.reset(token)
+                if undo is not None:
+                    leave_attempt(undo)
                 try:
                     delay = call.attempt_failed(attempt, exc)
                 except httpx.TransportError as final:
                     return call.fail(final)
+            except BaseException:
+                BOUND.reset(token)
+                if undo is not None:
+                    leave_attempt(undo)
+                raise
             else:
+                BOUND.reset(token)
+                if undo is not None:
+                    leave_attempt(undo)
                 retry_in = call.attempt_done(attempt, response)
                 if retry_in is None:
                     return call.finish(response)
                 delay = retry_in
                 response.close()
             self._sleep(delay)
-
-    def _send(self, attempt: Attempt, call: Call) -> httpx.Response:
-        transport, request = self._target(attempt.endpoint, call.request)
-        # Observers' attempt context (the attempt's span current) around the send.
-        undo = enter_attempt(attempt) if attempt.enter is not None else None
-        token = BOUND.set(attempt)  # every socket operation of this attempt is capped
-        try:
-            response = transport.handle_request(request)
-            if _unread(response):
-                # A caller's transport cannot see the bound: its body is checked against
-                # the clock between chunks, and told the time left as its timeout.
-                theirs = self._inner is not None
-                if call.buffer:
-                    return _read_body(response, call.request, attempt if theirs else None)
-                sent = request.extensions if theirs else None
-                response.stream = BoundedBody(response.stream, call, sent)
-            return response
-        finally:
-            BOUND.reset(token)
-            if undo is not None:
-                leave_attempt(undo)
 
     def _passthrough(self, request: httpx.Request) -> httpx.Response:
         observed = Passthrough(self.runtime, request)
@@ -259,11 +280,6 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
         self._close_own()
         if self._inner is not None:
             self._inner.__exit__(exc_type, exc_value, traceback)
-
-
-def _unread(response: httpx.Response) -> bool:
-    """A body still to read (not in memory already, not a 101 Upgrade's raw socket)."""
-    return not isinstance(response.stream, httpx.ByteStream) and response.status_code != 101
 
 
 def _read_body(
