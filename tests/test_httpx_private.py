@@ -95,3 +95,27 @@ def test_connection_pool_dials_through_its_network_backend_attribute() -> None:
     assert isinstance(pool, httpcore.ConnectionPool)
     assert isinstance(pool._network_backend, httpcore.NetworkBackend)
     assert pool._http2 is False
+
+
+def test_url_keeps_its_raw_path_in_the_parse_result() -> None:
+    """``URL._uri_reference.path`` is the path before percent-decoding (the Call keys its
+    route-label cache on it) and decodes to the public ``url.path``."""
+    url = httpx.URL("http://a/users/caf%C3%A9/42?x=1")
+    assert url._uri_reference.path == "/users/caf%C3%A9/42"
+    assert url.path == "/users/café/42"
+    assert httpx.URL("http://a")._uri_reference.path == ""
+    assert httpx.URL("http://a").path == "/"
+
+
+def test_url_parse_result_fields_match_the_public_properties() -> None:
+    """``URL._uri_reference`` has ``scheme``, ``host`` (IDNA-encoded) and ``port`` (None
+    when the default one) as the drivers compare them to tell the service's requests."""
+    for text in ("http://User-Service:8080/x", "https://münchen.example/", "http://a"):
+        url = httpx.URL(text)
+        ref = url._uri_reference
+        assert ref.scheme == url.scheme
+        assert ref.port == url.port
+        assert ref.host == url.raw_host.decode("ascii")
+    assert httpx.URL("https://münchen.example/")._uri_reference.host.startswith("xn--")
+    assert httpx.URL("http://a:80/").port is None
+    assert httpx.URL("http://a:80/")._uri_reference.port is None

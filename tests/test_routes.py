@@ -170,3 +170,41 @@ def test_route_table_is_bounded_in_services(monkeypatch: pytest.MonkeyPatch) -> 
 
 def _word(i: int) -> str:
     return "r" + format(i, "b").replace("0", "a").replace("1", "b")
+
+
+def test_raw_path_cache_is_bounded_and_gives_the_decoded_route(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """route_raw() labels by the decoded path, remembers it under the raw one, bounded."""
+    monkeypatch.setattr(_routes, "_PATH_CACHE_MAX", 10)
+    table = RouteTable()
+    assert table.route_raw("/a%20b/42", "/a b/42") == table.route("/a b/42")
+    assert table.by_raw_path["/a%20b/42"] == table.route("/a b/42")
+    for i in range(35):
+        table.route_raw(f"/users/{i}", f"/users/{i}")
+    assert len(table.by_raw_path) <= 10
+
+
+def test_percent_encoded_paths_get_the_route_of_their_decoded_path() -> None:
+    """Through a client: a percent-encoded path is labelled as its decoded form, first
+    request (cache miss) and later ones (hits on the raw-path cache) alike."""
+    registry = CollectorRegistry()
+    client = ServiceClient(
+        "routes-raw-path",
+        url="http://127.0.0.1:9",
+        transport=httpx.MockTransport(lambda r: httpx.Response(200)),
+        registry=registry,
+        resolve="system",
+    )
+    expected = client.resilient.runtime.routes.route("/files/a b/42")
+    for _ in range(3):
+        assert client.get("/files/a%20b/42").status_code == 200
+    routes = {
+        s.labels["route"]: s.value
+        for m in registry.collect()
+        if m.name == "http_request_duration_seconds"
+        for s in m.samples
+        if s.name.endswith("_count")
+    }
+    assert routes == {expected: 3.0}
+    client.close()

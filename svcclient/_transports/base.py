@@ -61,8 +61,13 @@ class DriverBase(Generic[T]):
             ),
         )
         self._pools: PoolSet[T] = PoolSet(self._new_pool, cfg.deadline + 1.0)
-        url = rt.base_url
-        self._service_origin = (url.scheme, url.host, rt.origin.port)
+        # Compared with each request's parse result (httpx's private ``_uri_reference``,
+        # pinned in tests/test_httpx_private.py): its scheme, host (IDNA-encoded, as
+        # parsed) and port are plain fields, where ``url.host``/``.scheme``/``.port`` are
+        # a Python property call each. The same parse of the same name gives the same
+        # encoded host, so equal raw hosts are equal hosts.
+        ref = rt.base_url._uri_reference
+        self._service_origin = (ref.scheme, ref.host, rt.origin.port)
 
     def _new_pool(self, endpoint: Endpoint) -> T:  # pragma: no cover - each driver overrides
         raise NotImplementedError
@@ -75,11 +80,11 @@ class DriverBase(Generic[T]):
     def _for_service(self, request: httpx.Request) -> bool:
         """Is ``request`` for the service (its scheme, host and port)? Another origin
         (a redirect elsewhere, an absolute URL) is sent to its own host, unchanged."""
-        url = request.url
+        ref = request.url._uri_reference
         scheme, host, port = self._service_origin
-        if url.host != host or url.scheme != scheme:
+        if ref.host != host or ref.scheme != scheme:
             return False
-        explicit = url.port
+        explicit = ref.port
         return explicit is None or explicit == port
 
     def _retiring(self) -> list[T]:
