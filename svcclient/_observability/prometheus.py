@@ -548,10 +548,9 @@ def _current_trace_id() -> str | None:
     return None
 
 
-def _context_is_empty() -> bool:
-    # OpenTelemetry is asked only once something imported it (an app with tracing does).
-    otel_context = sys.modules.get("opentelemetry.context")
-    return otel_context is None or not otel_context.get_current()
+# OpenTelemetry's context is asked only once something imported it (an app with tracing
+# does): on_attempt_end looks it up here.
+_modules = sys.modules
 
 
 class PrometheusHooks(Hooks):
@@ -613,8 +612,11 @@ class PrometheusHooks(Hooks):
         key = (call.method, call.route, attempt.status_code, call.service)
         state = call.state
         trace_id = state.get(TRACE_ID_STATE_KEY) if state else None
-        if trace_id is None and not _context_is_empty():
-            trace_id = _current_trace_id()
+        if trace_id is None:
+            # not _context_is_empty(), inlined (a Python call fewer per attempt).
+            otel_context = _modules.get("opentelemetry.context")
+            if otel_context is not None and otel_context.get_current():
+                trace_id = _current_trace_id()
         if trace_id is None:
             pending = self._duration.get(key)
             if pending is None:
