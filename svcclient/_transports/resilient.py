@@ -99,8 +99,9 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                 self._refresh(call)
             elif not rt.first_resolution.is_set():
                 rt.first_resolution.wait(min(self.config.dns_timeout, call.deadline.remaining()))
-        for pool in self._retiring():
-            pool.close()
+        if rt.retired or self._pools.has_retiring:  # _retiring()'s test, without its call
+            for pool in self._retiring():
+                pool.close()
         if rt.limiter is not None:
             refused = rt.admit(request)  # holds a limiter slot when it returns None
             if refused is not None:
