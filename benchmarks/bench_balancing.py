@@ -12,9 +12,20 @@ in thread CPU time with the empty-loop overhead subtracted, in microseconds per 
 
 from __future__ import annotations
 
+import argparse
+import functools
+import gc
+import json
+import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from svcclient._balancing.balancer import BalancingPolicy, LoadBalancer
 from svcclient._balancing.outlier import OutlierPolicy
@@ -107,13 +118,161 @@ def render(results: dict[str, dict[int, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    quick = "--quick" in sys.argv[1:]
-    results = run(quick)
+# -- instructions per affinity pick (callgrind) -----------------------------------------------
+
+# The issue's goal (#16): a new affinity key at 1,000 endpoints, instructions per pick.
+NEW_KEY_GOAL = 10_000
+NEW_KEY_GUARD = NEW_KEY_GOAL + 500  # the goal + slack for CPython/valgrind version drift
+CALLGRIND_SIZES = (100, 1000)
+CALLGRIND_ROWS = ("affinity (new key)", "affinity (cached key)")
+_MEMORY_HALF = 512  # keys per generation in the benchmark: memory is full and turning over
+
+
+def _batch(run: Callable[[], None]) -> None:
+    """Run ``run`` inside one ``functools.reduce`` call: callgrind counts exactly that."""
+    gc.collect()
+    gc.freeze()
+    functools.reduce(lambda _acc, _item: run(), (None,), None)
+    gc.unfreeze()
+
+
+def _callgrind_child(n: int, labels_out: str) -> int:
+    """Under valgrind: for each size and row, a batch of ``n`` and one of ``2 n`` picks."""
+    import collections
+    import itertools
+
+    labels: list[list[Any]] = []
+    sink = collections.deque(maxlen=0).extend
+    for size in CALLGRIND_SIZES:
+        # A constant clock in C: no expiry or generation flip by time inside a batch.
+        lb = LoadBalancer(
+            BalancingPolicy("affinity", seed=1),
+            OutlierPolicy(),
+            clock=itertools.repeat(1000.0).__next__,
+        )
+        lb.set_endpoints(_endpoints(size))
+        # Small generations, so new keys find the memory full and pay their share of
+        # dropping the old generation (the steady state of a service seeing new keys).
+        lb._strategy._half = _MEMORY_HALF  # type: ignore[union-attr]
+        pick = lb.pick
+        pool = [f"user-{i}" for i in range(_MEMORY_HALF // 2)]
+        fresh = iter([f"session-{i:08x}" for i in range(3 * n + 4 * _MEMORY_HALF)])
+        sink(map(pick, itertools.islice(fresh, 4 * _MEMORY_HALF)))  # memory full
+        for row in CALLGRIND_ROWS:
+            for count in (n, 2 * n):
+                if row == "affinity (new key)":
+                    keys = list(itertools.islice(fresh, count))
+                else:  # the pool, all in the young generation: no new key among them
+                    sink(map(pick, pool))
+                    keys = (pool * (count // len(pool) + 1))[:count]
+                _batch(lambda keys=keys, pick=pick: sink(map(pick, keys)))
+                labels.append([row, size, count])
+    Path(labels_out).write_text(json.dumps(labels))
+    return 0
+
+
+_TOTALS = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
+
+
+def callgrind(n: int = 1000, timeout: float = 300.0) -> dict[str, dict[int, float]]:
+    """Instructions per ``LoadBalancer.pick`` with the affinity strategy, by row and size.
+
+    One valgrind process (``PYTHONHASHSEED=0``) counts only inside ``functools.reduce``
+    calls, one dump per batch; a batch of ``n`` picks is subtracted from one of ``2 n``,
+    so set-up, warm-up and per-batch constants cancel out (as in ``callgrind_overhead``).
+    """
+    with tempfile.TemporaryDirectory(prefix="svc-cg-bal-") as tmp:
+        out = Path(tmp)
+        labels_out = out / "labels.json"
+        cmd = [
+            "valgrind",
+            "--tool=callgrind",
+            "--collect-atstart=no",
+            "--toggle-collect=functools_reduce",
+            "--dump-after=functools_reduce",
+            f"--callgrind-out-file={out / 'cg.out'}",
+            sys.executable,
+            "-m",
+            "benchmarks.bench_balancing",
+            "--callgrind-child",
+            str(n),
+            str(labels_out),
+        ]
+        proc = subprocess.run(
+            cmd,
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"callgrind child failed:\n{proc.stderr[-3000:]}")
+        labels = json.loads(labels_out.read_text())
+        dumps = sorted(
+            (p for p in out.glob("cg.out.*") if p.suffix[1:].isdigit()),
+            key=lambda p: int(p.suffix[1:]),
+        )
+        counts = []
+        for path in dumps:
+            found = _TOTALS.search(path.read_bytes())
+            if found is None:
+                raise RuntimeError(f"no totals in {path.name}")
+            counts.append(int(found.group(1)))
+    if len(counts) != len(labels):
+        raise RuntimeError(f"expected {len(labels)} callgrind dumps, got {len(counts)}")
+    by = {(row, size, count): c for (row, size, count), c in zip(labels, counts, strict=True)}
+    return {
+        row: {size: (by[(row, size, 2 * n)] - by[(row, size, n)]) / n for size in CALLGRIND_SIZES}
+        for row in CALLGRIND_ROWS
+    }
+
+
+def render_callgrind(per: dict[str, dict[int, float]]) -> str:
+    """Markdown table: instructions per pick by row and endpoint count."""
+    head = "| affinity pick | " + " | ".join(f"{s:,} eps" for s in CALLGRIND_SIZES) + " |"
+    lines = [head, "|" + "---|" * (len(CALLGRIND_SIZES) + 1)]
+    for row, by_size in per.items():
+        cells = [f"{by_size[s]:,.0f}" for s in CALLGRIND_SIZES]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter runs")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="instructions per affinity pick (valgrind)"
+    )
+    parser.add_argument(
+        "--guard", action="store_true", help="with --callgrind: exit 1 over the bound"
+    )
+    parser.add_argument("-n", type=int, default=1024, help="picks per callgrind batch")
+    parser.add_argument("--callgrind-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.callgrind_child:
+        return _callgrind_child(int(args.callgrind_child[0]), args.callgrind_child[1])
+    if args.callgrind:
+        if shutil.which("valgrind") is None:
+            print("valgrind not found (apt-get install valgrind)")
+            return 2
+        per = callgrind(args.n)
+        print(f"## Instructions per affinity pick (callgrind, Python {sys.version.split()[0]})\n")
+        print(render_callgrind(per))
+        worst = per["affinity (new key)"][1000]
+        ok = worst <= NEW_KEY_GUARD
+        print(
+            f"\nnew key at 1,000 endpoints: {worst:,.0f} (goal <= {NEW_KEY_GOAL:,}, "
+            f"guard <= {NEW_KEY_GUARD:,}): {'ok' if ok else 'TOO HIGH'}"
+        )
+        return 1 if args.guard and not ok else 0
+    results = run(args.quick)
     print(f"## Endpoint choice cost (us per call, Python {sys.version.split()[0]})\n")
     print(render(results))
     print("\ncycle = pick() + on_start() + on_end(); no ejections; best of several runs.")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

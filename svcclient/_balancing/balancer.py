@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
 from .._endpoint import Endpoint
 from .._exceptions import ConfigError
@@ -51,6 +51,12 @@ logger = logging.getLogger("svcclient")
 StrategyName = Literal["round_robin", "least_loaded", "affinity"]
 _STRATEGIES: tuple[str, ...] = get_args(StrategyName)
 _INF = math.inf
+
+
+class _Pick(Protocol):
+    def __call__(
+        self, affinity_key: str | None = None, avoid: Endpoint | None = None
+    ) -> Endpoint: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,12 +157,24 @@ class LoadBalancer:
         "_expiry",
         "_lock",
         "_on_ejection",
-        "_pick",
         "_stats",
         "_strategy",
         "outlier",
+        "pick",
         "policy",
     )
+
+    pick: _Pick
+    """Choose the endpoint for the next attempt: ``pick(affinity_key=None, avoid=None)``.
+
+    Ejected endpoints are skipped unless every endpoint is excluded (panic mode: all
+    are used). ``affinity_key`` matters only to the affinity strategy. ``avoid`` is
+    the endpoint of the previous failed attempt: another eligible endpoint is chosen
+    when there is one. Raises ``LookupError`` when the set is empty.
+
+    While no ejection is due to expire this *is* the strategy's ``pick`` (one call on
+    the request path, not two); otherwise it checks the expiry first.
+    """
 
     def __init__(
         self,
@@ -189,7 +207,7 @@ class LoadBalancer:
         else:
             strategy = RoundRobin(rng)
         self._strategy = strategy
-        self._pick = strategy.pick
+        self.pick = strategy.pick
 
     # -- the endpoint set ---------------------------------------------------------------
 
@@ -265,7 +283,9 @@ class LoadBalancer:
             eligible = self._endpoints  # panic mode: better some requests than none
         self._eligible = eligible
         self._strategy.rebuild(eligible)
-        self._expiry = detector.next_expiry
+        self._expiry = expiry = detector.next_expiry
+        # One attribute store: a concurrent pick sees the old binding or the new one.
+        self.pick = self._strategy.pick if expiry == _INF else self._pick_refreshing
 
     def _maybe_refresh(self) -> None:
         if self._expiry != _INF and self._clock() >= self._expiry:
@@ -287,17 +307,12 @@ class LoadBalancer:
 
     # -- the request path ---------------------------------------------------------------
 
-    def pick(self, affinity_key: str | None = None, avoid: Endpoint | None = None) -> Endpoint:
-        """Choose the endpoint for the next attempt.
-
-        Ejected endpoints are skipped unless every endpoint is excluded (panic mode: all
-        are used). ``affinity_key`` matters only to the affinity strategy. ``avoid`` is
-        the endpoint of the previous failed attempt: another eligible endpoint is chosen
-        when there is one. Raises ``LookupError`` when the set is empty.
-        """
-        if self._expiry != _INF and self._clock() >= self._expiry:
-            self._maybe_refresh()
-        return self._pick(affinity_key, avoid)
+    def _pick_refreshing(
+        self, affinity_key: str | None = None, avoid: Endpoint | None = None
+    ) -> Endpoint:
+        """``pick`` while an ejection may expire: brings such endpoints back first."""
+        self._maybe_refresh()
+        return self._strategy.pick(affinity_key, avoid)
 
     def on_start(self, ep: Endpoint) -> None:
         """An attempt to ``ep`` is being sent (counts it as outstanding)."""

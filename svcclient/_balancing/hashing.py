@@ -42,7 +42,7 @@ from functools import partial
 from hashlib import shake_128
 from zlib import crc32
 
-__all__ = ["SLOT_BITS", "VNODES", "HashRing", "key_hash"]
+__all__ = ["SLOT_BITS", "VNODES", "HashRing", "crc", "key_hash"]
 
 VNODES = 128
 """Points per endpoint on the ring."""
@@ -56,7 +56,8 @@ _UNPACK = struct.Struct(f"<{VNODES}I").unpack
 _TOP = 32 + SLOT_BITS  # bits in a ring value
 
 
-def _crc(key: str) -> int:
+def crc(key: str) -> int:
+    """CRC-32 of the key's UTF-8 bytes (lone surrogates kept byte for byte)."""
     try:
         return crc32(key.encode())
     except UnicodeEncodeError:  # a lone surrogate: still a key, hashed byte for byte
@@ -69,7 +70,7 @@ def key_hash(key: str) -> int:
     >>> key_hash("user-42") == key_hash("user-42")
     True
     """
-    return _crc(key) << SLOT_BITS
+    return crc(key) << SLOT_BITS
 
 
 def _points(key: str, slot: int) -> map[int]:
@@ -123,6 +124,15 @@ class HashRing:
         self._owners = array("i", [p & _SLOT_MASK for p in points])
         self._owners.append(self._owners[0] if points else -1)
 
+    def tables(self) -> tuple[array[int], array[int], array[int], int]:
+        """``(first, positions, owners, shift)``: what :meth:`owner_of` reads, for a caller
+        that inlines its fast path (the affinity strategy: one Python call less per key).
+
+        The owner of CRC-32 ``h`` is ``owners[i]`` for the first ``i`` from
+        ``first[h >> shift]`` with ``positions[i] >= h`` (the last position is a sentinel).
+        """
+        return self._first, self._positions, self._owners, self._crc_shift
+
     def __len__(self) -> int:
         """Number of endpoints on the ring."""
         return len(self.keys)
@@ -156,7 +166,7 @@ class HashRing:
         One bucket read and a step or two over 32-bit positions; only when the owner is
         not ``allowed`` (ejected) does it walk the ring like :meth:`owner`.
         """
-        h = _crc(key)
+        h = crc(key)
         positions = self._positions
         i = self._first[h >> self._crc_shift]
         while positions[i] < h:  # the sentinel stops it; ~1 point per bucket
