@@ -240,8 +240,9 @@ _CANNED = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length:
 class _CannedProtocol(asyncio.Protocol):
     """Answers every request head (GETs only: no request body) with ``_CANNED``, keep-alive."""
 
-    def __init__(self, seen: list[int]) -> None:
+    def __init__(self, seen: list[int], accepted: list[int]) -> None:
         self.seen = seen
+        accepted[0] += 1
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
 
@@ -266,6 +267,7 @@ class _Canned:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.seen = [0]
+        self.accepted = [0]  # TCP connections accepted (the "connections" command)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
@@ -273,7 +275,10 @@ class _Canned:
         self.thread.start()
         server = asyncio.run_coroutine_threadsafe(
             self.loop.create_server(
-                lambda: _CannedProtocol(self.seen), self.host, self.port, backlog=4096
+                lambda: _CannedProtocol(self.seen, self.accepted),
+                self.host,
+                self.port,
+                backlog=4096,
             ),
             self.loop,
         ).result(timeout)
@@ -344,6 +349,9 @@ def _child(payload: str) -> int:
             cmd = line.strip()
             if cmd == "counts":
                 print("OK " + json.dumps(counts()), flush=True)
+            elif cmd == "connections":  # TCP connections accepted per canned server
+                conns = {keys[i]: can.accepted[0] for i, can in canned.items()}
+                print("OK " + json.dumps(conns), flush=True)
             elif cmd == "reset":
                 seen = counts()
                 for srv, spec in faults:

@@ -6,7 +6,9 @@ scale, a bare ``aiohttp.ClientSession``. The server is the canned-answer server 
 process (``benchmarks._servers``), so it is never the bottleneck. Each contender warms up
 with 20 requests, then fires the burst; every burst is bounded by ``limit`` seconds
 (requests still running then count as unfinished). The verdicts are counts
-(succeeded / 1,000), never wall time; wall time is reported for the speed comparison.
+(succeeded / 1,000), never wall time; wall time is reported for the speed comparison,
+and the new TCP connections each burst made are counted on the server's side (accepted
+connections), so pool churn shows as a count.
 
 Run ``python -m benchmarks.bench_burst [--quick]``; ``run(quick)`` returns a dict.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import statistics
 import sys
 import time
 from collections import Counter
@@ -55,7 +58,9 @@ async def _burst(get: Callable[[], Awaitable[bool]], n: int, limit: float) -> di
     return {"succeeded": ok, "wall_s": time.perf_counter() - t0, "errors": dict(errors)}
 
 
-async def _contenders(url: str, repeats: int, limit: float) -> dict[str, Any]:
+async def _contenders(
+    url: str, repeats: int, limit: float, accepted: Callable[[], int]
+) -> dict[str, Any]:
     def httpx_get(client: httpx.AsyncClient) -> Callable[[], Awaitable[bool]]:
         async def get() -> bool:
             return (await client.get("/items/1")).status_code == 200
@@ -86,15 +91,10 @@ async def _contenders(url: str, repeats: int, limit: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         for name, client in clients.items():
-            get = httpx_get(client)
-            await _burst(get, 20, limit)
-            runs = [await _burst(get, BURST, limit) for _ in range(repeats)]
-            out[name] = runs
+            out[name] = await _runs(httpx_get(client), repeats, limit, accepted)
         if has_aiohttp:
-            await _burst(aio_get, 20, limit)
-            out["bare aiohttp.ClientSession (reference)"] = [
-                await _burst(aio_get, BURST, limit) for _ in range(repeats)
-            ]
+            name = "bare aiohttp.ClientSession (reference)"
+            out[name] = await _runs(aio_get, repeats, limit, accepted)
     finally:
         for client in clients.values():
             await client.aclose()
@@ -104,18 +104,38 @@ async def _contenders(url: str, repeats: int, limit: float) -> dict[str, Any]:
         name: {
             "succeeded": min(r["succeeded"] for r in runs),
             "wall_s_best": min(r["wall_s"] for r in runs),
+            "wall_s_median": statistics.median(r["wall_s"] for r in runs),
             "wall_s_worst": max(r["wall_s"] for r in runs),
+            "new_connections": max(r["new_connections"] for r in runs),
             "errors": runs[-1]["errors"],
         }
         for name, runs in out.items()
     }
 
 
-def run(quick: bool) -> dict[str, Any]:
-    """Succeeded of 1,000 and wall seconds per contender (worst count over repeats)."""
-    repeats, limit = (1, 15.0) if quick else (3, 60.0)
+async def _runs(
+    get: Callable[[], Awaitable[bool]], repeats: int, limit: float, accepted: Callable[[], int]
+) -> list[dict[str, Any]]:
+    await _burst(get, 20, limit)  # warm-up: the pool holds its keep-alive connections
+    runs = []
+    for _ in range(repeats):
+        before = accepted()
+        result = await _burst(get, BURST, limit)
+        result["new_connections"] = accepted() - before
+        runs.append(result)
+    return runs
+
+
+def run(quick: bool, repeats: int | None = None) -> dict[str, Any]:
+    """Succeeded of 1,000 (worst over repeats), wall seconds (best, median, worst) and new
+    TCP connections per burst (most over repeats, counted by the server) per contender."""
+    default_repeats, limit = (1, 15.0) if quick else (3, 60.0)
     with ServerProcess([{"kind": "canned", "host": "127.0.0.1"}]) as srv:
-        result = asyncio.run(_contenders(srv.urls[0], repeats, limit))
+
+        def accepted() -> int:
+            return sum(srv.command("connections").values())
+
+        result = asyncio.run(_contenders(srv.urls[0], repeats or default_repeats, limit, accepted))
     return {"requests": BURST, "time_limit_s": limit, "contenders": result}
 
 
@@ -124,13 +144,14 @@ def render(result: dict[str, Any]) -> str:
     rows = result["contenders"]
     bare = rows["bare httpx.AsyncClient"]["wall_s_best"]
     lines = [
-        f"| {result['requests']:,} concurrent GETs | succeeded | wall s best (worst) "
-        "| speed-up over bare httpx | errors (last run) |",
-        "| --- | ---: | ---: | ---: | --- |",
+        f"| {result['requests']:,} concurrent GETs | succeeded | new TCP connections "
+        "| wall s min / median / max | speed-up over bare httpx | errors (last run) |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, r in rows.items():
         lines.append(
-            f"| {name} | {r['succeeded']:,} | {r['wall_s_best']:.2f} ({r['wall_s_worst']:.2f}) "
+            f"| {name} | {r['succeeded']:,} | {r['new_connections']:,} "
+            f"| {r['wall_s_best']:.2f} / {r['wall_s_median']:.2f} / {r['wall_s_worst']:.2f} "
             f"| {bare / r['wall_s_best']:.1f} | {r['errors'] or '-'} |"
         )
     return "\n".join(lines)
@@ -139,8 +160,9 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=None, help="bursts per contender")
     args = parser.parse_args(argv)
-    print(render(run(args.quick)))
+    print(render(run(args.quick, args.repeats)))
     return 0
 
 

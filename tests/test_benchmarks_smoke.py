@@ -155,6 +155,10 @@ def _results(
             "bench_burst": {
                 "contenders": {
                     "bare httpx.AsyncClient": {"succeeded": 1000, "wall_s_best": 5.0},
+                    "svcclient defaults (httpx wire)": {
+                        "succeeded": burst_ok,
+                        "wall_s_best": 1.5,
+                    },
                     'svcclient wire="aiohttp"': {"succeeded": burst_ok, "wall_s_best": 0.5},
                 }
             },
@@ -173,6 +177,19 @@ def test_guards_fail_on_overhead_and_missing_memory() -> None:
         "memory growth after warm-up": False,
         "burst of 1": False,
     }
+
+
+def test_burst_guard_on_the_httpx_wire_is_a_count() -> None:
+    """The default (httpx) wire's burst guard breaks on one lost request, whatever the time."""
+    results = _results(1.2, 1.0, 0.5)
+    burst = results["modules"]["bench_burst"]["contenders"]
+    burst["svcclient defaults (httpx wire)"]["succeeded"] = 999
+    guards = {g["name"]: g["ok"] for g in runner.evaluate_guards(results)}
+    assert (
+        guards["burst of 1,000 concurrent GETs on svcclient defaults (httpx wire): succeeded"]
+        is False
+    )
+    assert guards['burst of 1,000 concurrent GETs on wire="aiohttp": succeeded'] is True
 
 
 def test_guards_pass_when_within_bounds() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextvars
 import typing
 
-__all__ = ["BOUND", "Bound"]
+__all__ = ["BOUND", "Bound", "capped"]
 
 
 class Bound(typing.Protocol):
@@ -23,3 +23,15 @@ class Bound(typing.Protocol):
 BOUND: contextvars.ContextVar[Bound | None] = contextvars.ContextVar(
     "svcclient_bound", default=None
 )
+
+
+def capped(timeout: float | None, error: type[Exception]) -> float | None:
+    """``timeout`` capped at the time the bound leaves; ``error`` (an httpcore timeout
+    class) raised when none is left. With no bound set, ``timeout`` unchanged."""
+    bound = BOUND.get()
+    if bound is None:
+        return timeout
+    left = bound.remaining()
+    if left <= 0.0:
+        raise error("svcclient: no time left (attempt timeout or deadline)")
+    return left if timeout is None or left < timeout else timeout

@@ -31,7 +31,7 @@ import httpcore
 import httpx
 
 from .._endpoint import Endpoint
-from .bound import BOUND
+from .bound import capped as _capped
 from .connection_age import DEFAULT_JITTER, AgedAsyncBackend, AgedBackend, Retirement
 from .forksafe import aopened, opened
 
@@ -40,19 +40,6 @@ __all__ = ["AsyncPinnedTransport", "PinnedTransport", "cap_caller_transport", "t
 SocketOption = (
     tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 )
-
-
-_ExcType = type[httpcore.TimeoutException]
-
-
-def _capped(timeout: float | None, error: _ExcType) -> float | None:
-    bound = BOUND.get()
-    if bound is None:
-        return timeout
-    left = bound.remaining()
-    if left <= 0.0:
-        raise error("svcclient: no time left (attempt timeout or deadline)")
-    return left if timeout is None or left < timeout else timeout
 
 
 class _Stream(httpcore.NetworkStream):
@@ -412,8 +399,14 @@ def _pool_kwargs(options: _Options) -> dict[str, typing.Any]:
     }
 
 
+def _limits(options: _Options) -> tuple[int | None, int | None, float | None]:
+    limits = options["limits"]
+    return limits.max_connections, limits.max_keepalive_connections, limits.keepalive_expiry
+
+
 class PinnedTransport(httpx.HTTPTransport):
-    """httpx's ``HTTPTransport`` on a connection pool svcclient builds itself.
+    """httpx's ``HTTPTransport`` on a connection pool svcclient builds itself
+    (HTTP/1.1: :mod:`.pool`'s; HTTP/2: httpcore's).
 
     ``endpoint``: every connection dials it (None: the URL's host). ``max_age``: pooled
     connections retire after it (see :mod:`.connection_age`). httpx has no public way
@@ -432,7 +425,13 @@ class PinnedTransport(httpx.HTTPTransport):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         backend = _Backend(endpoint, not options["http2"], max_age, clock)
-        self._pool = httpcore.ConnectionPool(network_backend=backend, **_pool_kwargs(options))
+        self._pool: typing.Any
+        if options["http2"]:
+            self._pool = httpcore.ConnectionPool(network_backend=backend, **_pool_kwargs(options))
+        else:
+            from .pool import HTTP11Pool
+
+            self._pool = HTTP11Pool(backend, options["verify"], *_limits(options))
         self.endpoint = endpoint
 
 
@@ -448,5 +447,13 @@ class AsyncPinnedTransport(httpx.AsyncHTTPTransport):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         backend = _AsyncBackend(endpoint, not options["http2"], max_age, clock)
-        self._pool = httpcore.AsyncConnectionPool(network_backend=backend, **_pool_kwargs(options))
+        self._pool: typing.Any
+        if options["http2"]:
+            self._pool = httpcore.AsyncConnectionPool(
+                network_backend=backend, **_pool_kwargs(options)
+            )
+        else:
+            from .pool import AsyncHTTP11Pool
+
+            self._pool = AsyncHTTP11Pool(backend, options["verify"], *_limits(options))
         self.endpoint = endpoint
