@@ -27,6 +27,11 @@ Reported per contender:
   accept, so a server whose 503 costs ``s`` of a service serves at most ``1 / (1 + (k - 1)
   s)`` of C (90.9 % here at k = 2); a run below that shows whether capacity went idle;
 * the server's no-load latency (one request at a time, before the runs) for reference;
+* beside each contender's local rejections, the **same-loop floor**: a bare httpx call
+  whose transport raises at once, started by the same open loop (one per ``FLOOR_EVERY``
+  offered requests) under the same load, and how many rejections overlapped a cyclic GC
+  pass — under load a rejection's tail is mostly the loop's and the process's, and the
+  floor shows how much;
 * a rejected call's wall time in a hot loop with no server (``_rejection_cost``), sync and
   async, beside baselines under the same harness: an empty function, a bare httpx call
   whose transport raises at once, and a CPU spin as long as the throttled call's median.
@@ -90,7 +95,11 @@ CONTENDERS = {
 QUICK = ("httpx", "defaults", "throttle", "vegas")  # --quick (CI) runs only these
 LOCAL = ("throttled", "limited", "breaker_open", "bulkhead_full")
 
-Outcome = tuple[str, float]  # (kind, seconds)
+Outcome = tuple[str, float, bool]  # (kind, seconds, a GC pass started meanwhile)
+# One same-loop floor probe per this many offered requests: a bare httpx call whose
+# transport raises at once, made by the same harness in the same loop under the same load,
+# so a local rejection's latency can be read against what any failing call costs there.
+FLOOR_EVERY = 2
 
 
 def _params(quick: bool) -> dict[str, Any]:
@@ -146,45 +155,70 @@ async def _offer(
     seconds: float,
     warmup: float,
     stats: Callable[[], dict[str, int]],
-) -> tuple[list[Outcome], dict[str, int], float]:
+) -> tuple[list[Outcome], list[Outcome], dict[str, int], float]:
     """``rate`` requests per second for ``seconds``, open loop; every task bounded.
 
-    Returns the outcomes, the server's counters over the steady part (after ``warmup``
-    seconds, so the first service times are not counted as lost capacity) and its length.
+    Returns the outcomes, the same-loop floor probes (see ``FLOOR_EVERY``), the server's
+    counters over the steady part (after ``warmup`` seconds, so the first service times are
+    not counted as lost capacity) and its length. Each outcome says whether a cyclic GC pass
+    started while it ran (a pass stops every task in the process, whatever it is doing).
     """
     outcomes: list[Outcome] = []
+    floor_outcomes: list[Outcome] = []
+    passes = [0]
 
-    async def one() -> None:
-        start = time.perf_counter()
+    def count_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            passes[0] += 1
+
+    async def timed(get: Any, out: list[Outcome]) -> None:
+        start, seen = time.perf_counter(), passes[0]
         try:
-            response = await client.get(PATH)
+            response = await get(PATH)
             kind = "ok" if response.status_code == 200 else f"status_{response.status_code}"
         except Exception as exc:
             kind = _kind(exc)
-        outcomes.append((kind, time.perf_counter() - start))
+        out.append((kind, time.perf_counter() - start, passes[0] != seen))
 
+    floor = httpx.AsyncClient(
+        base_url="http://127.0.0.1:9", transport=httpx.MockTransport(_refuse_at_transport)
+    )
     total = int(rate * seconds)
     tasks: list[asyncio.Task[None]] = []
     t0 = time.perf_counter()
     first: dict[str, int] | None = None
     t_first = t0
-    for i in range(total):
-        delay = t0 + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if first is None and time.perf_counter() - t0 >= warmup:
-            first, t_first = stats(), time.perf_counter()
-        tasks.append(asyncio.create_task(one()))
-    last, t_last = stats(), time.perf_counter()
-    assert first is not None
-    steady = {k: last[k] - first[k] for k in ("served", "shed", "busy_serve_us", "busy_shed_us")}
-    steady["max_queue"] = last["max_queue"]
-    # Every request is bounded by its client's timeouts (svcclient: the 3 s deadline; httpx:
-    # 5 s per phase); this wait is the last resort.
-    _, pending = await asyncio.wait(tasks, timeout=30.0)
-    for task in pending:
-        task.cancel()
-    return outcomes, steady, t_last - t_first
+    gc.callbacks.append(count_gc)
+    try:
+        for i in range(total):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if first is None and time.perf_counter() - t0 >= warmup:
+                first, t_first = stats(), time.perf_counter()
+            tasks.append(asyncio.create_task(timed(client.get, outcomes)))
+            if i % FLOOR_EVERY == 0:
+                # Half-way to the next request, after a wake-up of the loop like the
+                # offered ones (right behind one, it would find its caches warm).
+                delay = t0 + (i + 0.5) / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(timed(floor.get, floor_outcomes)))
+        last, t_last = stats(), time.perf_counter()
+        assert first is not None
+        steady = {
+            k: last[k] - first[k] for k in ("served", "shed", "busy_serve_us", "busy_shed_us")
+        }
+        steady["max_queue"] = last["max_queue"]
+        # Every request is bounded by its client's timeouts (svcclient: the 3 s deadline;
+        # httpx: 5 s per phase); this wait is the last resort.
+        _, pending = await asyncio.wait(tasks, timeout=30.0)
+        for task in pending:
+            task.cancel()
+    finally:
+        gc.callbacks.remove(count_gc)
+        await floor.aclose()
+    return outcomes, floor_outcomes, steady, t_last - t_first
 
 
 def _ms(values: list[float], q: float) -> float | None:
@@ -192,14 +226,20 @@ def _ms(values: list[float], q: float) -> float | None:
 
 
 def _summary(
-    outcomes: list[Outcome], offered: int, stats: dict[str, int], window: float
+    outcomes: list[Outcome],
+    floor: list[Outcome],
+    offered: int,
+    stats: dict[str, int],
+    window: float,
 ) -> dict[str, Any]:
     kinds: dict[str, int] = {}
-    for kind, _ in outcomes:
+    for kind, _, _ in outcomes:
         kinds[kind] = kinds.get(kind, 0) + 1
-    local = [s for k, s in outcomes if k in LOCAL]
-    admitted = [s for k, s in outcomes if k not in LOCAL]
-    ok = [s for k, s in outcomes if k == "ok"]
+    local = [s for k, s, _ in outcomes if k in LOCAL]
+    local_no_gc = [s for k, s, g in outcomes if k in LOCAL and not g]
+    admitted = [s for k, s, _ in outcomes if k not in LOCAL]
+    ok = [s for k, s, _ in outcomes if k == "ok"]
+    floor_all = [s for _, s, _ in floor]
     served_rate = stats["served"] / window
     worker_us = CAPACITY.workers * window * 1e6
     received = stats["served"] + stats["shed"]
@@ -220,6 +260,11 @@ def _summary(
         "local_p50_ms": _ms(local, 50),
         "local_p99_ms": _ms(local, 99),
         "local_max_ms": max(local) * 1000.0 if local else None,
+        "local_during_gc": len(local) - len(local_no_gc),
+        "local_no_gc_p99_ms": _ms(local_no_gc, 99),
+        "floor_probes": len(floor_all),
+        "floor_p50_ms": _ms(floor_all, 50),
+        "floor_p99_ms": _ms(floor_all, 99),
         "admitted": len(admitted),
         "admitted_p50_ms": _ms(admitted, 50),
         "admitted_p99_ms": _ms(admitted, 99),
@@ -551,10 +596,10 @@ def _contender(
             await client.get(PATH)  # connect once, off the clock
             srv.reset()
             rate = LOAD * capacity_rps
-            outcomes, stats, window = await _offer(
+            outcomes, floor, stats, window = await _offer(
                 client, rate, seconds, seconds * WARMUP, srv.stats
             )
-            return _summary(outcomes, int(rate * seconds), stats, window)
+            return _summary(outcomes, floor, int(rate * seconds), stats, window)
 
     result = asyncio.run(main())
     result["label"] = CONTENDERS[name]
@@ -656,6 +701,22 @@ def render(result: dict[str, Any]) -> str:
             f"| {_f(entry['admitted_p50_ms'])} / {_f(entry['admitted_p99_ms'])} "
             f"| {_f(entry['ok_p50_ms'])} / {_f(entry['ok_p99_ms'])} "
             f"| {entry['outcomes'].get('status_503', 0)} |"
+        )
+    lines += [
+        "",
+        "Local rejections beside the same-loop floor (a bare httpx call whose transport raises "
+        f"at once, one per {FLOOR_EVERY} offered requests, same harness and load):",
+        "",
+        "| contender | local rejections | of them during a GC pass | local p50 / p99 ms | "
+        "local p99 outside GC ms | floor probes | floor p50 / p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for entry in result["contenders"].values():
+        lines.append(
+            f"| {entry['label']} | {entry['local_rejections']} | {entry['local_during_gc']} "
+            f"| {_f(entry['local_p50_ms'], '.3f')} / {_f(entry['local_p99_ms'], '.3f')} "
+            f"| {_f(entry['local_no_gc_p99_ms'], '.3f')} | {entry['floor_probes']} "
+            f"| {_f(entry['floor_p50_ms'], '.3f')} / {_f(entry['floor_p99_ms'], '.3f')} |"
         )
     cost = result.get("rejection_cost")
     if cost:
