@@ -67,7 +67,15 @@ class DriverBase(Generic[T]):
         # a Python property call each. The same parse of the same name gives the same
         # encoded host, so equal raw hosts are equal hosts.
         ref = rt.base_url._uri_reference
-        self._service_origin = (ref.scheme, ref.host, rt.origin.port)
+        # A request is for the service when its (scheme, host, port) is one of these two
+        # (port None: the scheme's default, as in the base URL): one tuple, one set lookup.
+        self._service_origins = frozenset(
+            {(ref.scheme, ref.host, None), (ref.scheme, ref.host, rt.origin.port)}
+        )
+        # The caller's transport, when no DNS is ours to do: it then decides where bytes go
+        # and gets the caller's request as it is (_target's first case, for the drivers'
+        # attempt loops to test without a call).
+        self._fixed: T | None = transport if rt.endpoint_set is None else None
 
     def _new_pool(self, endpoint: Endpoint) -> T:  # pragma: no cover - each driver overrides
         raise NotImplementedError
@@ -81,16 +89,12 @@ class DriverBase(Generic[T]):
         """Is ``request`` for the service (its scheme, host and port)? Another origin
         (a redirect elsewhere, an absolute URL) is sent to its own host, unchanged."""
         ref = request.url._uri_reference
-        scheme, host, port = self._service_origin
-        if ref.host != host or ref.scheme != scheme:
-            return False
-        explicit = ref.port
-        return explicit is None or explicit == port
+        return (ref.scheme, ref.host, ref.port) in self._service_origins
 
     def _retiring(self) -> list[T]:
         """Retire pools of endpoints that left; return the retired pools now due to close."""
         rt = self.runtime
-        if rt.retired or self._pools.has_retiring:
+        if rt.retired or self._pools.retiring:
             now = rt.clock()
             self._pools.retire(rt.retired, now)
             return self._pools.due(now)

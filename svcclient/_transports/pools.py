@@ -25,13 +25,15 @@ class PoolSet(Generic[P]):
     the service's deadline, which is what ``grace`` is set from.
     """
 
-    __slots__ = ("_factory", "_grace", "_lock", "_pools", "_retiring")
+    __slots__ = ("_factory", "_grace", "_lock", "_pools", "retiring")
 
     def __init__(self, factory: Callable[[Endpoint], P], grace: float) -> None:
         self._factory = factory
         self._grace = grace
         self._pools: dict[Endpoint, P] = {}
-        self._retiring: list[tuple[float, P]] = []
+        # Retired pools and when each may close; non-empty while some wait (the drivers
+        # test it on every request: an attribute read, not a property call).
+        self.retiring: list[tuple[float, P]] = []
         # Only pool creation takes the lock: threads reaching a new endpoint together
         # must share one pool, or the losers' pools (and sockets) are never closed.
         self._lock = threading.Lock()
@@ -46,11 +48,6 @@ class PoolSet(Generic[P]):
                     pool = self._pools[endpoint] = self._factory(endpoint)
         return pool
 
-    @property
-    def has_retiring(self) -> bool:
-        """True while some retired pool still waits to be closed."""
-        return bool(self._retiring)
-
     def retire(self, endpoints: list[Endpoint], now: float) -> None:
         """Stop handing out the pools of ``endpoints``; ``endpoints`` is emptied."""
         with self._lock:
@@ -61,20 +58,20 @@ class PoolSet(Generic[P]):
                     break
                 pool = self._pools.pop(endpoint, None)
                 if pool is not None:
-                    self._retiring.append((now + self._grace, pool))
+                    self.retiring.append((now + self._grace, pool))
 
     def due(self, now: float) -> list[P]:
         """Remove and return the retired pools whose grace time has passed."""
         with self._lock:
-            due = [pool for close_at, pool in self._retiring if close_at <= now]
+            due = [pool for close_at, pool in self.retiring if close_at <= now]
             if due:
-                self._retiring = [(t, p) for t, p in self._retiring if t > now]
+                self.retiring = [(t, p) for t, p in self.retiring if t > now]
             return due
 
     def drain(self) -> list[P]:
         """Remove and return every pool, live or retiring (on close)."""
         with self._lock:
-            pools = list(self._pools.values()) + [pool for _, pool in self._retiring]
+            pools = list(self._pools.values()) + [pool for _, pool in self.retiring]
             self._pools.clear()
-            self._retiring.clear()
+            self.retiring.clear()
             return pools

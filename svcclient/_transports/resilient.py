@@ -86,7 +86,8 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through deadline, retry, breaker, balancer and attempt timeout."""
-        if not self._for_service(request):
+        ref = request.url._uri_reference  # self._for_service(request), inlined
+        if (ref.scheme, ref.host, ref.port) not in self._service_origins:
             return self._passthrough(request)
         rt = self.runtime
         if rt.throttle is not None and (refused := rt.throttled(request)) is not None:
@@ -99,7 +100,7 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                 self._refresh(call)
             elif not rt.first_resolution.is_set():
                 rt.first_resolution.wait(min(self.config.dns_timeout, call.deadline.remaining()))
-        if rt.retired or self._pools.has_retiring:  # _retiring()'s test, without its call
+        if rt.retired or self._pools.retiring:  # _retiring()'s test, without its call
             for pool in self._retiring():
                 pool.close()
         if rt.limiter is not None:
@@ -134,13 +135,18 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
     def _run(self, call: Call) -> httpx.Response:
         # The attempt loop with the send inlined (one Python call fewer per attempt).
         inner = self._inner
+        fixed = self._fixed
         while True:
             try:
                 attempt = call.begin_attempt()
             except httpx.TransportError as exc:
                 return call.fail(exc)
-            if inner is None:
-                transport: httpx.BaseTransport = self._pools.get(attempt.endpoint)
+            # self._target(), inlined for its two common cases.
+            if fixed is not None:
+                transport: httpx.BaseTransport = fixed
+                request = call.request
+            elif inner is None:
+                transport = self._pools.get(attempt.endpoint)
                 request = call.request
             else:
                 transport, request = self._target(attempt.endpoint, call.request)
