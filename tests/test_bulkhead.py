@@ -71,9 +71,67 @@ def test_core_hands_slot_to_oldest_waiter() -> None:
 def test_core_no_barging() -> None:
     """A newcomer does not take a slot while others are queued."""
     core: _BulkheadCore[str] = _BulkheadCore(BulkheadPolicy(max_concurrent=2, max_waiting=2))
-    core.in_flight = 1
+    assert core.try_acquire() and core.in_flight == 1
     core.enqueue("w")
     assert not core.try_acquire()
+    assert core.in_flight == 1
+
+
+def test_core_hand_over_serves_queued_waiters_from_free_tokens() -> None:
+    """Tokens freed while waiters are queued (a lock-free release racing a queueing
+    thread) go to the waiters, oldest first, as far as they reach."""
+    core: _BulkheadCore[str] = _BulkheadCore(BulkheadPolicy(max_concurrent=3, max_waiting=3))
+    for _ in range(3):
+        assert core.try_acquire()
+    for name in "abc":
+        assert core.enqueue(name)
+    core.free_slot()
+    core.free_slot()
+    assert core.hand_over() == ["a", "b"]
+    assert (core.in_flight, list(core.waiters)) == (3, ["c"])
+    assert core.hand_over() == []
+
+
+class _ReleaseBeforeEnqueue(_BulkheadCore[threading.Lock]):
+    """A lock-free release lands between a queueing thread's try and its enqueue."""
+
+    def enqueue(self, waiter: threading.Lock) -> bool:
+        self.free_slot()  # the releaser saw no waiter: it just put its token back
+        return super().enqueue(waiter)
+
+
+class _QueueAfterFreeSlot(_BulkheadCore[threading.Lock]):
+    """A thread queues between a lock-free release's token and its look for waiters."""
+
+    def __init__(self, policy: BulkheadPolicy, waiter: threading.Lock) -> None:
+        super().__init__(policy)
+        self.late = waiter
+
+    def free_slot(self) -> None:
+        super().free_slot()
+        self.waiters.append(self.late)
+
+
+def test_sync_lock_free_release_racing_a_queueing_thread_wakes_it() -> None:
+    """Either interleaving of a lock-free release with a thread queueing for a slot ends
+    with the slot handed to that thread: no waiter sleeps while a slot is free."""
+    policy = BulkheadPolicy(max_concurrent=1, max_waiting=1, wait_timeout=30.0)
+    bh = Bulkhead(policy)
+    bh._core = _ReleaseBeforeEnqueue(policy)
+    assert bh.try_acquire()
+    started = time.perf_counter()
+    bh.acquire()  # served at once from the token put back before it queued
+    assert time.perf_counter() - started < 5.0  # generous; a lost wake-up waits 30 s
+    assert (bh.in_flight, bh.waiting) == (1, 0)
+
+    late = threading.Lock()
+    late.acquire()
+    bh = Bulkhead(policy)
+    bh._core = _QueueAfterFreeSlot(policy, late)
+    assert bh.try_acquire()
+    bh.release()  # put its token back, then found the late waiter: handed over
+    assert late.acquire(blocking=False)
+    assert (bh.in_flight, bh.waiting) == (1, 0)
 
 
 # --- threads ------------------------------------------------------------------------------
@@ -100,7 +158,7 @@ def test_try_acquire_takes_only_a_free_unqueued_slot() -> None:
         assert bh.try_acquire() and bh.in_flight == 1
         assert not bh.try_acquire() and bh.in_flight == 1
         bh._core.waiters.append(object())  # type: ignore[arg-type]  # a queued waiter
-        bh._core.in_flight = 0  # a slot frees up, but the waiter is first in line
+        bh._core.free.append(None)  # a slot frees up, but the waiter is first in line
         assert not bh.try_acquire()
         bh._core.waiters.clear()
         assert bh.try_acquire()

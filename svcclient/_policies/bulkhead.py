@@ -2,10 +2,19 @@
 
 Theory of operation
 -------------------
-One I/O-free core (:class:`_BulkheadCore`) counts slots and keeps a FIFO queue of waiter
-tokens; two short drivers give it a thread flavour (:class:`Bulkhead`, a lock and one
-``threading.Lock`` per waiter as its wake-up call) and an async flavour for any library
-anyio runs on, asyncio or trio (:class:`AsyncBulkhead`, one ``anyio.Event`` per waiter).
+One I/O-free core (:class:`_BulkheadCore`) keeps the free slots as a list of tokens and a
+FIFO queue of waiters; two short drivers give it a thread flavour (:class:`Bulkhead`, a
+lock and one ``threading.Lock`` per waiter as its wake-up call) and an async flavour for
+any library anyio runs on, asyncio or trio (:class:`AsyncBulkhead`, one ``anyio.Event``
+per waiter).
+
+Free slots are tokens in a list, not a count, because ``list.pop()`` and
+``list.append()`` are each atomic under the GIL: the thread flavour takes and gives back
+an uncontended slot without its lock (a lock round trip costs more than the rest of the
+bulkhead together). Only queueing, handing over and giving up take the lock. A lock-free
+release appends its token *first* and looks for waiters *second*, while a thread that
+queues enqueues first and looks for tokens second, each step atomic: one of the two sees
+the other, so no waiter sleeps while a slot is free.
 
 * A caller takes a free slot at once, unless someone is already queued (no barging: a
   newcomer must not overtake a waiter).
@@ -63,25 +72,35 @@ def _wait(policy: BulkheadPolicy, timeout: float | None) -> float:
 
 
 class _BulkheadCore(Generic[_W]):
-    """Slot counting and the waiter queue; no locking, no waiting, no clock.
+    """Free-slot tokens and the waiter queue; no locking, no waiting, no clock.
 
-    The thread driver calls it under its lock; the async driver from its event loop.
+    The async driver calls it from its event loop; the thread driver under its lock,
+    except :meth:`try_acquire` and the :meth:`free_slot` / :meth:`hand_over` pair, which
+    are safe without it (see the module docstring).
     """
 
-    __slots__ = ("in_flight", "max_concurrent", "max_waiting", "waiters")
+    __slots__ = ("free", "max_concurrent", "max_waiting", "waiters")
 
     def __init__(self, policy: BulkheadPolicy) -> None:
         self.max_concurrent = policy.max_concurrent
         self.max_waiting = policy.max_waiting
-        self.in_flight = 0
+        self.free: list[None] = [None] * policy.max_concurrent  # one token per free slot
         self.waiters: deque[_W] = deque()
+
+    @property
+    def in_flight(self) -> int:
+        """Slots taken (held by a call, or handed to a waiter)."""
+        return self.max_concurrent - len(self.free)
 
     def try_acquire(self) -> bool:
         """Take a free slot if there is one and nobody is queued ahead."""
-        if self.in_flight < self.max_concurrent and not self.waiters:
-            self.in_flight += 1
-            return True
-        return False
+        if self.waiters:
+            return False
+        try:
+            self.free.pop()
+        except IndexError:
+            return False
+        return True
 
     def enqueue(self, waiter: _W) -> bool:
         """Queue ``waiter`` for the next free slot; False when the queue is full."""
@@ -94,10 +113,24 @@ class _BulkheadCore(Generic[_W]):
         """Give up a slot: returns the waiter it was handed to, or None if it was freed."""
         if self.waiters:
             return self.waiters.popleft()
-        if self.in_flight <= 0:
-            raise RuntimeError("bulkhead released more times than acquired")
-        self.in_flight -= 1
+        self.free_slot()
         return None
+
+    def free_slot(self) -> None:
+        """Put a slot's token back (with nobody queued, or before :meth:`hand_over`)."""
+        free = self.free
+        if len(free) >= self.max_concurrent:
+            raise RuntimeError("bulkhead released more times than acquired")
+        free.append(None)
+
+    def hand_over(self) -> list[_W]:
+        """Give free tokens to queued waiters, oldest first; returns the waiters served."""
+        served = []
+        free, waiters = self.free, self.waiters
+        while waiters and free:
+            free.pop()
+            served.append(waiters.popleft())
+        return served
 
     def withdraw(self, waiter: _W) -> bool:
         """Remove a waiter that gives up; False if it was already handed a slot."""
@@ -153,20 +186,18 @@ class Bulkhead:
     def try_acquire(self) -> bool:
         """Take a free slot if there is one and nobody is queued; never waits.
 
-        The uncontended fast path (what nearly every call takes): the lock is taken and
-        given back by direct calls, not ``with`` (half the instructions), and the
-        core's check is inlined. ``acquire()`` is for when this says False.
+        The uncontended fast path (what nearly every call takes), without the lock: the
+        core's check inlined, and one atomic ``pop`` takes the token. ``acquire()`` is
+        for when this says False.
         """
         core = self._core
-        lock = self._lock
-        lock.acquire()
-        try:
-            if core.in_flight < core.max_concurrent and not core.waiters:
-                core.in_flight += 1
-                return True
+        if core.waiters:
             return False
-        finally:
-            lock.release()
+        try:
+            core.free.pop()
+        except IndexError:
+            return False
+        return True
 
     def acquire(self, timeout: float | None = None) -> None:
         """Take a slot, waiting up to ``wait_timeout`` if the queue has room.
@@ -186,6 +217,10 @@ class Bulkhead:
             token.acquire()  # held until a release hands us the slot
             if not core.enqueue(token):
                 raise _full(self.service, core)
+            # A lock-free release may have put a token back after our try and before our
+            # enqueue, without seeing us: serve the queue (perhaps us) from it now.
+            for waiter in core.hand_over():
+                waiter.release()
         try:
             got = token.acquire(timeout=timeout)
         except BaseException:
@@ -204,27 +239,28 @@ class Bulkhead:
         # A release handed us the slot between our timeout and taking the lock: keep it.
 
     def release(self) -> None:
-        """Give the slot back (to the oldest waiter if any)."""
+        """Give the slot back (to the oldest waiter if any).
+
+        With nobody queued (the common case) the token goes back without the lock; a
+        waiter that queued meanwhile is then served from the free tokens under the lock.
+        """
         core = self._core
-        lock = self._lock
-        lock.acquire()
-        try:
-            if not core.waiters and core.in_flight > 0:  # the common case, inlined
-                core.in_flight -= 1
+        if not core.waiters:
+            core.free_slot()
+            if not core.waiters:
                 return
-            token = core.release()
-            if token is not None:
-                token.release()
-        finally:
-            lock.release()
+            with self._lock:
+                served = core.hand_over()
+        else:
+            with self._lock:
+                token = core.release()
+            served = [] if token is None else [token]
+        for waiter in served:
+            waiter.release()
 
     def __enter__(self) -> Bulkhead:
-        # The uncontended path inlined (one call fewer on every request); acquire() repeats
-        # the check under the lock, so a slot freed in between is still taken.
-        with self._lock:
-            if self._core.try_acquire():
-                return self
-        self.acquire()
+        if not self.try_acquire():
+            self.acquire()
         return self
 
     def __exit__(
@@ -233,10 +269,7 @@ class Bulkhead:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        with self._lock:
-            token = self._core.release()
-            if token is not None:
-                token.release()
+        self.release()
 
     def _after_fork_in_child(self) -> None:
         # Called by svcclient._transports.forksafe (with a fresh lock in place): the slots
