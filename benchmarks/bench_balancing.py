@@ -13,20 +13,13 @@ in thread CPU time with the empty-loop overhead subtracted, in microseconds per 
 from __future__ import annotations
 
 import argparse
-import functools
-import gc
-import json
-import os
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
+from benchmarks._callgrind import Batches, per_call
 from svcclient._balancing.balancer import BalancingPolicy, LoadBalancer
 from svcclient._balancing.outlier import OutlierPolicy
 from svcclient._endpoint import Endpoint
@@ -128,20 +121,12 @@ CALLGRIND_ROWS = ("affinity (new key)", "affinity (cached key)")
 _MEMORY_HALF = 512  # keys per generation in the benchmark: memory is full and turning over
 
 
-def _batch(run: Callable[[], None]) -> None:
-    """Run ``run`` inside one ``functools.reduce`` call: callgrind counts exactly that."""
-    gc.collect()
-    gc.freeze()
-    functools.reduce(lambda _acc, _item: run(), (None,), None)
-    gc.unfreeze()
-
-
-def _callgrind_child(n: int, labels_out: str) -> int:
+def _callgrind_child(n: int) -> int:
     """Under valgrind: for each size and row, a batch of ``n`` and one of ``2 n`` picks."""
     import collections
     import itertools
 
-    labels: list[list[Any]] = []
+    batches = Batches(n)
     sink = collections.deque(maxlen=0).extend
     for size in CALLGRIND_SIZES:
         # A constant clock in C: no expiry or generation flip by time inside a batch.
@@ -158,74 +143,31 @@ def _callgrind_child(n: int, labels_out: str) -> int:
         pool = [f"user-{i}" for i in range(_MEMORY_HALF // 2)]
         fresh = iter([f"session-{i:08x}" for i in range(3 * n + 4 * _MEMORY_HALF)])
         sink(map(pick, itertools.islice(fresh, 4 * _MEMORY_HALF)))  # memory full
-        for row in CALLGRIND_ROWS:
-            for count in (n, 2 * n):
-                if row == "affinity (new key)":
-                    keys = list(itertools.islice(fresh, count))
-                else:  # the pool, all in the young generation: no new key among them
-                    sink(map(pick, pool))
-                    keys = (pool * (count // len(pool) + 1))[:count]
-                _batch(lambda keys=keys, pick=pick: sink(map(pick, keys)))
-                labels.append([row, size, count])
-    Path(labels_out).write_text(json.dumps(labels))
+
+        def new_keys(count: int, pick: Any = pick, fresh: Any = fresh) -> Callable[[], None]:
+            keys = list(itertools.islice(fresh, count))
+            return lambda: sink(map(pick, keys))
+
+        def cached_keys(count: int, pick: Any = pick, pool: Any = pool) -> Callable[[], None]:
+            sink(map(pick, pool))  # the pool, all in the young generation: no new key
+            keys = (pool * (count // len(pool) + 1))[:count]
+            return lambda: sink(map(pick, keys))
+
+        for row, make in zip(CALLGRIND_ROWS, (new_keys, cached_keys), strict=True):
+            batches.measure(f"{row} @ {size}", make)
+    batches.write()
     return 0
-
-
-_TOTALS = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
 
 
 def callgrind(n: int = 1000, timeout: float = 300.0) -> dict[str, dict[int, float]]:
     """Instructions per ``LoadBalancer.pick`` with the affinity strategy, by row and size.
 
-    One valgrind process (``PYTHONHASHSEED=0``) counts only inside ``functools.reduce``
-    calls, one dump per batch; a batch of ``n`` picks is subtracted from one of ``2 n``,
-    so set-up, warm-up and per-batch constants cancel out (as in ``callgrind_overhead``).
+    Counted by the shared harness (:mod:`benchmarks._callgrind`): a batch of ``n`` picks
+    is subtracted from one of ``2 n``, so set-up, warm-up and per-batch constants cancel.
     """
-    with tempfile.TemporaryDirectory(prefix="svc-cg-bal-") as tmp:
-        out = Path(tmp)
-        labels_out = out / "labels.json"
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            "--collect-atstart=no",
-            "--toggle-collect=functools_reduce",
-            "--dump-after=functools_reduce",
-            f"--callgrind-out-file={out / 'cg.out'}",
-            sys.executable,
-            "-m",
-            "benchmarks.bench_balancing",
-            "--callgrind-child",
-            str(n),
-            str(labels_out),
-        ]
-        proc = subprocess.run(
-            cmd,
-            cwd=Path(__file__).resolve().parent.parent,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"callgrind child failed:\n{proc.stderr[-3000:]}")
-        labels = json.loads(labels_out.read_text())
-        dumps = sorted(
-            (p for p in out.glob("cg.out.*") if p.suffix[1:].isdigit()),
-            key=lambda p: int(p.suffix[1:]),
-        )
-        counts = []
-        for path in dumps:
-            found = _TOTALS.search(path.read_bytes())
-            if found is None:
-                raise RuntimeError(f"no totals in {path.name}")
-            counts.append(int(found.group(1)))
-    if len(counts) != len(labels):
-        raise RuntimeError(f"expected {len(labels)} callgrind dumps, got {len(counts)}")
-    by = {(row, size, count): c for (row, size, count), c in zip(labels, counts, strict=True)}
+    per = per_call("benchmarks.bench_balancing", ["--callgrind-child", str(n)], n, timeout)
     return {
-        row: {size: (by[(row, size, 2 * n)] - by[(row, size, n)]) / n for size in CALLGRIND_SIZES}
-        for row in CALLGRIND_ROWS
+        row: {size: per[f"{row} @ {size}"] for size in CALLGRIND_SIZES} for row in CALLGRIND_ROWS
     }
 
 
@@ -249,10 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--guard", action="store_true", help="with --callgrind: exit 1 over the bound"
     )
     parser.add_argument("-n", type=int, default=1024, help="picks per callgrind batch")
-    parser.add_argument("--callgrind-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--callgrind-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.callgrind_child:
-        return _callgrind_child(int(args.callgrind_child[0]), args.callgrind_child[1])
+        return _callgrind_child(args.callgrind_child)
     if args.callgrind:
         if shutil.which("valgrind") is None:
             print("valgrind not found (apt-get install valgrind)")

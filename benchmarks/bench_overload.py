@@ -63,6 +63,7 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry
 
+from benchmarks._callgrind import Batches, per_call
 from benchmarks._capacity import Capacity, CapacityProcess
 from benchmarks._timing import percentile
 from svcclient import (
@@ -440,10 +441,7 @@ CG_VARIANTS = (
 
 
 def _cg_child(n: int) -> int:
-    """Under callgrind: each variant ``n`` then ``2n`` times, each batch in one
-    ``functools.reduce`` call (the only region counted; see callgrind_overhead)."""
-    import functools
-
+    """Under callgrind: each variant ``n`` then ``2n`` times (:mod:`benchmarks._callgrind`)."""
     from svcclient import AsyncServiceClient, ServiceClient
 
     def constant() -> float:
@@ -519,56 +517,19 @@ def _cg_child(n: int) -> int:
         CG_VARIANTS[9]: each_async(clients["async"].get),
         CG_VARIANTS[10]: each_async(clients["async+t"].get),
     }
+    batches = Batches(n)
     for name in CG_VARIANTS:
         run = runs[name]
         run(30)  # warm
-        for count in (n, 2 * n):
-            gc.collect()
-            gc.freeze()
-            functools.reduce(functools.partial(_batch, run, count), (None,), None)
-            gc.unfreeze()
+        batches.measure(name, lambda count, run=run: lambda: run(count))
     loop.close()
+    batches.write()
     return 0
-
-
-def _batch(run: Callable[[int], None], count: int, _acc: object, _item: object) -> None:
-    run(count)
 
 
 def instructions(n: int = 100) -> dict[str, float]:
     """Instructions per call of every ``CG_VARIANTS`` entry, counted by callgrind."""
-    import os
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    from benchmarks.callgrind_overhead import ROOT
-
-    with tempfile.TemporaryDirectory(prefix="svc-ov-cg-") as tmp:
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            "--collect-atstart=no",
-            "--toggle-collect=functools_reduce",
-            "--dump-after=functools_reduce",
-            f"--callgrind-out-file={Path(tmp) / 'cg.out'}",
-            sys.executable,
-            "-m",
-            "benchmarks.bench_overload",
-            "--cg-child",
-            str(n),
-        ]
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        proc = subprocess.run(
-            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"callgrind child failed:\n{proc.stderr[-3000:]}")
-        counts = []
-        for i in range(1, 2 * len(CG_VARIANTS) + 1):
-            text = (Path(tmp) / f"cg.out.{i}").read_text()
-            counts.append(int(text.split("\ntotals:")[1].split()[0]))
-    return {name: (counts[2 * i + 1] - counts[2 * i]) / n for i, name in enumerate(CG_VARIANTS)}
+    return per_call("benchmarks.bench_overload", ["--cg-child", str(n)], n, timeout=1800.0)
 
 
 def render_instructions(per: dict[str, float]) -> str:

@@ -8,16 +8,13 @@ in-process ``httpx.MockTransport`` and on a real server (a canned-answer server 
 How a figure is made
 --------------------
 One valgrind process per mode (sync, async) builds each variant's client in turn, warms
-it up, then sends ``N`` and then ``2N`` requests, each batch inside one call of
-``functools.reduce``. Callgrind runs with ``--collect-atstart=no
---toggle-collect=functools_reduce --dump-after=functools_reduce``: it counts only inside
-those calls and writes one dump per batch, so start-up and warm-up are never counted, and
-``(count(2N) - count(N)) / N`` is the cost of one request with every per-batch constant
-(the loop's entry, the event loop's start) cancelled out. ``PYTHONHASHSEED=0``; svcclient
-gets a constant clock, so no breaker or budget window rolls over inside a batch (a
-roll-over costs once per window, not per request); the cyclic GC is collected and frozen
-before each batch so one variant's heap does not tax the next one's collections. The
-ratio is svcclient / bare httpx in the same process and run.
+it up, then counts a batch of ``N`` and one of ``2N`` requests with the shared harness
+(:mod:`benchmarks._callgrind`: each batch inside one ``functools.reduce`` call, the only
+region counted; ``(count(2N) - count(N)) / N`` is the cost of one request with every
+per-batch constant, such as the event loop's start, cancelled out). svcclient gets a
+constant clock, so no breaker or budget window rolls over inside a batch (a roll-over
+costs once per window, not per request). The ratio is svcclient / bare httpx in the same
+process and run.
 
 CI (``.ci/run``) runs ``python -m benchmarks.callgrind_overhead --guard``: it fails when a
 ratio is above its bound (``guard_bounds()``): the goal + ``SLACK`` where the goal is met,
@@ -31,20 +28,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
-import gc
 import json
-import os
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from benchmarks._callgrind import Batches, per_call
 
 __all__ = [
     "GOALS",
@@ -58,7 +51,6 @@ __all__ = [
     "run",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("sync mock", "async mock", "sync real", "async real")
 BARE = "bare httpx"
 OURS = "svcclient defaults"
@@ -165,17 +157,9 @@ def _make_client(mode: str, wire: str, variant: str, url: str | None) -> Any:
 # -- the child (runs under valgrind) --------------------------------------------------------
 
 
-def _batch(run_n: Callable[[], None]) -> None:
-    """Run ``run_n`` inside one ``functools.reduce`` call: callgrind counts exactly that."""
-    gc.collect()
-    gc.freeze()
-    functools.reduce(lambda _acc, _item: run_n(), (None,), None)
-    gc.unfreeze()
-
-
 def _child(spec: dict[str, Any]) -> int:
-    mode, n, warm, url = spec["mode"], spec["n"], spec["warmup"], spec.get("url")
-    labels: list[list[Any]] = []
+    mode, warm, url = spec["mode"], spec["warmup"], spec.get("url")
+    batches = Batches(spec["n"])
     loop = asyncio.new_event_loop() if mode == "async" else None
     for index, (wire, variant) in enumerate(spec["jobs"]):
         client = _make_client(mode, wire, variant, url)
@@ -191,9 +175,7 @@ def _child(spec: dict[str, Any]) -> int:
                 return go
 
             sync_n(warm)()
-            for count in (n, 2 * n):
-                _batch(sync_n(count))
-                labels.append([index, count])
+            batches.measure(str(index), sync_n)
             client.close()
         else:
             aget = client.get
@@ -207,68 +189,22 @@ def _child(spec: dict[str, Any]) -> int:
                 return lambda: loop.run_until_complete(many(count))
 
             async_n(warm)()
-            for count in (n, 2 * n):
-                _batch(async_n(count))
-                labels.append([index, count])
+            batches.measure(str(index), async_n)
             loop.run_until_complete(client.aclose())
     if loop is not None:
         loop.close()
-    Path(spec["labels_out"]).write_text(json.dumps(labels))
+    batches.write()
     return 0
 
 
 # -- the parent -----------------------------------------------------------------------------
 
-_TOTALS = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
-
-
-def _dumps(directory: Path) -> Iterator[int]:
-    """Instruction totals of ``cg.out.1``, ``cg.out.2``, ... in order."""
-    files = sorted(
-        (p for p in directory.glob("cg.out.*") if p.suffix[1:].isdigit()),
-        key=lambda p: int(p.suffix[1:]),
-    )
-    for path in files:
-        found = _TOTALS.search(path.read_bytes())
-        if found is None:
-            raise RuntimeError(f"no totals in {path.name}")
-        yield int(found.group(1))
-
 
 def _valgrind(spec: dict[str, Any], timeout: float) -> list[float]:
     """Run one child under callgrind; per-request instructions for each of its jobs."""
-    with tempfile.TemporaryDirectory(prefix="svc-cg-") as tmp:
-        out = Path(tmp)
-        spec = {**spec, "labels_out": str(out / "labels.json")}
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            "--collect-atstart=no",
-            "--toggle-collect=functools_reduce",
-            "--dump-after=functools_reduce",
-            f"--callgrind-out-file={out / 'cg.out'}",
-            sys.executable,
-            "-m",
-            "benchmarks.callgrind_overhead",
-            "--child",
-            json.dumps(spec),
-        ]
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        proc = subprocess.run(
-            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"callgrind child failed:\n{proc.stderr[-3000:]}")
-        labels = json.loads((out / "labels.json").read_text())
-        counts = list(_dumps(out))
-        if len(counts) != len(labels):
-            raise RuntimeError(
-                f"expected {len(labels)} callgrind dumps, got {len(counts)}: something else "
-                "called functools.reduce, or this CPython has no symbol functools_reduce"
-            )
-    by_batch = {(i, c): k for (i, c), k in zip(labels, counts, strict=True)}
-    n = spec["n"]
-    return [(by_batch[(i, 2 * n)] - by_batch[(i, n)]) / n for i in range(len(spec["jobs"]))]
+    args = ["--child", json.dumps(spec)]
+    per = per_call("benchmarks.callgrind_overhead", args, spec["n"], timeout)
+    return [per[str(i)] for i in range(len(spec["jobs"]))]
 
 
 def run(n: int = 60, warmup: int = 20, components: bool = False) -> dict[str, Any]:

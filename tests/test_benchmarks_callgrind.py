@@ -1,9 +1,13 @@
-"""Tests for benchmarks.callgrind_overhead: the guard's arithmetic and the dump parsing."""
+"""Tests for benchmarks.callgrind_overhead and the shared harness (benchmarks._callgrind)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from benchmarks import _callgrind
 from benchmarks import callgrind_overhead as cg
 
 
@@ -43,7 +47,39 @@ def test_dumps_are_read_in_numeric_order(tmp_path: Path) -> None:
             b"events: Ir\nsummary: %d\ntotals: %d\n" % (total, total)
         )
     (tmp_path / "cg.out").write_bytes(b"totals: 0\n")
-    assert list(cg._dumps(tmp_path)) == [5, 7, 11]
+    assert list(_callgrind.dumps(tmp_path)) == [5, 7, 11]
+
+
+def test_pair_is_the_difference_of_the_two_batches_over_n() -> None:
+    """Per label, (count(2n) - count(n)) / n: a per-batch constant cancels out."""
+    labels = [("a", 10), ("a", 20), ("b", 10), ("b", 20)]
+    counts = [1000 + 10 * 7, 1000 + 20 * 7, 55 + 10 * 3, 55 + 20 * 3]
+    assert _callgrind.pair(labels, counts, 10) == {"a": 7.0, "b": 3.0}
+
+
+def test_pair_refuses_dumps_that_do_not_match_the_labels() -> None:
+    """An extra dump (something else called functools.reduce) is an error, not a figure."""
+    with pytest.raises(RuntimeError, match="expected 2 callgrind dumps, got 3"):
+        _callgrind.pair([("a", 1), ("a", 2)], [1, 2, 3], 1)
+
+
+def test_batches_record_n_then_2n_per_label(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each label runs n then 2n times, set-up outside the batch; the labels reach the parent."""
+    calls: list[tuple[str, int]] = []
+
+    def make(count: int) -> Callable[[], object]:
+        calls.append(("make", count))
+        return lambda: calls.append(("run", count))
+
+    batches = _callgrind.Batches(3)
+    batches.measure("x", make)
+    out = tmp_path / "labels.json"
+    monkeypatch.setenv(_callgrind.LABELS_ENV, str(out))
+    batches.write()
+    assert calls == [("make", 3), ("run", 3), ("make", 6), ("run", 6)]
+    assert out.read_text() == '[["x", 3], ["x", 6]]'
 
 
 def test_render_shows_every_scenario_and_status() -> None:
