@@ -4,7 +4,8 @@ Contenders: bare ``httpx.AsyncClient``; ``AsyncServiceClient`` with defaults (ht
 3 s deadline); ``AsyncServiceClient(wire="aiohttp")`` with defaults otherwise; and, for
 scale, a bare ``aiohttp.ClientSession``. The server is the canned-answer server in a child
 process (``benchmarks._servers``), so it is never the bottleneck. Each contender warms up
-with 20 requests, then fires the burst; every burst is bounded by ``limit`` seconds
+with 20 requests; then the bursts are interleaved (each round one burst per contender, the
+order turning each round); every burst is bounded by ``limit`` seconds
 (requests still running then count as unfinished). The verdicts are counts
 (succeeded / 1,000), never wall time; wall time is reported for the speed comparison,
 and the new TCP connections each burst made are counted on the server's side (accepted
@@ -88,21 +89,40 @@ async def _contenders(
                 await r.read()
                 return r.status == 200
 
-    out: dict[str, Any] = {}
+    gets: dict[str, Callable[[], Awaitable[bool]]] = {
+        name: httpx_get(client) for name, client in clients.items()
+    }
+    if has_aiohttp:
+        gets["bare aiohttp.ClientSession (reference)"] = aio_get
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in gets}
     try:
-        for name, client in clients.items():
-            out[name] = await _runs(httpx_get(client), repeats, limit, accepted)
-        if has_aiohttp:
-            name = "bare aiohttp.ClientSession (reference)"
-            out[name] = await _runs(aio_get, repeats, limit, accepted)
+        for get in gets.values():
+            await _burst(get, 20, limit)  # warm-up: the pool holds its keep-alive connections
+        # Interleaved: each round gives every contender one burst, the order turning by
+        # one each round, so a burst of load from elsewhere hits them alike.
+        names = list(gets)
+        for r in range(repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                out[name].append(await _one_burst(gets[name], limit, accepted))
     finally:
         for client in clients.values():
             await client.aclose()
         if has_aiohttp:
             await session.close()
+    bare = out["bare httpx.AsyncClient"]
     return {
         name: {
             "succeeded": min(r["succeeded"] for r in runs),
+            # bare httpx's wall time over this one's, round by round (the same round, so
+            # the same machine load); only rounds where both answered every request
+            "speedup_over_bare": _ratios(
+                [
+                    b["wall_s"] / r["wall_s"]
+                    for b, r in zip(bare, runs, strict=True)
+                    if b["succeeded"] == BURST and r["succeeded"] == BURST
+                ]
+            ),
+            "bare_failed_rounds": sum(1 for b in bare if b["succeeded"] != BURST),
             "wall_s_best": min(r["wall_s"] for r in runs),
             "wall_s_median": statistics.median(r["wall_s"] for r in runs),
             "wall_s_worst": max(r["wall_s"] for r in runs),
@@ -113,17 +133,24 @@ async def _contenders(
     }
 
 
-async def _runs(
-    get: Callable[[], Awaitable[bool]], repeats: int, limit: float, accepted: Callable[[], int]
-) -> list[dict[str, Any]]:
-    await _burst(get, 20, limit)  # warm-up: the pool holds its keep-alive connections
-    runs = []
-    for _ in range(repeats):
-        before = accepted()
-        result = await _burst(get, BURST, limit)
-        result["new_connections"] = accepted() - before
-        runs.append(result)
-    return runs
+def _ratios(values: list[float]) -> dict[str, float | int] | None:
+    if not values:
+        return None
+    return {
+        "min": min(values),
+        "median": statistics.median(values),
+        "max": max(values),
+        "rounds": len(values),
+    }
+
+
+async def _one_burst(
+    get: Callable[[], Awaitable[bool]], limit: float, accepted: Callable[[], int]
+) -> dict[str, Any]:
+    before = accepted()
+    result = await _burst(get, BURST, limit)
+    result["new_connections"] = accepted() - before
+    return result
 
 
 def run(quick: bool, repeats: int | None = None) -> dict[str, Any]:
@@ -142,19 +169,29 @@ def run(quick: bool, repeats: int | None = None) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     """Markdown: succeeded, wall time and speed-up over bare httpx."""
     rows = result["contenders"]
-    bare = rows["bare httpx.AsyncClient"]["wall_s_best"]
     lines = [
         f"| {result['requests']:,} concurrent GETs | succeeded | new TCP connections "
-        "| wall s min / median / max | speed-up over bare httpx | errors (last run) |",
+        "| wall s min / median / max | speed-up over bare httpx, same round: min / median / "
+        "max (rounds) | errors (last run) |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, r in rows.items():
         lines.append(
             f"| {name} | {r['succeeded']:,} | {r['new_connections']:,} "
             f"| {r['wall_s_best']:.2f} / {r['wall_s_median']:.2f} / {r['wall_s_worst']:.2f} "
-            f"| {bare / r['wall_s_best']:.1f} | {r['errors'] or '-'} |"
+            f"| {_speedup(r)} | {r['errors'] or '-'} |"
         )
+    failed = rows["bare httpx.AsyncClient"].get("bare_failed_rounds", 0)
+    if failed:
+        lines += ["", f"Bare httpx lost requests in {failed} round(s); those rounds give no ratio."]
     return "\n".join(lines)
+
+
+def _speedup(row: dict[str, Any]) -> str:
+    s = row.get("speedup_over_bare")
+    if not s:
+        return "-"
+    return f"{s['min']:.1f} / {s['median']:.1f} / {s['max']:.1f} ({s['rounds']})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,9 +11,10 @@ What is kept the same as the httpx wire: the request's URL, headers (``Host`` in
 and body; the TLS server name and certificate checks use the URL's host while a pinned
 endpoint's connections dial its address (a resolver that always answers the endpoint);
 per-request ``timeout`` extensions (connect, read, pool); redirects are httpx's job
-(aiohttp's are off); content decoding is httpx's job (aiohttp's is off). Errors map to the
-httpx types the pipeline classifies: ``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``,
-``PoolTimeout``, ``ReadError``, ``RemoteProtocolError``.
+(aiohttp's are off); content decoding and cookies are httpx's job (aiohttp's are off).
+Errors map to the httpx types the pipeline classifies: ``ConnectError``,
+``ConnectTimeout``, ``ReadTimeout``, ``PoolTimeout``, ``ReadError``,
+``RemoteProtocolError``.
 
 Limits: asyncio only (aiohttp has no trio backend: selecting the wire under trio raises
 ``RuntimeError``); HTTP/1.1 only (``http2=True`` is refused); a request body is read into
@@ -228,6 +229,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
             timeout=aiohttp.ClientTimeout(total=None),
             request_class=_ClientRequest,
+            # Cookies are httpx's (the client's jar, a request's Cookie header); aiohttp's
+            # own jar would keep the server's cookies and add them to later requests.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         return self._session
 

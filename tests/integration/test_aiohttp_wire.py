@@ -92,6 +92,23 @@ async def test_two_hundred_concurrent_gets_all_succeed(server: FaultServer) -> N
     assert len(results) == 200 and all(r.status_code == 200 for r in results)
 
 
+async def test_cookies_are_httpx_s_alone(server: FaultServer) -> None:
+    """httpx's cookie jar is the only one: a cookie the client cleared is not sent again,
+    and a request's own Cookie header goes out as it is (aiohttp's session jar would keep
+    and add the server's cookies on its own). A host name, not an IP: aiohttp's jar ignores
+    cookies from IP hosts."""
+    url = server.url.replace("127.0.0.1", "localhost")
+    server.push_faults([Fault.ok(headers={"Set-Cookie": "sid=secret; Path=/"}), Fault.ok()])
+    async with _client(url) as client:
+        await client.get("/login")
+        assert dict(client.cookies) == {"sid": "secret"}
+        client.cookies.clear()
+        await client.get("/after-clear")
+        await client.get("/own", headers={"Cookie": "mine=1"})
+    cookies = [r.headers.get("cookie") for r in server.requests]
+    assert cookies == [None, None, "mine=1"]
+
+
 def test_http2_is_refused_at_config_time() -> None:
     """wire='aiohttp' with http2=True is a ConfigError (aiohttp speaks HTTP/1.1)."""
     with pytest.raises(ConfigError):
