@@ -46,7 +46,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as _otel_context
 from opentelemetry import metrics as _otel_metrics
@@ -71,6 +71,8 @@ from .hooks import (
     AttemptInfo,
     CallInfo,
     Hooks,
+    fast_context_getter,
+    hook_failed,
 )
 from .routes import OTHER_ROUTE
 
@@ -131,7 +133,7 @@ else:  # pragma: no cover - depends on the installed API version
         return True
 
 
-_get_current_context = _otel_context.get_current
+_get_current_context = fast_context_getter(_otel_context)
 
 _propagate: list[Callable[..., None]] = []
 
@@ -288,6 +290,107 @@ class TracingHooks(Hooks):
             if tp is None or _noop_tracer_provider(tp)
             else tp.get_tracer(_INSTRUMENTATION_NAME, _VERSION)
         )
+
+    # -- compiled dispatch (see HookTable) -------------------------------------------------
+
+    def _dispatch_after(
+        self, event: str, first: Callable[[Any], None] | None
+    ) -> Callable[[Any], None] | None:
+        """The dispatch of a per-request ``event``: ``first`` (the observer before this
+        one, or None), then this observer's method, called only when it may have work.
+
+        Each gate is its method's own opening test, so the method runs exactly when it
+        would do something: with no SDK (no tracer, no meter provider) and no incoming
+        trace, never, where each call would only find that out. A provider set later is
+        seen by the same slot reads as in the methods. None (compile the plain way) where
+        this API release has no slots to read.
+        """
+        if not _TP_SLOT or not _HAS_METER_SLOT:  # pragma: no cover - API version
+            return None
+        # "A tracer, or a global provider not seen yet" (on_request_start's and
+        # on_attempt_start's test, inlined in both gates).
+        explicit_tp = self._explicit_tp
+        trace = _otel_trace
+        own: Callable[[Any], None]
+        if event == "on_request_start":
+            own = self.on_request_start
+            call_span = self._call_span
+
+            def request_start(call: CallInfo) -> None:
+                if first is not None:
+                    try:
+                        first(call)
+                    except Exception:
+                        hook_failed(first)
+                if call_span and (
+                    self._tracer is not None
+                    or (not explicit_tp and trace._TRACER_PROVIDER is not self._seen_tp)
+                ):
+                    try:
+                        own(call)
+                    except Exception:
+                        hook_failed(own)
+
+            return request_start
+        if event == "on_attempt_start":
+            own = self.on_attempt_start
+            propagate = self._propagate
+            current = _get_current_context
+
+            def attempt_start(attempt: AttemptInfo) -> None:
+                if first is not None:
+                    try:
+                        first(attempt)
+                    except Exception:
+                        hook_failed(first)
+                if (
+                    self._tracer is not None
+                    or (not explicit_tp and trace._TRACER_PROVIDER is not self._seen_tp)
+                    or (propagate and current())
+                ):
+                    try:
+                        own(attempt)
+                    except Exception:
+                        hook_failed(own)
+
+            return attempt_start
+        if event == "on_attempt_end":
+            own = self.on_attempt_end
+            meter = self._meter_explicit
+            metrics = _otel_metrics_internal
+
+            def attempt_end(attempt: AttemptInfo) -> None:
+                if first is not None:
+                    try:
+                        first(attempt)
+                    except Exception:
+                        hook_failed(first)
+                if attempt.state is not None or (
+                    meter if meter is not None else metrics._METER_PROVIDER is not None
+                ):
+                    try:
+                        own(attempt)
+                    except Exception:
+                        hook_failed(own)
+
+            return attempt_end
+        if event == "on_request_end":
+            own = self.on_request_end
+
+            def request_end(call: CallInfo) -> None:
+                if first is not None:
+                    try:
+                        first(call)
+                    except Exception:
+                        hook_failed(first)
+                if call.state:
+                    try:
+                        own(call)
+                    except Exception:
+                        hook_failed(own)
+
+            return request_end
+        return None
 
     # -- hooks -----------------------------------------------------------------------------
 

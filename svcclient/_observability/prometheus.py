@@ -101,7 +101,7 @@ import re
 import sys
 import threading
 from collections import Counter as _Tally
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .._exceptions import ConfigError
@@ -113,6 +113,7 @@ from .hooks import (
     AttemptInfo,
     CallInfo,
     Hooks,
+    fast_context_getter,
 )
 
 # prometheus-client is imported when the first PrometheusHooks is made, not with svcclient.
@@ -549,8 +550,15 @@ def _current_trace_id() -> str | None:
 
 
 # OpenTelemetry's context is asked only once something imported it (an app with tracing
-# does): on_attempt_end looks it up here.
+# does): on_attempt_end looks it up here, and then keeps its getter.
 _modules = sys.modules
+_otel_current: list[Callable[[], object]] = []
+
+
+def _otel_current_getter(otel_context: Any) -> Callable[[], object]:
+    getter = fast_context_getter(otel_context)
+    _otel_current.append(getter)
+    return getter
 
 
 class PrometheusHooks(Hooks):
@@ -613,9 +621,14 @@ class PrometheusHooks(Hooks):
         state = call.state
         trace_id = state.get(TRACE_ID_STATE_KEY) if state else None
         if trace_id is None:
-            # not _context_is_empty(), inlined (a Python call fewer per attempt).
-            otel_context = _modules.get("opentelemetry.context")
-            if otel_context is not None and otel_context.get_current():
+            # Is there an OpenTelemetry context (an incoming trace, say) to take a trace id
+            # from? Asked of the ContextVar directly (see fast_context_getter).
+            current = _otel_current[0] if _otel_current else None
+            if current is None:
+                otel_context = _modules.get("opentelemetry.context")
+                if otel_context is not None:
+                    current = _otel_current_getter(otel_context)
+            if current is not None and current():
                 trace_id = _current_trace_id()
         if trace_id is None:
             pending = self._duration.get(key)
