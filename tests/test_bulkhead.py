@@ -100,15 +100,16 @@ class _ReleaseBeforeEnqueue(_BulkheadCore[threading.Lock]):
         return super().enqueue(waiter)
 
 
-class _QueueAfterFreeSlot(_BulkheadCore[threading.Lock]):
-    """A thread queues between a lock-free release's token and its look for waiters."""
+class _QueueOnAppend(list[None]):
+    """Free tokens where a thread queues right after a lock-free release put one back,
+    before that release looks for waiters."""
 
-    def __init__(self, policy: BulkheadPolicy, waiter: threading.Lock) -> None:
-        super().__init__(policy)
-        self.late = waiter
+    def __init__(self, waiters: Any, waiter: threading.Lock) -> None:
+        super().__init__()
+        self.waiters, self.late = waiters, waiter
 
-    def free_slot(self) -> None:
-        super().free_slot()
+    def append(self, token: None) -> None:
+        super().append(token)
         self.waiters.append(self.late)
 
 
@@ -127,8 +128,8 @@ def test_sync_lock_free_release_racing_a_queueing_thread_wakes_it() -> None:
     late = threading.Lock()
     late.acquire()
     bh = Bulkhead(policy)
-    bh._core = _QueueAfterFreeSlot(policy, late)
     assert bh.try_acquire()
+    bh._core.free = _QueueOnAppend(bh._core.waiters, late)
     bh.release()  # put its token back, then found the late waiter: handed over
     assert late.acquire(blocking=False)
     assert (bh.in_flight, bh.waiting) == (1, 0)

@@ -42,7 +42,14 @@ from .._endpoint import Endpoint
 from .._exceptions import ConfigError
 from .._validate import check_choice, check_header_name, check_seconds, check_token
 from .outlier import OutlierDetector, OutlierPolicy, Transition
-from .strategies import Affinity, EndpointStats, LeastLoaded, RoundRobin, Strategy
+from .strategies import (
+    FAILURE_LATENCY,
+    Affinity,
+    EndpointStats,
+    LeastLoaded,
+    RoundRobin,
+    Strategy,
+)
 
 __all__ = ["BalancingPolicy", "LoadBalancer", "StrategyName"]
 
@@ -337,8 +344,24 @@ class LoadBalancer:
             pass
         if now is None:
             now = self._clock()
+        # Fold the response time into the peak EWMA (Finagle's PeakEwma), here rather than
+        # in a method of EndpointStats: a Python call fewer on every attempt. A sample
+        # above the average replaces it at once (quick to punish a slowing pod); a lower
+        # one pulls it down with weight ``1 - exp(-elapsed / decay)`` (slow to forgive).
         # Unlocked: two racing samples may lose one; the figure stays a valid average.
-        st.observe(latency, now, self._decay, failure)
+        ewma = st.ewma
+        if failure and latency < FAILURE_LATENCY:
+            # A refused connection fails in microseconds; scored as measured it would make
+            # the broken pod the cheapest. Score it as a slow answer instead.
+            latency = FAILURE_LATENCY
+        if latency >= ewma:
+            st.ewma = latency
+        elif not failure:  # a failure never lowers the figure
+            elapsed = now - st.stamp
+            if elapsed > 0.0:
+                w = math.exp(-elapsed / self._decay)
+                st.ewma = ewma * w + (latency if latency > 0.0 else 0.0) * (1.0 - w)
+        st.stamp = now
         health = st.health
         if health is None:  # removed from the set: forget it once the last request ends
             if not st.live and not st.inflight:

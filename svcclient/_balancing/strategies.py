@@ -27,7 +27,7 @@ from .._endpoint import Endpoint
 from .hashing import HashRing, crc, key_hash
 from .outlier import EndpointHealth
 
-__all__ = ["Affinity", "EndpointStats", "LeastLoaded", "RoundRobin", "Strategy"]
+__all__ = ["FAILURE_LATENCY", "Affinity", "EndpointStats", "LeastLoaded", "RoundRobin", "Strategy"]
 
 _EMPTY = "no endpoint to pick from"
 
@@ -46,7 +46,8 @@ class EndpointStats:
     """Load figures for one endpoint, kept by ``LoadBalancer``.
 
     ``ewma`` is a peak-sensitive moving average of latency in seconds (0.0 until the
-    first response) and ``stamp`` the clock reading of its last update. In-flight
+    first response; ``LoadBalancer.on_end`` folds each response time in) and ``stamp``
+    the clock reading of its last update. In-flight
     requests are tokens in the ``inflight`` list: ``list.append`` and ``list.pop`` are
     atomic in CPython (see the Python FAQ on thread safety) and ``len`` reads it, so
     counting needs no lock on the request path. ``live`` turns False once the endpoint
@@ -72,32 +73,10 @@ class EndpointStats:
         # Called by svcclient._transports.forksafe: the parent's requests never end here.
         self.inflight.clear()
 
-    def observe(self, latency: float, now: float, decay: float, failure: bool) -> None:
-        """Fold one response time into the peak EWMA (Finagle's PeakEwma).
-
-        A sample above the average replaces it at once (quick to punish a slowing pod); a
-        lower one pulls it down with weight ``1 - exp(-elapsed / decay)`` (slow to
-        forgive). A failure never lowers the figure: a pod that refuses connections
-        answers fast and must not look attractive for it.
-        """
-        ewma = self.ewma
-        if failure and latency < _FAILURE_LATENCY:
-            # A refused connection fails in microseconds; scored as measured it would make
-            # the broken pod the cheapest. Score it as a slow answer instead.
-            latency = _FAILURE_LATENCY
-        if latency >= ewma:
-            self.ewma = latency
-        elif not failure:  # a failure never lowers the figure
-            elapsed = now - self.stamp
-            if elapsed > 0.0:
-                w = math.exp(-elapsed / decay)
-                self.ewma = ewma * w + (latency if latency > 0.0 else 0.0) * (1.0 - w)
-        self.stamp = now
-
 
 # What a failed attempt counts as in the latency average (seconds): slow enough to lose
 # P2C comparisons against healthy pods for a while, decaying like any other sample.
-_FAILURE_LATENCY = 0.1
+FAILURE_LATENCY = 0.1
 
 
 class RoundRobin:

@@ -223,7 +223,8 @@ class Call:
         breaker = rt.breaker
         if breaker is not None:
             if not self.admitted and self.number == 0:
-                if not breaker.allow():
+                # is_closed first: a closed breaker admits without a call.
+                if not breaker.is_closed and not breaker.allow():
                     fire(rt.emit.on_breaker_reject, rt.name)
                     raise CircuitOpenError(rt.name, breaker.retry_after(), request=self.request)
                 self.admitted = True

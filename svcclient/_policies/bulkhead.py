@@ -246,7 +246,10 @@ class Bulkhead:
         """
         core = self._core
         if not core.waiters:
-            core.free_slot()
+            free = core.free  # core.free_slot(), inlined
+            if len(free) >= core.max_concurrent:
+                raise RuntimeError("bulkhead released more times than acquired")
+            free.append(None)
             if not core.waiters:
                 return
             with self._lock:
