@@ -24,7 +24,7 @@ from opentelemetry.trace import (
 )
 
 from svcclient._endpoint import Endpoint
-from svcclient._observability.hooks import AttemptInfo, CallInfo
+from svcclient._observability.hooks import AttemptInfo, CallInfo, Hooks, HookTable
 from svcclient._observability.otel import TRACE_ID_STATE_KEY, TracingHooks, redact_url
 
 URL = "http://bob:s3cret@users.prod.svc.cluster.local:8080/users/42?token=abc&page=2"
@@ -409,3 +409,122 @@ def test_attempt_context_chains_to_an_earlier_observer(provider: TracerProvider)
     log.append("send")
     undo()
     assert log == ["enter earlier", "send", "undo earlier"]
+
+
+# --- the compiled dispatch (HookTable asks TracingHooks for it) -----------------------------
+
+
+class _Seen(Hooks):
+    """An observer before TracingHooks (as Prometheus is by default): sees every event."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.events: list[str] = []
+        self.fail = fail
+
+    def _see(self, event: str) -> None:
+        self.events.append(event)
+        if self.fail:
+            raise RuntimeError("observer bug")
+
+    def on_request_start(self, call: CallInfo) -> None:
+        self._see("request_start")
+
+    def on_attempt_start(self, attempt: AttemptInfo) -> None:
+        self._see("attempt_start")
+
+    def on_attempt_end(self, attempt: AttemptInfo) -> None:
+        self._see("attempt_end")
+
+    def on_request_end(self, call: CallInfo) -> None:
+        self._see("request_end")
+
+
+def run_table(table: HookTable, call: CallInfo, status: int = 200) -> AttemptInfo:
+    """Drive a HookTable's compiled dispatch like the pipeline: one attempt."""
+    assert table.request_start and table.attempt_start and table.attempt_end
+    assert table.request_end
+    table.request_start(call)
+    a = AttemptInfo(call, 0, None, call.request, time.perf_counter())
+    table.attempt_start(a)
+    a.status_code, a.duration = status, 0.01
+    table.attempt_end(a)
+    call.attempts, call.status_code = 1, status
+    table.request_end(call)
+    return a
+
+
+def test_hook_table_takes_tracings_own_dispatch_after_one_other_observer() -> None:
+    """TracingHooks last, alone or after one observer: its compiled dispatch is used; with
+    two before it, the generic one."""
+    for hooks in ([TracingHooks()], [_Seen(), TracingHooks()]):
+        table = HookTable(hooks)
+        for event in ("request_start", "attempt_start", "attempt_end", "request_end"):
+            assert "_dispatch_after" in getattr(table, event).__qualname__
+    generic = HookTable([_Seen(), _Seen(), TracingHooks()]).request_start
+    assert generic is not None and "_dispatch_after" not in generic.__qualname__
+
+
+@pytest.mark.usefixtures("no_global_sdk")
+def test_compiled_dispatch_skips_idle_tracing_then_traces_once_a_provider_is_set(
+    provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No SDK: the observer before TracingHooks sees every event and nothing is traced or
+    injected; once the app sets its global provider, the same table traces."""
+    seen = _Seen()
+    table = HookTable([seen, TracingHooks()])
+    call = make_call()
+    a = run_table(table, call)
+    assert seen.events == ["request_start", "attempt_start", "attempt_end", "request_end"]
+    assert exporter.get_finished_spans() == () and a.state is None and call.state == {}
+    assert "traceparent" not in call.request.headers
+    monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
+    call = make_call()
+    run_table(table, call, status=503)
+    got = spans(exporter)
+    assert len(got["client"]) == 1 and len(got["internal"]) == 1
+    assert got["client"][0].attributes is not None
+    assert got["client"][0].attributes["http.response.status_code"] == 503
+    assert "traceparent" in call.request.headers
+
+
+@pytest.mark.usefixtures("no_global_sdk")
+def test_compiled_dispatch_propagates_an_incoming_trace_without_an_sdk() -> None:
+    """No SDK, but a trace in the current context: the dispatch still injects it."""
+    incoming = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1))
+    token = otel_context.attach(otel_trace.set_span_in_context(NonRecordingSpan(incoming)))
+    try:
+        call = make_call()
+        run_table(HookTable([_Seen(), TracingHooks()]), call)
+    finally:
+        otel_context.detach(token)
+    assert call.request.headers["traceparent"] == f"00-{0xABC:032x}-{0xDEF:016x}-01"
+
+
+@pytest.mark.usefixtures("no_global_sdk")
+def test_compiled_dispatch_records_duration_once_a_global_meter_provider_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The histogram is not called with no global MeterProvider, and is once one is set."""
+    from opentelemetry.metrics import _internal as metrics_internal
+
+    if metrics_internal._METER_PROVIDER is not None:
+        pytest.skip("a global meter provider is set in this process")
+    hooks = TracingHooks()
+    recorded: list[object] = []
+    monkeypatch.setattr(hooks._histogram, "record", lambda *a, **k: recorded.append(a))
+    table = HookTable([hooks])
+    run_table(table, make_call())
+    assert recorded == []
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", MeterProvider())
+    run_table(table, make_call())
+    assert len(recorded) == 1
+
+
+def test_compiled_dispatch_logs_a_raising_first_observer_and_still_traces(
+    provider: TracerProvider, exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An observer before TracingHooks that raises is logged; the spans are still made."""
+    seen = _Seen(fail=True)
+    run_table(HookTable([seen, TracingHooks(provider)]), make_call())
+    assert len(seen.events) == 4 and caplog.text.count("svcclient hook") == 4
+    assert len(spans(exporter)["client"]) == 1
