@@ -8,6 +8,10 @@ For each strategy and 1, 10, 100 and 1,000 endpoints it times ``pick()`` alone a
 1,000 keys, so after warm-up they hit the pin table; "affinity (new key)" times the
 rendezvous hash for a key never seen before. Each figure is the best of many short runs
 in thread CPU time with the empty-loop overhead subtracted, in microseconds per call.
+
+``--callgrind`` counts instructions per affinity pick instead (valgrind; new and cached
+keys at 100 and 1,000 endpoints); ``--callgrind --guard`` counts only a new key at 1,000
+endpoints and exits 1 above the issue's goal + 2 % (CI, ``.ci/run``).
 """
 
 from __future__ import annotations
@@ -113,22 +117,55 @@ def render(results: dict[str, dict[int, dict[str, float]]]) -> str:
 
 # -- instructions per affinity pick (callgrind) -----------------------------------------------
 
-# The issue's goal (#16): a new affinity key at 1,000 endpoints, instructions per pick.
+# The issue's goal (#16): a new affinity key at 1,000 endpoints costs at most this many
+# instructions per pick (with ~1/N of the keys moving on a change: tests/test_hashing.py).
+# CI runs ``--callgrind --guard``, which fails above the goal + SLACK (CPython and valgrind
+# version drift), as callgrind_overhead's guard does, and counts only what it guards.
 NEW_KEY_GOAL = 10_000
-NEW_KEY_GUARD = NEW_KEY_GOAL + 500  # the goal + slack for CPython/valgrind version drift
+SLACK = 0.02
 CALLGRIND_SIZES = (100, 1000)
 CALLGRIND_ROWS = ("affinity (new key)", "affinity (cached key)")
+GUARDED = ("affinity (new key)", 1000)  # (row, endpoints)
 _MEMORY_HALF = 512  # keys per generation in the benchmark: memory is full and turning over
+# Picks per batch: a multiple of _MEMORY_HALF, so each batch drops whole generations (its
+# share of the turnover, no more, no less). The guard's is the smallest such batch. Under
+# valgrind the run is mostly imports (~40 %) and the 1,000-endpoint ring's build (~50 %),
+# which no batch size or warm-up changes; the guard skips the 100-endpoint ring and the
+# cached-key batches.
+CALLGRIND_N = 1024
+GUARD_N = _MEMORY_HALF
 
 
-def _callgrind_child(n: int) -> int:
-    """Under valgrind: for each size and row, a batch of ``n`` and one of ``2 n`` picks."""
+def guard_bound() -> float:
+    """The CI bound on the new-key figure at 1,000 endpoints: the goal + ``SLACK``."""
+    return NEW_KEY_GOAL * (1 + SLACK)
+
+
+def evaluate(per: dict[str, dict[int, float]]) -> dict[str, Any]:
+    """The guard's verdict on :func:`callgrind`'s figures (a missing figure breaks it)."""
+    row, size = GUARDED
+    value = per.get(row, {}).get(size)
+    bound = guard_bound()
+    return {
+        "row": row,
+        "endpoints": size,
+        "value": value,
+        "goal": NEW_KEY_GOAL,
+        "goal_met": value is not None and value <= NEW_KEY_GOAL,
+        "bound": bound,
+        "ok": value is not None and value <= bound,
+    }
+
+
+def _callgrind_child(n: int, guard: bool) -> int:
+    """Under valgrind: for each size and row, a batch of ``n`` and one of ``2 n`` picks
+    (only the guarded row and size with ``guard``)."""
     import collections
     import itertools
 
     batches = Batches(n)
     sink = collections.deque(maxlen=0).extend
-    for size in CALLGRIND_SIZES:
+    for size in (GUARDED[1],) if guard else CALLGRIND_SIZES:
         # A constant clock in C: no expiry or generation flip by time inside a batch.
         lb = LoadBalancer(
             BalancingPolicy("affinity", seed=1),
@@ -154,21 +191,30 @@ def _callgrind_child(n: int) -> int:
             return lambda: sink(map(pick, keys))
 
         for row, make in zip(CALLGRIND_ROWS, (new_keys, cached_keys), strict=True):
-            batches.measure(f"{row} @ {size}", make)
+            if not guard or row == GUARDED[0]:
+                batches.measure(f"{row} @ {size}", make)
     batches.write()
     return 0
 
 
-def callgrind(n: int = 1000, timeout: float = 300.0) -> dict[str, dict[int, float]]:
-    """Instructions per ``LoadBalancer.pick`` with the affinity strategy, by row and size.
+def callgrind(
+    n: int = CALLGRIND_N, timeout: float = 300.0, guard: bool = False
+) -> dict[str, dict[int, float]]:
+    """Instructions per ``LoadBalancer.pick`` with the affinity strategy, by row and size
+    (with ``guard``, only :data:`GUARDED`).
 
     Counted by the shared harness (:mod:`benchmarks._callgrind`): a batch of ``n`` picks
     is subtracted from one of ``2 n``, so set-up, warm-up and per-batch constants cancel.
     """
-    per = per_call("benchmarks.bench_balancing", ["--callgrind-child", str(n)], n, timeout)
-    return {
-        row: {size: per[f"{row} @ {size}"] for size in CALLGRIND_SIZES} for row in CALLGRIND_ROWS
-    }
+    if n < 1 or n % _MEMORY_HALF:
+        raise ValueError(f"n must be a positive multiple of {_MEMORY_HALF}")
+    args = ["--callgrind-child", str(n), *(["--guard"] if guard else [])]
+    per = per_call("benchmarks.bench_balancing", args, n, timeout)
+    out: dict[str, dict[int, float]] = {}
+    for label, value in per.items():
+        row, _, size = label.rpartition(" @ ")
+        out.setdefault(row, {})[int(size)] = value
+    return out
 
 
 def render_callgrind(per: dict[str, dict[int, float]]) -> str:
@@ -176,7 +222,7 @@ def render_callgrind(per: dict[str, dict[int, float]]) -> str:
     head = "| affinity pick | " + " | ".join(f"{s:,} eps" for s in CALLGRIND_SIZES) + " |"
     lines = [head, "|" + "---|" * (len(CALLGRIND_SIZES) + 1)]
     for row, by_size in per.items():
-        cells = [f"{by_size[s]:,.0f}" for s in CALLGRIND_SIZES]
+        cells = [f"{by_size[s]:,.0f}" if s in by_size else "n/a" for s in CALLGRIND_SIZES]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -188,27 +234,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--callgrind", action="store_true", help="instructions per affinity pick (valgrind)"
     )
     parser.add_argument(
-        "--guard", action="store_true", help="with --callgrind: exit 1 over the bound"
+        "--guard",
+        action="store_true",
+        help="with --callgrind: only the guarded figure; exit 1 over its bound",
     )
-    parser.add_argument("-n", type=int, default=1024, help="picks per callgrind batch")
+    parser.add_argument(
+        "-n",
+        type=int,
+        help=f"picks per callgrind batch, a multiple of {_MEMORY_HALF} "
+        f"(default {CALLGRIND_N}; {GUARD_N} with --guard)",
+    )
     parser.add_argument("--callgrind-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.callgrind_child:
-        return _callgrind_child(args.callgrind_child)
+        return _callgrind_child(args.callgrind_child, args.guard)
     if args.callgrind:
         if shutil.which("valgrind") is None:
-            print("valgrind not found (apt-get install valgrind)")
+            print("valgrind not found (apt-get install valgrind)", file=sys.stderr)
             return 2
-        per = callgrind(args.n)
+        n = args.n or (GUARD_N if args.guard else CALLGRIND_N)
+        t0 = time.perf_counter()
+        per = callgrind(n, guard=args.guard)
         print(f"## Instructions per affinity pick (callgrind, Python {sys.version.split()[0]})\n")
         print(render_callgrind(per))
-        worst = per["affinity (new key)"][1000]
-        ok = worst <= NEW_KEY_GUARD
-        print(
-            f"\nnew key at 1,000 endpoints: {worst:,.0f} (goal <= {NEW_KEY_GOAL:,}, "
-            f"guard <= {NEW_KEY_GUARD:,}): {'ok' if ok else 'TOO HIGH'}"
+        g = evaluate(per)
+        value = "n/a" if g["value"] is None else f"{g['value']:,.0f}"
+        status = ("goal met" if g["goal_met"] else "goal not met") + (
+            "" if g["ok"] else " — GUARD BROKEN"
         )
-        return 1 if args.guard and not ok else 0
+        print(
+            f"\nnew key at {g['endpoints']:,} endpoints: {value} (goal <= {g['goal']:,}, "
+            f"CI bound <= {g['bound']:,.0f}): {status}; n={n}, "
+            f"{time.perf_counter() - t0:.0f} s"
+        )
+        if args.guard and not g["ok"]:
+            print(
+                "\nINSTRUCTION GUARD BROKEN: affinity (new key) at 1,000 endpoints", file=sys.stderr
+            )
+            return 1
+        return 0
     results = run(args.quick)
     print(f"## Endpoint choice cost (us per call, Python {sys.version.split()[0]})\n")
     print(render(results))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import _callgrind
+from benchmarks import bench_balancing as bal
 from benchmarks import callgrind_overhead as cg
 
 
@@ -88,3 +89,51 @@ def test_render_shows_every_scenario_and_status() -> None:
     for s in cg.SCENARIOS:
         assert f"| {s} |" in text
     assert "goal met" in text
+
+
+def test_affinity_guard_bound_is_the_goal_plus_two_percent() -> None:
+    """bench_balancing --guard: a new key at 1,000 endpoints may cost 10,000 + 2 %."""
+    assert bal.guard_bound() == pytest.approx(10_200.0)
+    assert bal.GUARDED == ("affinity (new key)", 1000)
+
+
+def test_affinity_guard_fails_above_its_bound_and_passes_at_it() -> None:
+    """Just over the bound breaks the guard; the bound itself holds (goal not met)."""
+    row, size = bal.GUARDED
+    over = bal.evaluate({row: {size: bal.guard_bound() + 1}})
+    assert not over["ok"] and not over["goal_met"]
+    at = bal.evaluate({row: {size: bal.guard_bound()}})
+    assert at["ok"] and not at["goal_met"]
+    assert bal.evaluate({row: {size: 8_448.0, 100: 99_999.0}})["goal_met"]
+
+
+def test_affinity_guard_missing_figure_is_broken() -> None:
+    """No figure at 1,000 endpoints (only 100 measured) is a broken guard, not a pass."""
+    result = bal.evaluate({"affinity (new key)": {100: 1.0}})
+    assert result["value"] is None and not result["ok"]
+
+
+def test_affinity_batches_are_whole_generations() -> None:
+    """A batch size that is not a multiple of the generation size is refused (before valgrind)."""
+    assert bal.GUARD_N % bal._MEMORY_HALF == 0 and bal.CALLGRIND_N % bal._MEMORY_HALF == 0
+    with pytest.raises(ValueError, match="multiple of 512"):
+        bal.callgrind(1000)
+
+
+def test_affinity_guard_breaks_the_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--callgrind --guard exits 1 over the bound and 0 within it; only the guard's job runs."""
+    calls: list[tuple[int, bool]] = []
+    figure = {"value": 0.0}
+
+    def fake(n: int, timeout: float = 0.0, guard: bool = False) -> dict[str, dict[int, float]]:
+        calls.append((n, guard))
+        return {"affinity (new key)": {1000: figure["value"]}}
+
+    monkeypatch.setattr(bal, "callgrind", fake)
+    monkeypatch.setattr(bal.shutil, "which", lambda name: "/usr/bin/valgrind")
+    figure["value"] = bal.guard_bound() + 1
+    assert bal.main(["--callgrind", "--guard"]) == 1
+    assert bal.main(["--callgrind"]) == 0  # a report, not a guard
+    figure["value"] = 8_448.0
+    assert bal.main(["--callgrind", "--guard"]) == 0
+    assert calls == [(bal.GUARD_N, True), (bal.CALLGRIND_N, False), (bal.GUARD_N, True)]
