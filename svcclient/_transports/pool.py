@@ -27,6 +27,7 @@ from .pool_core import NEW, PoolCore, Waiter
 __all__ = ["AsyncHTTP11Pool", "HTTP11Pool"]
 
 _SCHEMES = ("http", "https", "ws", "wss")
+_C = typing.TypeVar("_C", httpcore.HTTPConnection, httpcore.AsyncHTTPConnection)
 
 
 def _usable(conn: httpcore.HTTPConnection | httpcore.AsyncHTTPConnection) -> bool:
@@ -49,9 +50,20 @@ def _check(request: httpcore.Request) -> float | None:
     return capped(timeout, httpcore.PoolTimeout)
 
 
-def _linger(keepalive_expiry: float | None) -> float:
-    # how long an idle connection above max_keepalive_connections may stay (pool_core)
-    return 1.0 if keepalive_expiry is None else min(1.0, keepalive_expiry)
+def _core(
+    max_connections: int | None,
+    max_keepalive_connections: int | None,
+    keepalive_expiry: float | None,
+) -> PoolCore[_C]:
+    # httpx's limits (None: no limit) as the core's. An idle connection above
+    # max_keepalive_connections may stay up to 1 s (PoolCore's linger), never past expiry.
+    big = 1 << 30
+    return PoolCore(
+        big if max_connections is None else max_connections,
+        big if max_keepalive_connections is None else max_keepalive_connections,
+        keepalive_expiry,
+        1.0 if keepalive_expiry is None else min(1.0, keepalive_expiry),
+    )
 
 
 class HTTP11Pool:
@@ -65,18 +77,13 @@ class HTTP11Pool:
         max_keepalive_connections: int | None,
         keepalive_expiry: float | None,
     ) -> None:
-        big = 1 << 30
-        self._core: PoolCore[httpcore.HTTPConnection] = PoolCore(
-            big if max_connections is None else max_connections,
-            big if max_keepalive_connections is None else max_keepalive_connections,
-            keepalive_expiry,
-            _linger(keepalive_expiry),
+        self._core: PoolCore[httpcore.HTTPConnection] = _core(
+            max_connections, max_keepalive_connections, keepalive_expiry
         )
-        self._backend = network_backend
+        self._backend = self._network_backend = network_backend  # the latter: httpcore's name
         self._ssl_context = ssl_context
         self._keepalive_expiry = keepalive_expiry
         self._lock = threading.Lock()
-        self._network_backend = network_backend  # the name httpcore's pools use
 
     # -- getting and returning connections ------------------------------------------------
 
@@ -217,17 +224,12 @@ class AsyncHTTP11Pool:
         max_keepalive_connections: int | None,
         keepalive_expiry: float | None,
     ) -> None:
-        big = 1 << 30
-        self._core: PoolCore[httpcore.AsyncHTTPConnection] = PoolCore(
-            big if max_connections is None else max_connections,
-            big if max_keepalive_connections is None else max_keepalive_connections,
-            keepalive_expiry,
-            _linger(keepalive_expiry),
+        self._core: PoolCore[httpcore.AsyncHTTPConnection] = _core(
+            max_connections, max_keepalive_connections, keepalive_expiry
         )
-        self._backend = network_backend
+        self._backend = self._network_backend = network_backend
         self._ssl_context = ssl_context
         self._keepalive_expiry = keepalive_expiry
-        self._network_backend = network_backend
 
     async def _acquire(
         self, request: httpcore.Request, timeout: float | None
