@@ -116,7 +116,27 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             call.start()
             if self.config.hedge is not None:
                 return await self._run_hedged(call)
-            return await self._run(call)
+            # The retry loop, here rather than in a coroutine of its own (a frame less per
+            # call); a first attempt that succeeds leaves it at once.
+            while True:
+                try:
+                    attempt = call.begin_attempt()
+                except httpx.TransportError as exc:
+                    return call.fail(exc)
+                try:
+                    response = await self._send(attempt, call)
+                except httpx.TransportError as exc:
+                    try:
+                        delay = call.attempt_failed(attempt, exc)
+                    except httpx.TransportError as final:
+                        return call.fail(final)
+                else:
+                    retry_in = call.attempt_done(attempt, response)
+                    if retry_in is None:
+                        return call.finish(response)
+                    delay = retry_in
+                    await response.aclose()
+                await self._sleep(delay)
         except BaseException as exc:
             call.cancel(exc)  # no-op for whatever the call already settled
             raise
@@ -126,27 +146,6 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
                 bulkhead.release()
             if rt.limiter is not None:
                 rt.limiter.release()
-
-    async def _run(self, call: Call) -> httpx.Response:
-        while True:
-            try:
-                attempt = call.begin_attempt()
-            except httpx.TransportError as exc:
-                return call.fail(exc)
-            try:
-                response = await self._send(attempt, call)
-            except httpx.TransportError as exc:
-                try:
-                    delay = call.attempt_failed(attempt, exc)
-                except httpx.TransportError as final:
-                    return call.fail(final)
-            else:
-                retry_in = call.attempt_done(attempt, response)
-                if retry_in is None:
-                    return call.finish(response)
-                delay = retry_in
-                await response.aclose()
-            await self._sleep(delay)
 
     async def _run_hedged(self, call: Call) -> httpx.Response:
         """Race attempts as :class:`Race` decides; this only launches, waits and cancels."""
