@@ -18,9 +18,10 @@ the response headers and the body arrives as it is sent.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -192,22 +193,39 @@ class AsyncServiceClient(_ServiceInfo, httpx.AsyncClient):
         )
         _fork_aware(self)
 
-    async def send(
+    def send(
         self,
         request: httpx.Request,
         *,
         stream: bool = False,
         auth: AuthTypes | UseClientDefault | None = USE_CLIENT_DEFAULT,
         follow_redirects: bool | UseClientDefault = USE_CLIENT_DEFAULT,
-    ) -> httpx.Response:
-        """httpx's ``send``; a streamed request is retried only up to its headers."""
+    ) -> Coroutine[Any, Any, httpx.Response]:
+        """httpx's ``send`` (awaitable); a streamed request is retried only up to its headers.
+
+        A plain function returning httpx's coroutine, not a coroutine awaiting it: one
+        coroutine frame fewer per request.
+        """
         if not stream:
             request.extensions[BUFFER] = True
         if getattr(self, _OTEL_INSTRUMENTED, False) and self._traced():
-            with _stand_aside():
-                return await super().send(
-                    request, stream=stream, auth=auth, follow_redirects=follow_redirects
-                )
-        return await super().send(
-            request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            return self._send_aside(request, stream, auth, follow_redirects)
+        return httpx.AsyncClient.send(
+            self, request, stream=stream, auth=auth, follow_redirects=follow_redirects
         )
+
+    if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
+        # Still a coroutine function to introspection (mock's autospec, frameworks).
+        send = inspect.markcoroutinefunction(send)
+
+    async def _send_aside(
+        self,
+        request: httpx.Request,
+        stream: bool,
+        auth: AuthTypes | UseClientDefault | None,
+        follow_redirects: bool | UseClientDefault,
+    ) -> httpx.Response:
+        with _stand_aside():
+            return await httpx.AsyncClient.send(
+                self, request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )

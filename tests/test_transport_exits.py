@@ -218,6 +218,30 @@ async def test_cancelled_async_call_releases_everything() -> None:
     assert (opened.calls, opened.attempts) == (0, 0)
 
 
+@pytest.mark.anyio
+async def test_async_client_send_is_awaitable_and_still_a_coroutine_function() -> None:
+    """AsyncServiceClient.send (a plain function handing back httpx's coroutine) is
+    awaited as before, buffers the body and reads as a coroutine function (3.12+)."""
+    import inspect
+    import sys
+
+    async with AsyncServiceClient(
+        ServiceConfig("user-service", url=URL),
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, text="ok")),
+    ) as client:
+        request = client.build_request("GET", "/x")
+        pending = client.send(request)
+        assert inspect.isawaitable(pending)
+        response = await pending
+        assert response.text == "ok"
+        assert request.extensions[extensions.BUFFER] is True
+        async with client.stream("GET", "/y") as streamed:  # stream=True: not buffered
+            assert extensions.BUFFER not in streamed.request.extensions
+            assert await streamed.aread() == b"ok"
+    if sys.version_info >= (3, 12):
+        assert inspect.iscoroutinefunction(AsyncServiceClient.send)
+
+
 # -- other origins, the caller's request, the inner transport's context -----------------
 
 
