@@ -5,8 +5,11 @@ and ``ndots:5``, the service-account namespace file, kubelet variables for sever
 Services (``user`` beside ``user-service``, a multi-port one) — plus dnsmasq as CoreDNS on
 127.0.0.1:53 (``--log-queries``), pods as FaultServers on 127.0.0.2-7:8080 and
 kube-proxy stand-ins for the ClusterIPs. Runs the scenarios and prints one JSON object
-(the test asserts on it). Never run it outside a private namespace: it mounts over
-/etc/resolv.conf and /run.
+(the test asserts on it). The last scenarios (:func:`pool_scenarios`) drive svcclient's
+own HTTP/1.1 pool (what pinned transports use) against a headless Service of three pods
+on 127.0.0.21-23:8080, sync and async (asyncio, trio), counting TCP connections on the
+pods' side. Never run it outside a private namespace: it mounts over /etc/resolv.conf
+and /run.
 """
 
 from __future__ import annotations
@@ -19,7 +22,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +134,173 @@ def setup_pod(tmp: Path) -> None:
     sa = Path("/run/secrets/kubernetes.io/serviceaccount")
     sa.mkdir(parents=True)
     (sa / "namespace").write_text(NS)
+
+
+# -- svcclient's HTTP/1.1 pool in the pod --------------------------------------------------
+
+POOL_PODS = ("127.0.0.21", "127.0.0.22", "127.0.0.23")
+POOL_REQUESTS = 400  # per scenario
+CONCURRENCY = {"sync": 8, "asyncio": 16, "trio": 16}  # threads / tasks in flight
+SCENARIO_BOUND = 60.0  # seconds; every scenario stops by then
+
+
+def _open_on(pods: list[Any]) -> int:
+    return sum(p.open_connections for p in pods)
+
+
+def _wait_all_closed(pods: list[Any], bound: float = 5.0) -> int:
+    """Connections the pods still hold once the client closed (0 unless it leaked)."""
+    stop_at = time.monotonic() + bound
+    while _open_on(pods) and time.monotonic() < stop_at:
+        time.sleep(0.01)
+    return _open_on(pods)
+
+
+def _pool_types(client: Any) -> list[str]:
+    return sorted({type(t._pool).__name__ for t in client.resilient._pools._pools.values()})
+
+
+def _run_sync(pods: list[Any], path: str, on_start: Callable[[], None] | None) -> dict[str, Any]:
+    """POOL_REQUESTS GETs from CONCURRENCY["sync"] threads on one ServiceClient."""
+    from prometheus_client import CollectorRegistry
+
+    from svcclient import ServiceClient
+
+    served: Counter[str] = Counter()
+    failures: list[str] = []
+    lock = threading.Lock()
+    with ServiceClient("pool", port=PORT, registry=CollectorRegistry()) as c:
+
+        def one(_: int) -> None:
+            try:
+                who = c.get(path).json()["server"]
+            except Exception as exc:  # counted: the test asserts there are none
+                failures.append(f"{type(exc).__name__}: {exc}")
+                return
+            with lock:
+                served[who] += 1
+
+        helper = threading.Thread(target=on_start, daemon=True) if on_start else None
+        if helper is not None:
+            helper.start()
+        with ThreadPoolExecutor(CONCURRENCY["sync"]) as ex:
+            for f in [ex.submit(one, i) for i in range(POOL_REQUESTS)]:
+                f.result(SCENARIO_BOUND)
+        if helper is not None:
+            helper.join(SCENARIO_BOUND)
+        pools, idle_open = _pool_types(c), _open_on(pods)
+    return {"served": dict(served), "failures": failures, "pools": pools, "idle_open": idle_open}
+
+
+def _run_async(
+    pods: list[Any], path: str, on_start: Callable[[], Any] | None, backend: str
+) -> dict[str, Any]:
+    """The same with CONCURRENCY[backend] tasks on one AsyncServiceClient under anyio."""
+    import anyio
+    from prometheus_client import CollectorRegistry
+
+    from svcclient import AsyncServiceClient
+
+    served: Counter[str] = Counter()
+    failures: list[str] = []
+
+    async def scenario() -> dict[str, Any]:
+        with anyio.fail_after(SCENARIO_BOUND):
+            async with AsyncServiceClient("pool", port=PORT, registry=CollectorRegistry()) as c:
+                limiter = anyio.Semaphore(CONCURRENCY[backend])
+
+                async def one() -> None:
+                    async with limiter:
+                        try:
+                            served[(await c.get(path)).json()["server"]] += 1
+                        except Exception as exc:  # counted: the test asserts there are none
+                            failures.append(f"{type(exc).__name__}: {exc}")
+
+                async with anyio.create_task_group() as tg:
+                    if on_start is not None:
+                        tg.start_soon(on_start)
+                    for _ in range(POOL_REQUESTS):
+                        tg.start_soon(one)
+                pools, idle_open = _pool_types(c), _open_on(pods)
+        return {"pools": pools, "idle_open": idle_open}
+
+    row = anyio.run(scenario, backend=backend)
+    return {"served": dict(served), "failures": failures, **row}
+
+
+def _keepalive(pods: list[Any], mode: str) -> dict[str, Any]:
+    """Many requests, then close: TCP connections opened, and whether they all closed."""
+    before = [p.accepted for p in pods]
+    row = (
+        _run_sync(pods, "/keep", None) if mode == "sync" else _run_async(pods, "/keep", None, mode)
+    )
+    row["new_connections"] = {p.host: p.accepted - b for p, b in zip(pods, before, strict=True)}
+    row["open_after_close"] = _wait_all_closed(pods)
+    return row
+
+
+def _pod_goes_away(pods: list[Any], mode: str) -> dict[str, Any]:
+    """The third pod stalls its requests, then dies with them in flight (listener closed,
+    connections reset: connection refused from then on) while DNS still lists it."""
+    from svcclient.testing import Fault
+
+    gone = pods[2]
+    gone.clear()
+    gone.set_fault(Fault.stall_before_headers(30.0))  # in flight until the pod goes away
+    seen: dict[str, int] = {}
+
+    def first_request_in_flight() -> bool:
+        return gone.count("GET", "/away") > 0
+
+    def kill_sync() -> None:
+        stop_at = time.monotonic() + SCENARIO_BOUND / 2
+        while not first_request_in_flight() and time.monotonic() < stop_at:
+            time.sleep(0.001)
+        seen["in_flight"] = gone.count("GET", "/away")
+        gone.refuse()
+
+    async def kill_async() -> None:
+        import anyio
+
+        stop_at = time.monotonic() + SCENARIO_BOUND / 2
+        while not first_request_in_flight() and time.monotonic() < stop_at:
+            await anyio.sleep(0.001)
+        seen["in_flight"] = gone.count("GET", "/away")
+        await anyio.to_thread.run_sync(gone.refuse)
+
+    try:
+        if mode == "sync":
+            row = _run_sync(pods, "/away", kill_sync)
+        else:
+            row = _run_async(pods, "/away", kill_async, mode)
+    finally:
+        gone.set_fault(Fault.ok())  # listening again for the next scenario
+    row["in_flight_when_gone"] = seen.get("in_flight", 0)
+    row["received_by_gone_pod"] = gone.count("GET", "/away")
+    row["open_after_close"] = _wait_all_closed(pods)
+    return row
+
+
+def pool_scenarios(dns: Dns) -> dict[str, Any]:
+    """Keep-alive reuse, a pod going away and close, sync / asyncio / trio (one dict each;
+    a scenario that raises reports ``error`` and the others still run)."""
+    from svcclient.testing import FaultServer
+
+    dns.set(f"pool.{ZONE}", list(POOL_PODS))
+    pods = [FaultServer(h, PORT, name=h).start() for h in POOL_PODS]
+    out: dict[str, Any] = {}
+    try:
+        for name, scenario in (("keepalive", _keepalive), ("pod_goes_away", _pod_goes_away)):
+            for mode in CONCURRENCY:
+                try:
+                    out[f"{name}_{mode}"] = scenario(pods, mode)
+                except Exception as exc:
+                    out[f"{name}_{mode}"] = {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        for p in pods:
+            with contextlib.suppress(Exception):
+                p.stop()
+    return out
 
 
 def main() -> int:
@@ -259,6 +433,7 @@ def main() -> int:
                 "endpoints": [e.key for e in c.resilient.runtime.balancer.endpoints],
             }
         out["kube_proxy_connections"] = {f"{h}:{p}": n for (h, p), n in vip_us.connections.items()}
+        out["pool"] = pool_scenarios(dns)
     finally:
         vip_us.stop()
         vip_u.stop()

@@ -1,8 +1,10 @@
 """svcclient inside a simulated pod (issue 13): private mount+network namespace, the pod's
 resolv.conf (search list, ndots:5), the service-account namespace file, dnsmasq as CoreDNS
 on 127.0.0.1:53, kubelet variables (``user`` beside ``user-service``, a multi-port
-Service), pods that come and go, kube-proxy stand-ins. ``pod_sim.py`` runs the scenarios
-in the namespace and reports counts; these tests assert on them (never on wall time)."""
+Service), pods that come and go, kube-proxy stand-ins, and svcclient's own HTTP/1.1 pool
+against a headless Service (keep-alive reuse, a pod dying mid-request, close). ``pod_sim.py``
+runs the scenarios in the namespace and reports counts; these tests assert on them (never
+on wall time)."""
 
 from __future__ import annotations
 
@@ -118,3 +120,58 @@ def test_headless_pods_that_come_and_go(pod: dict[str, Any]) -> None:
     assert churn["failures"] == 0
     assert churn["endpoints"] == ["127.0.0.5:8080", "127.0.0.7:8080"]
     assert churn["after"].get("127.0.0.7", 0) >= 20
+
+
+# -- svcclient's own HTTP/1.1 pool (pod_sim.pool_scenarios) --------------------------------
+
+POOL_PODS = ["127.0.0.21", "127.0.0.22", "127.0.0.23"]
+POOL_REQUESTS = 400
+CONCURRENCY = {"sync": 8, "asyncio": 16, "trio": 16}
+MODES = list(CONCURRENCY)
+
+
+def _scenario(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    row: dict[str, Any] = pod["pool"][name]
+    assert "error" not in row, row.get("error")
+    return row
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pinned_transports_use_svcclient_pool(pod: dict[str, Any], mode: str) -> None:
+    """Every endpoint of the headless Service is served by svcclient's HTTP/1.1 pool."""
+    row = _scenario(pod, f"keepalive_{mode}")
+    assert row["pools"] == (["HTTP11Pool"] if mode == "sync" else ["AsyncHTTP11Pool"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_keepalive_connections_are_reused_across_the_pods(pod: dict[str, Any], mode: str) -> None:
+    """400 GETs over 3 pod IPs open at most concurrency connections per pod, and each one
+    opened stays open for reuse (the pods see as many open as they accepted)."""
+    row = _scenario(pod, f"keepalive_{mode}")
+    assert row["failures"] == []
+    assert sorted(row["served"]) == POOL_PODS
+    assert sum(row["served"].values()) == POOL_REQUESTS
+    new = row["new_connections"]
+    assert all(1 <= new[h] <= CONCURRENCY[mode] for h in POOL_PODS), new
+    assert sum(new.values()) <= len(POOL_PODS) * CONCURRENCY[mode]
+    assert row["idle_open"] == sum(new.values())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_idle_connections_close_with_the_client(pod: dict[str, Any], mode: str) -> None:
+    """Closing the client closes its pools' idle connections: the pods see every one go."""
+    for name in (f"keepalive_{mode}", f"pod_goes_away_{mode}"):
+        row = _scenario(pod, name)
+        assert row["idle_open"] >= 2  # (the pod that went away has none left)
+        assert row["open_after_close"] == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pod_going_away_loses_no_idempotent_request(pod: dict[str, Any], mode: str) -> None:
+    """A pod dies with GETs in flight and refuses connections after, still in DNS: every
+    GET is answered by the two pods left (the in-flight ones retried)."""
+    row = _scenario(pod, f"pod_goes_away_{mode}")
+    assert row["failures"] == []
+    assert sum(row["served"].values()) == POOL_REQUESTS
+    assert sorted(row["served"]) == POOL_PODS[:2]
+    assert row["in_flight_when_gone"] >= 1
