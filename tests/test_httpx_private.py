@@ -119,3 +119,12 @@ def test_url_parse_result_fields_match_the_public_properties() -> None:
     assert httpx.URL("https://münchen.example/")._uri_reference.host.startswith("xn--")
     assert httpx.URL("http://a:80/").port is None
     assert httpx.URL("http://a:80/")._uri_reference.port is None
+
+
+def test_byte_stream_keeps_its_bytes_in_stream_attribute() -> None:
+    """``ByteStream._stream`` is the body's bytes (the async driver tests it to skip a
+    body-less request without a call): empty for a GET, the content otherwise."""
+    assert httpx.Request("GET", "http://a/").stream._stream == b""  # type: ignore[union-attr]
+    request = httpx.Request("PUT", "http://a/", content=b"abc")
+    assert request.stream.__class__ is httpx.ByteStream
+    assert request.stream._stream == b"abc" == request.content

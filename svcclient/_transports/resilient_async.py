@@ -24,6 +24,7 @@ from .._loop_timer import LoopTimer, took_back
 from .._observability.hooks import Hooks, enter_attempt, leave_attempt
 from .._pipeline import testmode as _testmode
 from .._pipeline.call import Attempt, Call, Passthrough
+from .._pipeline.extensions import TIMEOUT
 from .._pipeline.hedging import Race
 from .._policies.bulkhead import AsyncBulkhead
 from .base import DriverBase
@@ -86,7 +87,8 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the pipeline (see :class:`ResilientTransport`)."""
-        if not self._for_service(request):
+        ref = request.url._uri_reference  # self._for_service(request), inlined
+        if (ref.scheme, ref.host, ref.port) not in self._service_origins:
             return await self._passthrough(request)
         rt = self.runtime
         if rt.throttle is not None and (refused := rt.throttled(request)) is not None:
@@ -100,8 +102,9 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
                 await self._refresh(call)
             elif not rt.first_resolution.is_set():
                 await self._first_resolution(call)
-        for pool in self._retiring():
-            await pool.aclose()
+        if rt.retired or self._pools.retiring:  # _retiring()'s test, without its call
+            for pool in self._retiring():
+                await pool.aclose()
         if rt.limiter is not None:
             refused = rt.admit(request)  # holds a limiter slot when it returns None
             if refused is not None:
@@ -114,6 +117,10 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
                 return rt.bulkhead_rejected(request, exc)
         try:
             call.start()
+            stream = request.stream
+            # Checked inline: a body-less request (nearly every GET) costs no call here.
+            if stream.__class__ is httpx.ByteStream and stream._stream:
+                _replayable(request)  # once per call: every attempt sees a _Body
             if self.config.hedge is not None:
                 return await self._run_hedged(call)
             # The retry loop, here rather than in a coroutine of its own (a frame less per
@@ -141,7 +148,13 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             call.cancel(exc)  # no-op for whatever the call already settled
             raise
         finally:
-            call.restore()
+            # call.restore(), inlined: the caller's timeout extension back (attempts
+            # overwrite it), so a redirect or a reused request starts from its own.
+            caller_timeouts = call.caller_timeouts
+            if caller_timeouts is None:
+                request.extensions.pop(TIMEOUT, None)
+            else:
+                request.extensions[TIMEOUT] = caller_timeouts
             if bulkhead is not None:
                 bulkhead.release()
             if rt.limiter is not None:
@@ -216,10 +229,15 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         await send.send((attempt, result))
 
     async def _send(self, attempt: Attempt, call: Call) -> httpx.Response:
-        body = call.request
-        if body.stream.__class__ is httpx.ByteStream:
-            _replayable(body)  # once per call: later attempts see a _Body
-        transport, request = self._target(attempt.endpoint, body)
+        # self._target(), inlined for its two common cases.
+        transport: httpx.AsyncBaseTransport | None = self._fixed
+        if transport is not None:
+            request = call.request
+        elif self._inner is None:
+            transport = self._pools.get(attempt.endpoint)
+            request = call.request
+        else:
+            transport, request = self._target(attempt.endpoint, call.request)
         # Observers' attempt context (the attempt's span current) around the send, in the
         # task that sends (a hedge races in a task of its own).
         undo = enter_attempt(attempt) if attempt.enter is not None else None
@@ -228,7 +246,9 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
                 token = BOUND.set(attempt)  # svcclient's pools cap every socket operation
                 try:
                     response = await transport.handle_async_request(request)
-                    if _unread(response):
+                    if response.status_code != 101 and not isinstance(
+                        response.stream, httpx.ByteStream
+                    ):  # _unread(response), inlined
                         if call.buffer:
                             return await _read_body(response)
                         response.stream = AsyncBoundedBody(response.stream, call, False)
@@ -238,7 +258,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             # A caller's transport or aiohttp cannot see the bound: a timer holds it. On
             # asyncio the driver's shared LoopTimer (inlined: a dict insert and delete, not
             # a cancel scope per attempt); elsewhere (trio) an anyio cancel scope.
-            timeout = attempt.remaining()
+            timeout = attempt.at - attempt.clock()  # attempt.remaining(), inlined
             loop = _lt.running_loop()
             task = _lt.current_task(loop) if loop is not None else None
             if task is None:
@@ -256,7 +276,9 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
                 timer.arm(at)
             try:
                 response = await transport.handle_async_request(request)
-                if _unread(response):
+                if response.status_code != 101 and not isinstance(
+                    response.stream, httpx.ByteStream
+                ):  # _unread(response), inlined
                     if call.buffer:
                         response = await _read_body(response)
                     else:
