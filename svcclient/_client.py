@@ -58,10 +58,46 @@ def _stand_aside() -> contextlib.AbstractContextManager[object]:
     return suppressing_http_instrumentation()
 
 
+# How many request URLs a client remembers merged with its base URL (see _merge_url).
+_MERGED_MAX = 256
+
+
 class _ServiceInfo:
-    """What both clients tell about their service (``resilient`` is their transport)."""
+    """What both clients tell about their service (``resilient`` is their transport), and
+    the memo of merged request URLs both use."""
 
     resilient: ResilientTransport | AsyncResilientTransport
+    # (the base URL, {path: merged URL}): one attribute, so that a thread reading it
+    # never pairs one base URL with another one's memo
+    _merged: tuple[httpx.URL | None, dict[str, httpx.URL]] = (None, {})
+
+    def _merge_url(self, url: httpx.URL | str) -> httpx.URL:
+        """httpx's merge of a request URL with the client's base URL, remembered for the
+        plain paths a service client sends again and again (``"/users/1"``).
+
+        httpx parses the path, then the merged URL, on every request: about 30 µs, a fifth
+        of a whole ``get`` on an in-process transport. A merged ``httpx.URL`` is immutable,
+        so one can serve every request for the same path and base URL. Only strings
+        without a query or userinfo are remembered (no secret stays in the memo, and
+        query strings rarely repeat); at most ``_MERGED_MAX`` of them, the memo starting
+        afresh when full or when ``base_url`` changes.
+        """
+        merge = super()._merge_url  # type: ignore[misc]
+        if type(url) is not str or "?" in url or "@" in url:
+            return merge(url)  # type: ignore[no-any-return]
+        base = self.base_url  # type: ignore[attr-defined]
+        for_base, memo = self._merged
+        if for_base is not base:
+            memo = {}
+            self._merged = (base, memo)
+        merged = memo.get(url)
+        if merged is None:
+            merged = merge(url)
+            if len(memo) >= _MERGED_MAX:
+                memo = {}
+                self._merged = (base, memo)
+            memo[url] = merged
+        return merged
 
     def _traced(self) -> bool:
         from ._observability.otel import TracingHooks

@@ -13,32 +13,48 @@ from benchmarks import callgrind_overhead as cg
 
 
 def _per(ratios: dict[str, float]) -> dict[str, dict[str, float]]:
-    return {s: {cg.BARE: 1000.0, cg.OURS: 1000.0 * r} for s, r in ratios.items()}
+    return {
+        s: {cg.BARE: 1000.0, **dict.fromkeys(cg.SUBJECTS, 1000.0 * r)} for s, r in ratios.items()
+    }
 
 
 def test_bound_is_goal_plus_slack_once_met_else_baseline_plus_slack() -> None:
     """A scenario in NOT_MET_YET is held at its measured figure + SLACK, others at goal + SLACK."""
     bounds = cg.guard_bounds()
-    for s in cg.SCENARIOS:
-        expected = cg.NOT_MET_YET.get(s, cg.GOALS[s]) + cg.SLACK
-        assert abs(bounds[s] - expected) < 1e-9
-        assert s not in cg.NOT_MET_YET or cg.NOT_MET_YET[s] > cg.GOALS[s]
+    assert set(bounds) == set(cg.SUBJECTS) == set(cg.NOT_MET_YET)
+    for subject in cg.SUBJECTS:
+        not_met = cg.NOT_MET_YET[subject]
+        for s in cg.SCENARIOS:
+            expected = not_met.get(s, cg.GOALS[s]) + cg.SLACK
+            assert abs(bounds[subject][s] - expected) < 1e-9
+            assert s not in not_met or not_met[s] > cg.GOALS[s]
 
 
 def test_guard_fails_above_its_bound_and_passes_at_it() -> None:
     """A ratio just over the bound breaks the guard; one at the goal meets it."""
     bounds = cg.guard_bounds()
-    over = cg.evaluate(_per({s: bounds[s] + 0.001 for s in cg.SCENARIOS}))
+    worst = {s: max(bounds[subject][s] for subject in cg.SUBJECTS) for s in cg.SCENARIOS}
+    over = cg.evaluate(_per({s: worst[s] + 0.001 for s in cg.SCENARIOS}))
+    assert len(over["guards"]) == len(cg.SUBJECTS) * len(cg.SCENARIOS)
     assert not any(g["ok"] for g in over["guards"])
     at_goal = cg.evaluate(_per(dict(cg.GOALS)))
     assert all(g["ok"] and g["goal_met"] for g in at_goal["guards"])
 
 
+def test_each_subject_is_guarded_on_its_own() -> None:
+    """The pipeline alone over its bound breaks its guard even when ServiceClient is fine."""
+    per = _per(dict(cg.GOALS))
+    per["sync mock"][cg.PIPELINE] = 1000.0 * (cg.guard_bounds()[cg.PIPELINE]["sync mock"] + 0.01)
+    broken = [(g["subject"], g["scenario"]) for g in cg.evaluate(per)["guards"] if not g["ok"]]
+    assert broken == [(cg.PIPELINE, "sync mock")]
+
+
 def test_missing_scenario_breaks_the_guard() -> None:
     """A scenario with no measurement is a broken guard, not a pass."""
     result = cg.evaluate(_per({"sync mock": 1.0}))
-    verdict = {g["scenario"]: g["ok"] for g in result["guards"]}
-    assert verdict["sync mock"] and not verdict["async real"]
+    verdict = {(g["subject"], g["scenario"]): g["ok"] for g in result["guards"]}
+    assert verdict[(cg.OURS, "sync mock")] and not verdict[(cg.OURS, "async real")]
+    assert verdict[(cg.PIPELINE, "sync mock")] and not verdict[(cg.PIPELINE, "async real")]
 
 
 def test_dumps_are_read_in_numeric_order(tmp_path: Path) -> None:
@@ -87,7 +103,8 @@ def test_render_shows_every_scenario_and_status() -> None:
     """The Markdown names each scenario with its goal status."""
     text = cg.render(cg.evaluate(_per(dict(cg.GOALS))))
     for s in cg.SCENARIOS:
-        assert f"| {s} |" in text
+        for subject in cg.SUBJECTS:
+            assert f"| {s} | {subject} |" in text
     assert "goal met" in text
 
 
