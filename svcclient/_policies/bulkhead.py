@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar
@@ -113,7 +114,10 @@ class _BulkheadCore(Generic[_W]):
         """Give up a slot: returns the waiter it was handed to, or None if it was freed."""
         if self.waiters:
             return self.waiters.popleft()
-        self.free_slot()
+        free = self.free  # self.free_slot(), inlined (the async release's common case)
+        if len(free) >= self.max_concurrent:
+            raise RuntimeError("bulkhead released more times than acquired")
+        free.append(None)
         return None
 
     def free_slot(self) -> None:
@@ -309,12 +313,17 @@ class AsyncBulkhead:
     ...         ...  # at most policy.max_concurrent tasks run this at once
     """
 
-    __slots__ = ("_core", "policy", "service")
+    __slots__ = ("_core", "policy", "service", "try_acquire")
+
+    try_acquire: Callable[[], bool]
+    """Take a free slot if there is one and nobody is queued; never waits (no coroutine
+    to create and await on the uncontended path). The core's own method: one call."""
 
     def __init__(self, policy: BulkheadPolicy | None = None, service: str | None = None) -> None:
         self.policy = policy if policy is not None else BulkheadPolicy()
         self.service = service
         self._core: _BulkheadCore[_Waiter] = _BulkheadCore(self.policy)
+        self.try_acquire = self._core.try_acquire
 
     @property
     def in_flight(self) -> int:
@@ -325,11 +334,6 @@ class AsyncBulkhead:
     def waiting(self) -> int:
         """Tasks queued for a slot now."""
         return len(self._core.waiters)
-
-    def try_acquire(self) -> bool:
-        """Take a free slot if there is one and nobody is queued; never waits (no
-        coroutine to create and await on the uncontended path)."""
-        return self._core.try_acquire()
 
     async def acquire(self, timeout: float | None = None) -> None:
         """Take a slot, waiting up to ``wait_timeout`` if the queue has room.
