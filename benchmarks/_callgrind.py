@@ -23,17 +23,35 @@ import gc
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["LABELS_ENV", "ROOT", "Batches", "batch", "dumps", "pair", "per_call"]
+__all__ = [
+    "LABELS_ENV",
+    "ROOT",
+    "Batches",
+    "batch",
+    "dumps",
+    "have_valgrind",
+    "pair",
+    "per_call",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS_ENV = "SVC_CALLGRIND_LABELS"  # where the child writes its labels (set by per_call)
 _TOTALS = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
+
+
+def have_valgrind() -> bool:
+    """True when valgrind is on PATH; else says how to get it (on stderr)."""
+    if shutil.which("valgrind") is None:
+        print("valgrind not found (apt-get install valgrind)", file=sys.stderr)
+        return False
+    return True
 
 
 def batch(run: Callable[[], object]) -> None:

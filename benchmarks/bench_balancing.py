@@ -17,13 +17,12 @@ endpoints and exits 1 above the issue's goal + 2 % (CI, ``.ci/run``).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from benchmarks._callgrind import Batches, per_call
+from benchmarks._callgrind import Batches, have_valgrind, per_call
 from svcclient._balancing.balancer import BalancingPolicy, LoadBalancer
 from svcclient._balancing.outlier import OutlierPolicy
 from svcclient._endpoint import Endpoint
@@ -249,8 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.callgrind_child:
         return _callgrind_child(args.callgrind_child, args.guard)
     if args.callgrind:
-        if shutil.which("valgrind") is None:
-            print("valgrind not found (apt-get install valgrind)", file=sys.stderr)
+        if not have_valgrind():
             return 2
         n = args.n or (GUARD_N if args.guard else CALLGRIND_N)
         t0 = time.perf_counter()

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks._callgrind import Batches, per_call
+from benchmarks._callgrind import Batches, have_valgrind, per_call
 
 __all__ = [
     "GOALS",
@@ -336,8 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         return _child(json.loads(args.child))
-    if shutil.which("valgrind") is None:
-        print("valgrind not found (apt-get install valgrind)", file=sys.stderr)
+    if not have_valgrind():
         return 2
     result = run(args.n, args.warmup, args.components)
     markdown = render(result)

@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks._callgrind import Batches, per_call
+from benchmarks._callgrind import Batches, have_valgrind, per_call
 
 __all__ = ["CONTENDERS", "main", "render", "run"]
 
@@ -138,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         return _child(json.loads(args.child))
-    if shutil.which("valgrind") is None:
-        print("valgrind not found (apt-get install valgrind)", file=sys.stderr)
+    if not have_valgrind():
         return 2
     print(render(run(args.n, args.warmup)))
     return 0

@@ -147,7 +147,7 @@ def test_affinity_guard_breaks_the_exit_code(monkeypatch: pytest.MonkeyPatch) ->
         return {"affinity (new key)": {1000: figure["value"]}}
 
     monkeypatch.setattr(bal, "callgrind", fake)
-    monkeypatch.setattr(bal.shutil, "which", lambda name: "/usr/bin/valgrind")
+    monkeypatch.setattr(bal, "have_valgrind", lambda: True)
     figure["value"] = bal.guard_bound() + 1
     assert bal.main(["--callgrind", "--guard"]) == 1
     assert bal.main(["--callgrind"]) == 0  # a report, not a guard
