@@ -95,12 +95,13 @@ class Call:
     """The decisions for one logical request (see the module docstring)."""
 
     __slots__ = (
+        "_deadline",
         "admitted",
         "affinity",
+        "at",
         "buffer",
         "caller_timeouts",
         "clock",
-        "deadline",
         "ended",
         "failed",
         "history",
@@ -116,6 +117,7 @@ class Call:
         "rt",
         "same_clock",
         "started",
+        "timeout",
     )
 
     def __init__(self, rt: ServiceRuntime, request: httpx.Request) -> None:
@@ -137,19 +139,22 @@ class Call:
         clock = self.clock = rt.clock
         # When the request arrived: DNS and the bulkhead wait count against the deadline.
         self.started = now = clock()
-        # Deadline.started() inlined (the service's deadline is validated already).
-        deadline = _new(Deadline)
-        deadline.timeout = timeout = rt.config.deadline
-        deadline._clock = clock
-        deadline.at = now + timeout
+        # The service's deadline as two numbers: its Deadline object is made only if
+        # something asks for it (see the ``deadline`` property), which nearly no call does.
+        timeout = rt.config.deadline
         if incoming is None:
             self.same_clock = True
+            self.timeout = timeout
+            self.at = now + timeout
+            self._deadline: Deadline | None = None
         else:
             # False when the caller passed a Deadline object (on a clock of its own): then
             # the time left is the deadline's to say, not ``at`` minus our clock's reading.
             self.same_clock = not isinstance(incoming, Deadline)
-            deadline = _tighter(deadline, incoming, clock)
-        self.deadline = deadline
+            own = Deadline.started(timeout, clock, now)
+            deadline = self._deadline = _tighter(own, incoming, clock)
+            self.timeout = deadline.timeout
+            self.at = deadline.at
         self.ended: float | None = None  # the clock when the last attempt ended
         self.failed = False  # the last response's status counts as a failure
         self.number = 0
@@ -171,6 +176,18 @@ class Call:
         # Judged before the first send: only an in-memory body can be sent again.
         self.replayable = isinstance(request.stream, httpx.ByteStream)
         self.info: CallInfo | None = None
+
+    @property
+    def deadline(self) -> Deadline:
+        """The call's deadline (the service's, or an earlier one the caller passed)."""
+        deadline = self._deadline
+        if deadline is None:
+            # Deadline.started() inlined (the service's deadline is validated already).
+            deadline = self._deadline = _new(Deadline)
+            deadline.timeout = self.timeout
+            deadline._clock = self.clock
+            deadline.at = self.at
+        return deadline
 
     def start(self) -> None:
         """The call is admitted past the bulkhead: count it, tell the observers."""
@@ -216,8 +233,7 @@ class Call:
         rt = self.rt
         # One clock reading for the deadline check and the attempt's start.
         now = self.clock()
-        deadline = self.deadline
-        remaining = deadline.at - now if self.same_clock else deadline.remaining()
+        remaining = self.at - now if self.same_clock else self.deadline.remaining()
         if remaining <= 0:
             raise self._deadline_error()
         breaker = rt.breaker
@@ -277,6 +293,12 @@ class Call:
         """Record a response; return a backoff delay to retry, or None when it is final."""
         if not self.record_response(attempt, response):
             return None
+        return self.retry_status(response)
+
+    def retry_status(self, response: httpx.Response) -> float | None:
+        """After :meth:`record_response` booked a failure status: a backoff delay to
+        retry it, or None when the response is final. (``attempt_done`` is the two in
+        one; a driver calling them itself saves a Python call on every success.)"""
         status = response.status_code
         if status not in self.rt.retry.retry_statuses:
             return None
@@ -567,7 +589,7 @@ class Call:
 
     def _deadline_error(self) -> DeadlineExceeded:
         return DeadlineExceeded(
-            self.rt.name, self.deadline.timeout, self.history or (), request=self.request
+            self.rt.name, self.timeout, self.history or (), request=self.request
         )
 
     def _end(self, info: CallInfo, now: float | None = None) -> None:

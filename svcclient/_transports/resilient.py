@@ -186,7 +186,10 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                 BOUND.reset(token)
                 if undo is not None:
                     leave_attempt(undo)
-                retry_in = call.attempt_done(attempt, response)
+                # call.attempt_done(), as its two steps: a success is one call fewer.
+                if not call.record_response(attempt, response):
+                    return call.finish(response)
+                retry_in = call.retry_status(response)
                 if retry_in is None:
                     return call.finish(response)
                 delay = retry_in
