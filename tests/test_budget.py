@@ -4,6 +4,7 @@ hypothesis state machine checking the guarantee against an exact event log."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 from typing import Any
 
@@ -199,6 +200,58 @@ def test_concurrent_withdrawals_never_overdraw() -> None:
         t.join(timeout=30)
     assert sum(granted) == 110  # 0.5 * 200 + 1 * 10
     assert b.exhausted_count == 800 - 110
+
+
+class _ArrivalDuringClose(list[None]):
+    """Request tokens where one more arrives (lock-free) while the bucket is closed:
+    right after the close counted them, before it deletes them."""
+
+    def __init__(self, tokens: list[None]) -> None:
+        super().__init__(tokens)
+        self.raced = False
+
+    def __len__(self) -> int:
+        n = super().__len__()
+        if not self.raced:
+            self.raced = True
+            self.append(None)
+        return n
+
+
+def test_a_request_racing_a_bucket_close_is_counted_in_the_next_bucket() -> None:
+    """The close deletes exactly the tokens it counted: one appended meanwhile stays."""
+    clock = FakeClock(0.0)
+    b = RetryBudget(ratio=1.0, window=10.0, min_retries_per_second=0.0, clock=clock)
+    for _ in range(3):
+        b.record_request()
+    b._arrivals = _ArrivalDuringClose(b._arrivals)
+    clock.now = 1.5  # the next bucket: this request closes the first one
+    b.record_request()
+    assert b.stats().requests == 5  # 3 closed + the racing one + this one: none lost
+
+
+def test_concurrent_requests_across_bucket_closes_are_all_counted() -> None:
+    """8 threads recording requests (no lock on that path) while the buckets roll over
+    every 1,000 clock reads: every request is counted."""
+    reads = itertools.count()
+
+    def clock() -> float:
+        return next(reads) * 0.001  # 8,000 requests span 8 of the window's 10 buckets
+
+    b = RetryBudget(ratio=1.0, window=10.0, min_retries_per_second=0.0, clock=clock)
+    start = threading.Barrier(8)
+
+    def worker() -> None:
+        start.wait(timeout=10)
+        for _ in range(1000):
+            b.record_request()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert b.stats().requests == 8000
 
 
 # --- property: the guarantee against an exact event log -----------------------------------

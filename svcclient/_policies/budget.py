@@ -12,7 +12,9 @@ counting it,
 where ``floor = min_retries_per_second`` lets a low-traffic service still retry.
 
 Counts live in ``BUCKETS`` time buckets of ``window / BUCKETS`` seconds, so
-``record_request`` is a clock read, a comparison and an increment. Buckets blur the edges of
+``record_request`` is a comparison and one ``list.append``: the current bucket's requests
+are tokens in a list (atomic under the GIL, so no lock), counted and cleared when the
+bucket closes. Buckets blur the edges of
 the window, and the blur is always resolved against retrying: requests are counted only in
 buckets that lie wholly inside ``(t - window, t]`` (the current one and the ``BUCKETS - 1``
 before it), retries in every bucket that overlaps it (one more). The inequality above
@@ -104,11 +106,11 @@ class RetryBudget:
     """
 
     __slots__ = (
+        "_arrivals",
         "_bucket_end",
         "_clock",
         "_cur",
         "_lock",
-        "_req_now",
         "_req_ring",
         "_reserve",
         "_ret_now",
@@ -137,12 +139,13 @@ class RetryBudget:
         self._lock = threading.Lock()
         self._width = window / BUCKETS
         self._reserve = min_retries_per_second * window
-        # The current bucket's counts live in two attributes (the hot path touches only
-        # them); the ring holds the BUCKETS buckets before it, slot = bucket index % BUCKETS.
+        # The current bucket's counts live in _arrivals and _ret_now (the hot path touches
+        # only them); the ring holds the BUCKETS buckets before it, slot = bucket index % BUCKETS.
         # The slot of the current bucket therefore holds the oldest bucket (cur - BUCKETS).
         self._req_ring = [0] * BUCKETS
         self._ret_ring = [0] * BUCKETS
-        self._req_now = 0
+        # The current bucket's requests, one token each (see record_request).
+        self._arrivals: list[None] = []
         self._ret_now = 0
         self._cur = math.floor(clock() / self._width)
         self._bucket_end = (self._cur + 1) * self._width
@@ -163,15 +166,18 @@ class RetryBudget:
         """
         if now is None:
             now = self._clock()
-        # The lock by direct calls, not ``with``: about half the instructions.
-        lock = self._lock
-        lock.acquire()
-        try:
-            if now >= self._bucket_end:
-                self._advance(now)
-            self._req_now += 1
-        finally:
-            lock.release()
+        if now >= self._bucket_end:  # the bucket closes: rare, under the lock
+            lock = self._lock
+            lock.acquire()
+            try:
+                if now >= self._bucket_end:
+                    self._advance(now)
+            finally:
+                lock.release()
+        # No lock: the append is atomic, and _advance takes a closing bucket's count by
+        # deleting exactly the tokens it counted, so an arrival racing the close is
+        # counted in the next bucket, never lost.
+        self._arrivals.append(None)
 
     def try_withdraw(self) -> bool:
         """Take one retry (or hedge) from the budget; False, and counted, when it is spent."""
@@ -193,7 +199,7 @@ class RetryBudget:
             if now >= self._bucket_end:
                 self._advance(now)
             oldest = self._cur % BUCKETS
-            requests = sum(self._req_ring) - self._req_ring[oldest] + self._req_now
+            requests = sum(self._req_ring) - self._req_ring[oldest] + len(self._arrivals)
             retries = sum(self._ret_ring) + self._ret_now
             available = max(0, math.floor(self._allowance() - self._ret_now))
             return BudgetStats(
@@ -203,7 +209,7 @@ class RetryBudget:
     def _allowance(self) -> float:
         # Retries the window may hold besides the current bucket's. Lock held.
         oldest = self._cur % BUCKETS
-        requests = sum(self._req_ring) - self._req_ring[oldest] + self._req_now
+        requests = sum(self._req_ring) - self._req_ring[oldest] + len(self._arrivals)
         earlier_retries = sum(self._ret_ring)
         return self.policy.ratio * requests + self._reserve - earlier_retries
 
@@ -217,12 +223,14 @@ class RetryBudget:
             self._bucket_end = (cur + 1) * self._width
             return
         slot = cur % BUCKETS
-        self._req_ring[slot] = self._req_now
+        arrivals = self._arrivals
+        counted = len(arrivals)
+        del arrivals[:counted]  # not clear(): a token appended meanwhile stays, for the next
+        self._req_ring[slot] = counted
         self._ret_ring[slot] = self._ret_now
         for bucket in range(cur + 1, min(new, cur + 1 + BUCKETS)):
             self._req_ring[bucket % BUCKETS] = 0
             self._ret_ring[bucket % BUCKETS] = 0
-        self._req_now = 0
         self._ret_now = 0
         self._cur = new
         self._bucket_end = (new + 1) * self._width
