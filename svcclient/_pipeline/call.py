@@ -67,6 +67,13 @@ log = logging.getLogger("svcclient")
 
 _wall = time.time
 _new = object.__new__
+# The extension names as module globals: one load each on the hot path, not two.
+_RETRY = _ext.RETRY
+_DEADLINE = _ext.DEADLINE
+_ROUTE = _ext.ROUTE
+_AFFINITY_KEY = _ext.AFFINITY_KEY
+_TIMEOUT = _ext.TIMEOUT
+_BUFFER = _ext.BUFFER
 _TIMEOUT_ERRORS = ("read_timeout", "connect_timeout")
 
 
@@ -123,13 +130,13 @@ class Call:
     def __init__(self, rt: ServiceRuntime, request: httpx.Request) -> None:
         ext = request.extensions
         # First, before anything is taken: a bad value raises here and leaks nothing.
-        # Nearly every request sets none of the four: four lookups, no call to read().
-        get = ext.get
+        # Nearly every request sets none of the four: four ``in`` tests (no method call
+        # each, as ext.get would be), no call to read().
         if (
-            get(_ext.RETRY) is None
-            and get(_ext.DEADLINE) is None
-            and get(_ext.ROUTE) is None
-            and get(_ext.AFFINITY_KEY) is None
+            _RETRY not in ext
+            and _DEADLINE not in ext
+            and _ROUTE not in ext
+            and _AFFINITY_KEY not in ext
         ):
             opt_in = incoming = route = affinity = None
         else:
@@ -141,7 +148,7 @@ class Call:
         self.started = now = clock()
         # The service's deadline as two numbers: its Deadline object is made only if
         # something asks for it (see the ``deadline`` property), which nearly no call does.
-        timeout = rt.config.deadline
+        timeout = rt.deadline
         if incoming is None:
             self.same_clock = True
             self.timeout = timeout
@@ -171,8 +178,8 @@ class Call:
         self.affinity = affinity
         self.opt_in = opt_in
         self.route = route
-        self.caller_timeouts: dict[str, float | None] | None = ext.get(_ext.TIMEOUT)
-        self.buffer = ext.get(_ext.BUFFER) is True
+        self.caller_timeouts: dict[str, float | None] | None = ext.get(_TIMEOUT)
+        self.buffer = _BUFFER in ext and ext[_BUFFER] is True
         # Judged before the first send: only an in-memory body can be sent again.
         self.replayable = isinstance(request.stream, httpx.ByteStream)
         self.info: CallInfo | None = None
@@ -255,7 +262,7 @@ class Call:
         rt.balancer.on_start(endpoint)
         self.last_endpoint = endpoint
         request = self.request
-        own = rt.config.timeout
+        own = rt.attempt_timeout
         cap = own if own < remaining else remaining
         caller = self.caller_timeouts
         if caller is None or caller == rt.attempt_timeouts:
@@ -263,7 +270,7 @@ class Call:
         else:
             timeouts = _phase_timeouts(caller, cap)
         request.extensions[_ext.TIMEOUT] = timeouts  # rt.attempt_timeouts: shared, read-only
-        header = rt.config.deadline_header
+        header = rt.deadline_header
         if header:
             request.headers[header] = self.deadline.to_header()
         info = self.info

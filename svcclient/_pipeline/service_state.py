@@ -145,6 +145,10 @@ class ServiceRuntime:
         self.retry = config.retry
         t = config.timeout
         self.attempt_timeouts = {"connect": t, "read": t, "write": t, "pool": t}
+        # config fields the Call reads on every request, one attribute away.
+        self.attempt_timeout = t
+        self.deadline = config.deadline
+        self.deadline_header = config.deadline_header
         # Hedging, throttling and the concurrency limit are off by default: their modules
         # come with the first config that uses them (see _config.model._sections).
         self.latencies: LatencyWindow | None = None
