@@ -113,9 +113,71 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                 bulkhead.acquire(call.deadline.remaining())
             except BulkheadFullError as exc:
                 return rt.bulkhead_rejected(request, exc)
+        inner = self._inner
+        fixed = self._fixed
         try:
             call.start()
-            return self._run(call)
+            # The attempt loop, here rather than in a method of its own (a Python call
+            # fewer per request) and with the send inlined.
+            while True:
+                try:
+                    attempt = call.begin_attempt()
+                except httpx.TransportError as exc:
+                    return call.fail(exc)
+                # self._target(), inlined for its two common cases.
+                if fixed is not None:
+                    transport: httpx.BaseTransport = fixed
+                    outgoing = request
+                elif inner is None:
+                    transport = self._pools.get(attempt.endpoint)
+                    outgoing = request
+                else:
+                    transport, outgoing = self._target(attempt.endpoint, request)
+                # Observers' attempt context (the attempt's span current) around the send.
+                undo = enter_attempt(attempt) if attempt.enter is not None else None
+                token = BOUND.set(attempt)  # every socket operation of this attempt is capped
+                try:
+                    response = transport.handle_request(outgoing)
+                    # A body still to read (not in memory already, not a 101's raw socket).
+                    if response.status_code != 101 and not isinstance(
+                        response.stream, httpx.ByteStream
+                    ):
+                        # A caller's transport cannot see the bound: its body is checked
+                        # against the clock between chunks, and told the time left as its
+                        # timeout.
+                        if call.buffer:
+                            response = _read_body(
+                                response, request, attempt if inner is not None else None
+                            )
+                        else:
+                            sent = outgoing.extensions if inner is not None else None
+                            response.stream = BoundedBody(response.stream, call, sent)
+                except httpx.TransportError as exc:
+                    BOUND.reset(token)
+                    if undo is not None:
+                        leave_attempt(undo)
+                    try:
+                        delay = call.attempt_failed(attempt, exc)
+                    except httpx.TransportError as final:
+                        return call.fail(final)
+                except BaseException:
+                    BOUND.reset(token)
+                    if undo is not None:
+                        leave_attempt(undo)
+                    raise
+                else:
+                    BOUND.reset(token)
+                    if undo is not None:
+                        leave_attempt(undo)
+                    # call.attempt_done(), as its two steps: a success is one call fewer.
+                    if not call.record_response(attempt, response):
+                        return call.finish(response)
+                    retry_in = call.retry_status(response)
+                    if retry_in is None:
+                        return call.finish(response)
+                    delay = retry_in
+                    response.close()
+                self._sleep(delay)
         except BaseException as exc:
             call.cancel(exc)  # no-op for whatever the call already settled
             raise
@@ -131,70 +193,6 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                 bulkhead.release()
             if rt.limiter is not None:
                 rt.limiter.release()
-
-    def _run(self, call: Call) -> httpx.Response:
-        # The attempt loop with the send inlined (one Python call fewer per attempt).
-        inner = self._inner
-        fixed = self._fixed
-        while True:
-            try:
-                attempt = call.begin_attempt()
-            except httpx.TransportError as exc:
-                return call.fail(exc)
-            # self._target(), inlined for its two common cases.
-            if fixed is not None:
-                transport: httpx.BaseTransport = fixed
-                request = call.request
-            elif inner is None:
-                transport = self._pools.get(attempt.endpoint)
-                request = call.request
-            else:
-                transport, request = self._target(attempt.endpoint, call.request)
-            # Observers' attempt context (the attempt's span current) around the send.
-            undo = enter_attempt(attempt) if attempt.enter is not None else None
-            token = BOUND.set(attempt)  # every socket operation of this attempt is capped
-            try:
-                response = transport.handle_request(request)
-                # A body still to read (not in memory already, not a 101's raw socket).
-                if response.status_code != 101 and not isinstance(
-                    response.stream, httpx.ByteStream
-                ):
-                    # A caller's transport cannot see the bound: its body is checked
-                    # against the clock between chunks, and told the time left as its
-                    # timeout.
-                    if call.buffer:
-                        response = _read_body(
-                            response, call.request, attempt if inner is not None else None
-                        )
-                    else:
-                        sent = request.extensions if inner is not None else None
-                        response.stream = BoundedBody(response.stream, call, sent)
-            except httpx.TransportError as exc:
-                BOUND.reset(token)
-                if undo is not None:
-                    leave_attempt(undo)
-                try:
-                    delay = call.attempt_failed(attempt, exc)
-                except httpx.TransportError as final:
-                    return call.fail(final)
-            except BaseException:
-                BOUND.reset(token)
-                if undo is not None:
-                    leave_attempt(undo)
-                raise
-            else:
-                BOUND.reset(token)
-                if undo is not None:
-                    leave_attempt(undo)
-                # call.attempt_done(), as its two steps: a success is one call fewer.
-                if not call.record_response(attempt, response):
-                    return call.finish(response)
-                retry_in = call.retry_status(response)
-                if retry_in is None:
-                    return call.finish(response)
-                delay = retry_in
-                response.close()
-            self._sleep(delay)
 
     def _passthrough(self, request: httpx.Request) -> httpx.Response:
         observed = Passthrough(self.runtime, request)
