@@ -252,6 +252,33 @@ def test_round_robin_skips_ejected_and_brings_them_back() -> None:
     assert lb.ejected() == ()
 
 
+def test_least_loaded_over_one_endpoint_picks_it_then_p2c_once_there_are_two() -> None:
+    """One endpoint: every pick (avoid or not) is it, with no draw, no clock read and
+    counts kept as usual; a second endpoint brings P2C back, and an ejection due to
+    expire the expiry check."""
+    clock = FakeClock()
+    reads = []
+    lb, (only,), _ = make_lb(1, "least_loaded", clock=clock)
+    rng_state = lb._strategy._random.__self__.getstate()  # type: ignore[attr-defined]
+    lb._clock = lambda: reads.append(1) or clock()  # type: ignore[assignment]
+    assert lb.pick() is only and lb.pick("key", only) is only
+    assert lb._strategy._random.__self__.getstate() == rng_state  # type: ignore[attr-defined]
+    lb.on_start(only)
+    assert lb.stats(only).outstanding == 1  # type: ignore[union-attr]
+    lb.on_end(only, 0.05, False, clock())
+    assert lb.stats(only).outstanding == 0 and lb.stats(only).ewma == 0.05  # type: ignore[union-attr]
+    assert reads == []
+    two = [only, eps(2)[1]]
+    lb.set_endpoints(two)
+    assert lb.pick == lb._strategy.pick
+    assert lb.pick() == two[1]  # P2C: the unmeasured idle endpoint beats a measured one
+    lb, (only,), clock = make_lb(
+        1, "least_loaded", outlier=OutlierPolicy(consecutive_failures=1, max_ejection_percent=100.0)
+    )
+    fail_n(lb, only, 1)
+    assert lb.pick == lb._pick_refreshing and lb.pick() is only  # panic mode, expiry due
+
+
 def test_panic_mode_uses_every_endpoint() -> None:
     """When every endpoint is excluded, all of them are picked rather than none."""
     lb, endpoints, _ = make_lb(

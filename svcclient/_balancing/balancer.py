@@ -141,6 +141,15 @@ class BalancingPolicy:
         return None
 
 
+def _always(endpoint: Endpoint) -> _Pick:
+    """A pick with one answer."""
+
+    def pick(affinity_key: str | None = None, avoid: Endpoint | None = None) -> Endpoint:
+        return endpoint
+
+    return pick
+
+
 class LoadBalancer:
     """Endpoint choice plus passive (and driven active) health for one service.
 
@@ -180,7 +189,8 @@ class LoadBalancer:
     when there is one. Raises ``LookupError`` when the set is empty.
 
     While no ejection is due to expire this *is* the strategy's ``pick`` (one call on
-    the request path, not two); otherwise it checks the expiry first.
+    the request path, not two), or for least loaded over one endpoint a function
+    returning it; otherwise it checks the expiry first.
     """
 
     def __init__(
@@ -291,8 +301,18 @@ class LoadBalancer:
         self._eligible = eligible
         self._strategy.rebuild(eligible)
         self._expiry = expiry = detector.next_expiry
+        strategy = self._strategy
+        pick: _Pick
+        if expiry != _INF:
+            pick = self._pick_refreshing
+        elif len(eligible) == 1 and type(strategy) is LeastLoaded:
+            # One endpoint (a Service's ClusterIP, a docker-compose name): nothing to
+            # choose, and P2C returns it without a draw or a clock read; so does this.
+            pick = _always(eligible[0])
+        else:
+            pick = strategy.pick
         # One attribute store: a concurrent pick sees the old binding or the new one.
-        self.pick = self._strategy.pick if expiry == _INF else self._pick_refreshing
+        self.pick = pick
 
     def _maybe_refresh(self) -> None:
         if self._expiry != _INF and self._clock() >= self._expiry:
