@@ -167,6 +167,23 @@ def test_try_acquire_takes_only_a_free_unqueued_slot() -> None:
         assert bh.in_flight == 0
 
 
+def test_after_fork_the_child_s_bulkhead_starts_empty_and_works() -> None:
+    """The fork hook's reset (forksafe calls ``_after_fork_in_child``): the parent's slots
+    are forgotten and every way in and out uses the new state, sync and async."""
+    policy = BulkheadPolicy(max_concurrent=2, max_waiting=1, wait_timeout=5.0)
+    for bh in (Bulkhead(policy), AsyncBulkhead(policy)):
+        assert bh.try_acquire() and bh.try_acquire() and not bh.try_acquire()
+        bh._after_fork_in_child()
+        assert bh.in_flight == 0
+        assert bh.try_acquire() and bh.try_acquire() and not bh.try_acquire()
+        assert bh.in_flight == 2
+        bh.release()
+        bh.release()
+        assert bh.in_flight == 0
+        with pytest.raises(RuntimeError):
+            bh.release()
+
+
 def test_sync_release_without_acquire_raises() -> None:
     """An unmatched release is a bug and is reported."""
     with pytest.raises(RuntimeError):

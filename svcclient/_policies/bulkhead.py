@@ -390,6 +390,7 @@ class AsyncBulkhead:
     def _after_fork_in_child(self) -> None:
         # The parent's tasks (and their events, of the parent's loop) are not in the child.
         self._core = _BulkheadCore(self.policy)
+        self.try_acquire = self._core.try_acquire  # bound to the core: the new one
 
     def __repr__(self) -> str:
         return (
