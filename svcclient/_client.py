@@ -36,7 +36,7 @@ from ._transports.resilient import ResilientTransport
 if TYPE_CHECKING:
     # Type names httpx does not export (pinned in tests/test_httpx_private.py).
     from httpx._client import UseClientDefault
-    from httpx._types import AuthTypes, HeaderTypes
+    from httpx._types import AuthTypes, CookieTypes, HeaderTypes
 
     from ._transports.resilient_async import AsyncResilientTransport
 
@@ -62,6 +62,21 @@ def _stand_aside() -> contextlib.AbstractContextManager[object]:
 _MERGED_MAX = 256
 
 
+class _Cookies(httpx.Cookies):
+    """httpx's cookie store, without the work of reading a response that sets no cookie.
+
+    httpx hands every response to ``extract_cookies``, which wraps the request and the
+    response in two urllib adapter objects and takes the jar's lock: about a tenth of a
+    request on the aiohttp wire. A response with neither a ``Set-Cookie`` nor a
+    ``Set-Cookie2`` header gives the jar nothing, so it is not read at all.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
+
+
 class _ServiceInfo:
     """What both clients tell about their service (``resilient`` is their transport), and
     the memo of merged request URLs both use."""
@@ -70,6 +85,17 @@ class _ServiceInfo:
     # (the base URL, {path: merged URL}): one attribute, so that a thread reading it
     # never pairs one base URL with another one's memo
     _merged: tuple[httpx.URL | None, dict[str, httpx.URL]] = (None, {})
+
+    _cookies: httpx.Cookies  # httpx's attribute behind the ``cookies`` property
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        """Cookie values to include when sending requests (httpx's ``cookies``)."""
+        return self._cookies
+
+    @cookies.setter
+    def cookies(self, cookies: CookieTypes) -> None:
+        self._cookies = _Cookies(cookies)
 
     def _merge_url(self, url: httpx.URL | str) -> httpx.URL:
         """httpx's merge of a request URL with the client's base URL, remembered for the
@@ -109,8 +135,8 @@ class _ServiceInfo:
         cookies in a stdlib ``CookieJar`` whose lock an app thread may have held at the
         fork (mid-request, extracting a response's cookies); the child's copy is stuck
         locked forever unless replaced."""
-        jar = self.cookies.jar  # type: ignore[attr-defined]
-        jar._cookies_lock = threading.RLock()
+        jar = self.cookies.jar
+        jar._cookies_lock = threading.RLock()  # type: ignore[attr-defined]
 
     @property
     def config(self) -> ServiceConfig:
@@ -164,6 +190,7 @@ class ServiceClient(_ServiceInfo, httpx.Client):
             timeout=cfg.timeout,
             trust_env=False,
         )
+        self.cookies = self._cookies  # httpx's empty store, as _Cookies
         _fork_aware(self)
 
     def send(
@@ -227,6 +254,7 @@ class AsyncServiceClient(_ServiceInfo, httpx.AsyncClient):
             timeout=cfg.timeout,
             trust_env=False,
         )
+        self.cookies = self._cookies  # httpx's empty store, as _Cookies
         _fork_aware(self)
 
     def send(

@@ -18,6 +18,7 @@ ALLOWED = {
     "svcclient/_client.py": {
         "httpx._client.UseClientDefault": "type of httpx.USE_CLIENT_DEFAULT (typing only)",
         "httpx._types.AuthTypes": "the auth= type httpx accepts (typing only)",
+        "httpx._types.CookieTypes": "the cookies= type httpx accepts (typing only)",
         "httpx._types.HeaderTypes": "the headers= type httpx accepts (typing only)",
     },
     "svcclient/_exceptions.py": {
