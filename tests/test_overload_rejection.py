@@ -184,3 +184,66 @@ def test_async_rejection_leaves_no_garbage_for_the_cyclic_gc() -> None:
                 gc.enable()
 
     assert asyncio.run(main()) == 0
+
+
+def test_a_full_bulkhead_leaves_no_garbage_for_the_cyclic_gc() -> None:
+    """BulkheadFullError from a full bulkhead (its one slot taken, no queue) is freed by
+    reference counting alone, like a throttled call: no frame <-> traceback cycle."""
+    from svcclient import BulkheadFullError, BulkheadPolicy
+
+    config = ServiceConfig(
+        "user-service",
+        url="http://user-service:3000",
+        bulkhead=BulkheadPolicy(max_concurrent=1, max_waiting=0),
+    )
+    with ServiceClient(config, transport=httpx.MockTransport(_never_sent), hooks=[]) as client:
+        bulkhead = client.resilient._bulkhead
+        assert bulkhead is not None and bulkhead.try_acquire()  # the only slot, taken
+
+        def rejected() -> None:
+            try:
+                client.get("/users/1")
+            except BulkheadFullError:
+                pass
+
+        rejected()  # warm: first-call caches are not garbage
+        assert _garbage_after(rejected) == 0
+        bulkhead.release()
+
+
+def test_async_full_bulkhead_leaves_no_garbage_for_the_cyclic_gc() -> None:
+    """The same through the async driver."""
+    import asyncio
+
+    from svcclient import BulkheadFullError, BulkheadPolicy
+
+    config = ServiceConfig(
+        "user-service",
+        url="http://user-service:3000",
+        bulkhead=BulkheadPolicy(max_concurrent=1, max_waiting=0),
+    )
+
+    async def main() -> int:
+        async with AsyncServiceClient(
+            config, transport=httpx.MockTransport(_never_sent), hooks=[]
+        ) as client:
+            bulkhead = client.resilient._bulkhead
+            assert bulkhead is not None and bulkhead.try_acquire()
+
+            async def rejected() -> None:
+                try:
+                    await client.get("/users/1")
+                except BulkheadFullError:
+                    pass
+
+            await rejected()
+            gc.collect()
+            gc.disable()
+            try:
+                await rejected()
+                return gc.collect()
+            finally:
+                gc.enable()
+                bulkhead.release()
+
+    assert asyncio.run(main()) == 0

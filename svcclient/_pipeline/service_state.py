@@ -263,9 +263,10 @@ class ServiceRuntime:
         """A full bulkhead turned the call away: the fallback's answer, or raise ``exc``."""
         fire(self.emit.on_bulkhead_rejected, self.name)
         exc.request = request
-        if self.config.fallback is None:
-            raise exc
-        return self.config.fallback(request, exc)
+        try:
+            return self._refuse(request, exc)
+        finally:
+            del exc  # this frame would be in exc's traceback: see _refuse
 
     def throttled(self, request: httpx.Request) -> httpx.Response | None:
         """Adaptive throttling's verdict, taken before anything else is done for the call
