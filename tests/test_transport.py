@@ -12,6 +12,7 @@ from svcclient import (
     BreakerPolicy,
     CircuitOpenError,
     DeadlineExceeded,
+    ResilientTransport,
     RetryPolicy,
     ServiceClient,
     ServiceConfig,
@@ -245,6 +246,30 @@ def test_attempt_timeout_is_capped_by_the_time_left() -> None:
         client.get("/x")
     assert seen[0] == 2.0
     assert seen[1] <= 1.5
+
+
+def test_caller_phase_timeouts_are_capped_at_ours_on_every_request() -> None:
+    """An httpx client's own timeouts (a fresh dict per request) go out phase by phase
+    capped at the attempt timeout, the same on every request (the runtime remembers the
+    last caller's), a different caller's its own, and the caller's dict comes back."""
+    seen: list[dict[str, float | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.extensions["timeout"]))
+        return httpx.Response(200)
+
+    config = ServiceConfig("user-service", url="http://user-service:3000", timeout=2.0)
+    pipeline = ResilientTransport(config, httpx.MockTransport(handler), hooks=[], clock=FakeClock())
+    timeouts = httpx.Timeout(5.0, connect=1.0, pool=None)
+    with httpx.Client(base_url="http://user-service:3000", transport=pipeline) as client:
+        requests = [client.build_request("GET", "/x", timeout=timeouts) for _ in range(2)]
+        other = client.build_request("GET", "/x", timeout=httpx.Timeout(0.5))
+        for request in (*requests, other, requests[0]):
+            client.send(request)
+    capped = {"connect": 1.0, "read": 2.0, "write": 2.0, "pool": 2.0}
+    half = dict.fromkeys(("connect", "read", "write", "pool"), 0.5)
+    assert seen == [capped, capped, half, capped]
+    assert requests[0].extensions["timeout"] == timeouts.as_dict()
 
 
 def test_incoming_deadline_shortens_the_call() -> None:

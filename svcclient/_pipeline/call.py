@@ -265,11 +265,25 @@ class Call:
         own = rt.attempt_timeout
         cap = own if own < remaining else remaining
         caller = self.caller_timeouts
-        if caller is None or caller == rt.attempt_timeouts:
-            timeouts = rt.attempt_timeouts if cap == own else dict.fromkeys(_ext.TIMEOUT_KEYS, cap)
+        if cap != own:  # the deadline is nearer than a whole attempt timeout
+            if caller is None or caller == rt.attempt_timeouts:
+                timeouts = dict.fromkeys(_ext.TIMEOUT_KEYS, cap)
+            else:
+                timeouts = _phase_timeouts(caller, cap)
+        elif caller is None:
+            timeouts = rt.attempt_timeouts
         else:
-            timeouts = _phase_timeouts(caller, cap)
-        request.extensions[_ext.TIMEOUT] = timeouts  # rt.attempt_timeouts: shared, read-only
+            # The caller's httpx timeouts (a fresh dict per request, mostly the same
+            # values) capped at ours: the runtime remembers the last pair, as one tuple so
+            # that threads replacing it never mix two pairs.
+            memo = rt.phase_timeouts
+            if caller == memo[0]:
+                timeouts = memo[1]
+            else:
+                timeouts = _phase_timeouts(caller, own)
+                rt.phase_timeouts = (dict(caller), timeouts)
+        # Shared, read-only (rt.attempt_timeouts or the memo's): httpx only reads it.
+        request.extensions[_ext.TIMEOUT] = timeouts
         header = rt.deadline_header
         if header:
             request.headers[header] = self.deadline.to_header()

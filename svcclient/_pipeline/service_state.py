@@ -145,6 +145,12 @@ class ServiceRuntime:
         self.retry = config.retry
         t = config.timeout
         self.attempt_timeouts = {"connect": t, "read": t, "write": t, "pool": t}
+        # The last caller's httpx timeouts seen and the attempt timeouts they give (each
+        # phase capped at ours); replaced whole (see Call.begin_attempt).
+        self.phase_timeouts: tuple[dict[str, float | None], dict[str, float]] = (
+            dict(self.attempt_timeouts),
+            self.attempt_timeouts,
+        )
         # config fields the Call reads on every request, one attribute away.
         self.attempt_timeout = t
         self.deadline = config.deadline
