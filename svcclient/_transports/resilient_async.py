@@ -138,7 +138,10 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
                     except httpx.TransportError as final:
                         return call.fail(final)
                 else:
-                    retry_in = call.attempt_done(attempt, response)
+                    # call.attempt_done(), as its two steps: a success is one call fewer.
+                    if not call.record_response(attempt, response):
+                        return call.finish(response)
+                    retry_in = call.retry_status(response)
                     if retry_in is None:
                         return call.finish(response)
                     delay = retry_in
