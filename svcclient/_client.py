@@ -105,8 +105,9 @@ class _ServiceInfo:
         of a whole ``get`` on an in-process transport. A merged ``httpx.URL`` is immutable,
         so one can serve every request for the same path and base URL. Only strings
         without a query or userinfo are remembered (no secret stays in the memo, and
-        query strings rarely repeat); at most ``_MERGED_MAX`` of them, the memo starting
-        afresh when full or when ``base_url`` changes.
+        query strings rarely repeat); at most ``_MERGED_MAX`` of them, the oldest making room
+        for a new one (so memory stays flat however many paths a client sends), and the
+        memo starting afresh when ``base_url`` changes.
         """
         merge = super()._merge_url  # type: ignore[misc]
         if type(url) is not str or "?" in url or "@" in url:
@@ -120,8 +121,10 @@ class _ServiceInfo:
         if merged is None:
             merged = merge(url)
             if len(memo) >= _MERGED_MAX:
-                memo = {}
-                self._merged = (base, memo)
+                # the oldest goes (dicts keep insertion order); if another thread changed
+                # the memo meanwhile, that thread made the room
+                with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                    del memo[next(iter(memo))]
             memo[url] = merged
         return merged
 

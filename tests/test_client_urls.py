@@ -92,12 +92,16 @@ def test_a_new_base_url_is_used_at_once() -> None:
         assert client.get("/u").text == "http://other:9/v2/u"
 
 
-def test_the_memo_is_bounded() -> None:
-    """Thousands of distinct paths never hold more than _MERGED_MAX URLs."""
+def test_the_memo_is_bounded_and_the_oldest_makes_room() -> None:
+    """Thousands of distinct paths never hold more than _MERGED_MAX URLs; when full, the
+    oldest goes and the newest stays (a steady size, not a saw-tooth)."""
     with _client() as client:
         for i in range(5 * _MERGED_MAX):
             assert client.build_request("GET", f"/items/{i}").url.path == f"/api/items/{i}"
-            assert len(client._merged[1]) <= _MERGED_MAX
+            assert len(client._merged[1]) == min(i + 1, _MERGED_MAX)
+        memo = client._merged[1]
+        last = 5 * _MERGED_MAX - 1
+        assert list(memo) == [f"/items/{i}" for i in range(last - _MERGED_MAX + 1, last + 1)]
 
 
 def test_threads_sharing_a_client_get_their_own_urls() -> None:
