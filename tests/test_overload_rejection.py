@@ -158,23 +158,26 @@ def test_a_rejection_leaves_no_garbage_for_the_cyclic_gc() -> None:
         assert _garbage_after(rejected) == 0
 
 
-def test_async_rejection_leaves_no_garbage_for_the_cyclic_gc() -> None:
-    """The same through the async driver (one event loop, the call inside it)."""
+def _async_garbage_after(
+    config: ServiceConfig, prepare: Any, exc: type[Exception], after: Any = None
+) -> int:
+    """Objects the cyclic GC would have to find after one rejected async call (GC paused):
+    ``prepare(client)`` sets the rejection up, ``after(client)`` undoes it."""
     import asyncio
 
     async def main() -> int:
         async with AsyncServiceClient(
-            _config(), transport=httpx.MockTransport(_never_sent), hooks=[]
+            config, transport=httpx.MockTransport(_never_sent), hooks=[]
         ) as client:
-            _rig(client.resilient.runtime.throttle)
+            prepare(client)
 
             async def rejected() -> None:
                 try:
                     await client.get("/users/1")
-                except ThrottledError:
+                except exc:
                     pass
 
-            await rejected()
+            await rejected()  # warm: first-call caches are not garbage
             gc.collect()
             gc.disable()
             try:
@@ -182,8 +185,19 @@ def test_async_rejection_leaves_no_garbage_for_the_cyclic_gc() -> None:
                 return gc.collect()
             finally:
                 gc.enable()
+                if after is not None:
+                    after(client)
 
-    assert asyncio.run(main()) == 0
+    return asyncio.run(main())
+
+
+def test_async_rejection_leaves_no_garbage_for_the_cyclic_gc() -> None:
+    """The same through the async driver (one event loop, the call inside it)."""
+
+    def rig(client: AsyncServiceClient) -> None:
+        _rig(client.resilient.runtime.throttle)
+
+    assert _async_garbage_after(_config(), rig, ThrottledError) == 0
 
 
 def test_a_full_bulkhead_leaves_no_garbage_for_the_cyclic_gc() -> None:
@@ -213,8 +227,6 @@ def test_a_full_bulkhead_leaves_no_garbage_for_the_cyclic_gc() -> None:
 
 def test_async_full_bulkhead_leaves_no_garbage_for_the_cyclic_gc() -> None:
     """The same through the async driver."""
-    import asyncio
-
     from svcclient import BulkheadFullError, BulkheadPolicy
 
     config = ServiceConfig(
@@ -223,27 +235,12 @@ def test_async_full_bulkhead_leaves_no_garbage_for_the_cyclic_gc() -> None:
         bulkhead=BulkheadPolicy(max_concurrent=1, max_waiting=0),
     )
 
-    async def main() -> int:
-        async with AsyncServiceClient(
-            config, transport=httpx.MockTransport(_never_sent), hooks=[]
-        ) as client:
-            bulkhead = client.resilient._bulkhead
-            assert bulkhead is not None and bulkhead.try_acquire()
+    def take_the_slot(client: AsyncServiceClient) -> None:
+        assert client.resilient._bulkhead is not None
+        assert client.resilient._bulkhead.try_acquire()
 
-            async def rejected() -> None:
-                try:
-                    await client.get("/users/1")
-                except BulkheadFullError:
-                    pass
+    def give_it_back(client: AsyncServiceClient) -> None:
+        assert client.resilient._bulkhead is not None
+        client.resilient._bulkhead.release()
 
-            await rejected()
-            gc.collect()
-            gc.disable()
-            try:
-                await rejected()
-                return gc.collect()
-            finally:
-                gc.enable()
-                bulkhead.release()
-
-    assert asyncio.run(main()) == 0
+    assert _async_garbage_after(config, take_the_slot, BulkheadFullError, give_it_back) == 0
