@@ -23,7 +23,6 @@ code running outside a task). asyncio is imported on first use, not with svcclie
 from __future__ import annotations
 
 import inspect
-import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -85,15 +84,17 @@ class LoopTimer:
 
     Hot paths add and delete entries inline (see the module docstring)::
 
+        loop_time = timer.now  # an attribute read, then a call: ``timer.now()`` would be
+        deadline = loop_time() + timeout  # a method lookup CPython cannot specialise
         entry = (task, deadline, task.cancelling())
-        key = next(timer.ids)
+        key = timer.last = timer.last + 1  # one loop's thread only: no lock, no counter
         timer.calls[key] = entry
         if deadline < timer.when:
             timer.arm(deadline)
         ...  # the await; then ``del timer.calls[key]`` (KeyError: the timer fired)
     """
 
-    __slots__ = ("calls", "grace", "handle", "ids", "loop", "now", "shared_clock", "when")
+    __slots__ = ("calls", "grace", "handle", "last", "loop", "now", "shared_clock", "when")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         import asyncio
@@ -103,7 +104,9 @@ class LoopTimer:
         self.calls: dict[int, Entry] = {}
         self.handle: asyncio.TimerHandle | None = None
         self.when = float("inf")  # when the timer fires; inf when it is not armed
-        self.ids = itertools.count()
+        # The last key handed out. Only tasks of ``loop`` (one thread) add entries, and
+        # an insert has no await in it: an int attribute is enough (cheaper than a count).
+        self.last = 0
         # asyncio's own loops read time.monotonic; call it directly (a frame less per use).
         base = type(loop).time is asyncio.BaseEventLoop.time
         self.now: Callable[[], float] = time.monotonic if base else loop.time

@@ -270,10 +270,14 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             if timer is None or timer.loop is not loop:
                 assert loop is not None
                 timer = self._timer = LoopTimer(loop)
-            at = timer.now() + timeout
+            if attempt.clock is timer.shared_clock:
+                at = attempt.at  # the call's clock is the loop's: no conversion
+            else:
+                loop_time = timer.now  # read, then called (see LoopTimer): a lookup less
+                at = loop_time() + timeout
             entry = (task, at, task.cancelling())
             calls = timer.calls
-            key = next(timer.ids)
+            key = timer.last = timer.last + 1
             calls[key] = entry
             if at < timer.when:
                 timer.arm(at)

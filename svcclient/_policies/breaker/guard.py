@@ -365,10 +365,14 @@ class CircuitBreaker(BreakerMachine):
                 watch = self._watch = LoopTimer(loop)
             # Join the shared timer (inlined, this is the hot path; see _loop_timer). The
             # breaker's own start reading serves when it is the loop's clock (the default).
-            deadline = (start if watch.shared_clock is clock else watch.now()) + timeout
+            if watch.shared_clock is clock:
+                deadline = start + timeout
+            else:
+                loop_time = watch.now  # read, then called (see LoopTimer): a lookup less
+                deadline = loop_time() + timeout
             entry = (task, deadline, task.cancelling())
             calls = watch.calls
-            key = next(watch.ids)
+            key = watch.last = watch.last + 1
             calls[key] = entry
             if deadline < watch.when:
                 watch.arm(deadline)
