@@ -274,7 +274,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         version = response.version
         return httpx.Response(
             response.status,
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers],
+            # The bytes as received, as httpcore hands them to httpx: decoded here, a
+            # non-ASCII value (a UTF-8 filename) could not be encoded back by httpx.
+            headers=response.raw_headers,
             stream=_ResponseStream(response, request),
             request=request,
             extensions={

@@ -109,6 +109,39 @@ async def test_cookies_are_httpx_s_alone(server: FaultServer) -> None:
     assert cookies == [None, None, "mine=1"]
 
 
+async def test_response_headers_keep_their_bytes_as_on_the_httpx_wire() -> None:
+    """Non-ASCII header bytes (UTF-8, Latin-1) reach httpx as received, on both wires
+    alike; decoding them here once made the aiohttp wire raise UnicodeEncodeError."""
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+        b"X-Name: caf\xc3\xa9\r\nX-Latin: \xe9t\xe9\r\n\r\nok"
+    )
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    seen = {}
+    try:
+        for wire in ("httpx", "aiohttp"):
+            config = ServiceConfig("wire-svc", url=f"http://127.0.0.1:{port}", wire=wire)
+            async with AsyncServiceClient(config) as client:
+                r = await client.get("/")
+                seen[wire] = (r.headers.raw, r.headers["x-name"], r.text)
+    finally:
+        server.close()
+    raw, name, text = seen["aiohttp"]
+    assert (b"X-Name", b"caf\xc3\xa9") in raw and (b"X-Latin", b"\xe9t\xe9") in raw
+    assert name == seen["httpx"][1] and text == "ok"
+    assert [h for h in raw if h[0].startswith(b"X-")] == [
+        h for h in seen["httpx"][0] if h[0].startswith(b"X-")
+    ]
+
+
 def test_http2_is_refused_at_config_time() -> None:
     """wire='aiohttp' with http2=True is a ConfigError (aiohttp speaks HTTP/1.1)."""
     with pytest.raises(ConfigError):
