@@ -103,6 +103,13 @@ class _BulkheadCore(Generic[_W]):
             return False
         return True
 
+    def forget(self) -> None:
+        """Every slot free and nobody queued, in place (a forked child: the slots and
+        queue places are the parent's callers', who are not in the child). In place, so
+        whatever holds the core or its bound methods sees the reset."""
+        self.free[:] = [None] * self.max_concurrent
+        self.waiters.clear()
+
     def enqueue(self, waiter: _W) -> bool:
         """Queue ``waiter`` for the next free slot; False when the queue is full."""
         if len(self.waiters) >= self.max_waiting:
@@ -281,7 +288,7 @@ class Bulkhead:
     def _after_fork_in_child(self) -> None:
         # Called by svcclient._transports.forksafe (with a fresh lock in place): the slots
         # and queue places belong to the parent's threads, which the child does not have.
-        self._core = _BulkheadCore(self.policy)
+        self._core.forget()
 
     def __repr__(self) -> str:
         return (
@@ -389,8 +396,7 @@ class AsyncBulkhead:
 
     def _after_fork_in_child(self) -> None:
         # The parent's tasks (and their events, of the parent's loop) are not in the child.
-        self._core = _BulkheadCore(self.policy)
-        self.try_acquire = self._core.try_acquire  # bound to the core: the new one
+        self._core.forget()
 
     def __repr__(self) -> str:
         return (
