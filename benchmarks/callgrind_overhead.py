@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import sys
 import time
@@ -43,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks._callgrind import Batches, have_valgrind, per_call
+from benchmarks._callgrind import Batches, constant_clock, have_valgrind, per_call
 
 __all__ = [
     "GOALS",
@@ -99,12 +98,6 @@ def guard_bounds() -> dict[str, dict[str, float]]:
 PATH = "/users/1"
 _BODY = b'{"ok":true}'
 _MOCK_URL = "http://user-service:8080"
-
-
-# svcclient's clock in the counted runs: constant, so no window rolls over inside a batch,
-# and a C callable like the default ``time.monotonic`` (a Python function here would cost
-# each clock read some 400 instructions that production never pays).
-_constant_clock: Callable[[], float] = itertools.repeat(1000.0).__next__
 
 
 def _options(variant: str) -> dict[str, Any]:
@@ -163,7 +156,7 @@ def _make_client(mode: str, wire: str, variant: str, url: str | None) -> Any:
 
         from svcclient import AsyncResilientTransport, ResilientTransport
 
-        kw: dict[str, Any] = {"url": base, "clock": _constant_clock}
+        kw: dict[str, Any] = {"url": base, "clock": constant_clock}
         if mode == "sync":
             sync = ResilientTransport("bench-callgrind", mock, registry=CollectorRegistry(), **kw)
             return httpx.Client(base_url=base, transport=sync)
@@ -175,7 +168,7 @@ def _make_client(mode: str, wire: str, variant: str, url: str | None) -> Any:
         return httpx.AsyncClient(base_url=base, transport=mock)
     cls = ServiceClient if mode == "sync" else AsyncServiceClient
     return cls(
-        "bench-callgrind", url=base, transport=mock, clock=_constant_clock, **_options(variant)
+        "bench-callgrind", url=base, transport=mock, clock=constant_clock, **_options(variant)
     )
 
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks._callgrind import Batches, have_valgrind, per_call
+from benchmarks._callgrind import Batches, constant_clock, have_valgrind, per_call
 
 __all__ = ["CONTENDERS", "main", "render", "run"]
 
@@ -34,9 +33,6 @@ CONTENDERS = (
     'AsyncServiceClient defaults, wire="aiohttp"',
     'AsyncServiceClient hooks=[], wire="aiohttp"',
 )
-
-
-_constant_clock: Callable[[], float] = itertools.repeat(1000.0).__next__  # as callgrind_overhead
 
 
 def _getter(name: str, url: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
@@ -65,7 +61,7 @@ def _getter(name: str, url: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
         client = AsyncServiceClient(
             "bench-callgrind-wire",
             url=url,
-            clock=_constant_clock,
+            clock=constant_clock,
             wire="aiohttp" if "aiohttp" in name else "httpx",
             **options,
         )
