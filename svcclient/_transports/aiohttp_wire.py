@@ -35,6 +35,8 @@ from typing import Any
 import httpx
 
 from .._endpoint import Endpoint
+from .._pipeline.extensions import BUFFER
+from .memory_body import InMemoryBody
 
 try:
     import aiohttp
@@ -271,13 +273,26 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise _translate(exc, request, connected) from exc
         except Exception as exc:
             raise _translate(exc, request, connected) from exc
+        stream: httpx.AsyncByteStream
+        if request.extensions.get(BUFFER) is True and response.status != 101:
+            # The caller wants the whole body (svcclient's client, not streaming): read
+            # in one go by aiohttp (the connection goes back to the pool), handed on in
+            # memory, so neither the driver nor httpx iterates it chunk by chunk.
+            try:
+                stream = InMemoryBody(await response.read())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                raise _translate(exc, request, connected) from exc
+        else:
+            stream = _ResponseStream(response, request)
         version = response.version
         return httpx.Response(
             response.status,
             # The bytes as received, as httpcore hands them to httpx: decoded here, a
             # non-ASCII value (a UTF-8 filename) could not be encoded back by httpx.
             headers=response.raw_headers,
-            stream=_ResponseStream(response, request),
+            stream=stream,
             request=request,
             extensions={
                 "http_version": b"HTTP/%d.%d" % (version.major, version.minor)

@@ -35,6 +35,7 @@ from .bodies import BoundedBody
 from .bound import BOUND
 from .forksafe import register as _fork_aware
 from .health import HealthChecker
+from .memory_body import InMemoryBody
 
 __all__ = ["ResilientTransport"]
 
@@ -320,5 +321,5 @@ def _read_body(
             raw = b"".join(parts)
     finally:
         stream.close()  # the connection goes back to the pool
-    response.stream = httpx.ByteStream(raw)
+    response.stream = InMemoryBody(raw)
     return response

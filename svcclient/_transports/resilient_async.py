@@ -33,6 +33,7 @@ from .bound import BOUND
 from .forksafe import discard_async
 from .forksafe import register as _fork_aware
 from .health import AsyncHealthChecker
+from .memory_body import InMemoryBody
 
 if TYPE_CHECKING:
     from anyio.abc import ObjectSendStream
@@ -120,7 +121,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             stream = request.stream
             # Checked inline: a body-less request (nearly every GET) costs no call here.
             if stream.__class__ is httpx.ByteStream and stream._stream:
-                _replayable(request)  # once per call: every attempt sees a _Body
+                _replayable(request)  # once per call: every attempt sees an InMemoryBody
             if self.config.hedge is not None:
                 return await self._run_hedged(call)
             # The retry loop, here rather than in a coroutine of its own (a frame less per
@@ -448,49 +449,14 @@ def _attempt_timeout(timeout: float, request: httpx.Request) -> httpx.ReadTimeou
 
 
 def _replayable(request: httpx.Request) -> None:
-    """Give a request with an in-memory body a :class:`_Body` (same bytes, same type)."""
+    """Give a request with an in-memory body an :class:`InMemoryBody` (same bytes, same type:
+    an attempt whose write fails leaves no suspended generator behind)."""
     try:
         content = request.content
     except httpx.RequestNotRead:  # a redirect's copy shares the stream, unread
         content = request.read()
     if content:
-        request.stream = _Body(content)
-
-
-class _Body(httpx.ByteStream):
-    """A request body whose async iteration is no async generator.
-
-    httpx's ``ByteStream.__aiter__`` is one: an attempt whose write fails leaves it
-    suspended, and when a retry drops that attempt's exception the generator is collected
-    unfinished, which trio reports as a ``ResourceWarning`` (an error under
-    ``filterwarnings = error``). Each attempt iterates a plain object instead.
-    """
-
-    def __init__(self, content: bytes) -> None:
-        super().__init__(content)
-        self._content = content
-
-    def __aiter__(self) -> _Chunk:
-        return _Chunk(self._content)
-
-
-class _Chunk:
-    """Yields one bytes object, then stops (an async iterator without a frame to abandon)."""
-
-    __slots__ = ("_left",)
-
-    def __init__(self, content: bytes) -> None:
-        self._left: bytes | None = content
-
-    def __aiter__(self) -> _Chunk:
-        return self
-
-    async def __anext__(self) -> bytes:
-        left = self._left
-        if left is None:
-            raise StopAsyncIteration
-        self._left = None
-        return left
+        request.stream = InMemoryBody(content)
 
 
 def _unread(response: httpx.Response) -> bool:
@@ -506,5 +472,5 @@ async def _read_body(response: httpx.Response) -> httpx.Response:
         raw = b"".join([part async for part in stream])
     finally:
         await stream.aclose()  # the connection goes back to the pool
-    response.stream = httpx.ByteStream(raw)
+    response.stream = InMemoryBody(raw)
     return response

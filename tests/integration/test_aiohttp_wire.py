@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 
 import httpx
 import pytest
@@ -76,6 +77,28 @@ async def test_truncated_body_is_remote_protocol_error(server: FaultServer) -> N
     async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
         with pytest.raises(httpx.RemoteProtocolError):
             await client.get(server.url + "/x")
+
+
+async def test_a_buffered_body_is_read_in_the_attempt_and_a_truncated_one_retried(
+    server: FaultServer,
+) -> None:
+    """AsyncServiceClient's get: the wire reads the whole body inside the attempt, so a
+    body cut short is retried like any transport error; a gzip body arrives decoded,
+    with the raw byte count and elapsed set."""
+    body = b'{"users": [1, 2, 3]}' * 40
+    packed = gzip.compress(body)
+    server.push_faults(
+        [Fault.truncated(), Fault.ok(body=packed, headers={"content-encoding": "gzip"})]
+    )
+    async with _client(server.url, retry=RetryPolicy(attempts=2, backoff_base=0.001)) as client:
+        r = await client.get("/x")
+        assert r.content == body and r.num_bytes_downloaded == len(packed)
+        assert r.is_closed and r.elapsed.total_seconds() > 0
+        assert server.count() == 2
+        async with client.stream("GET", "/streamed") as streamed:  # not buffered: streams
+            assert not streamed.is_stream_consumed
+            assert b"".join([part async for part in streamed.aiter_raw()])
+        assert streamed.is_closed
 
 
 async def test_two_hundred_concurrent_gets_all_succeed(server: FaultServer) -> None:
