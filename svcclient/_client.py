@@ -30,13 +30,14 @@ from ._config.model import ServiceConfig
 from ._discovery.rules import Discovery
 from ._observability.hooks import Hooks
 from ._pipeline.extensions import BUFFER
+from ._shortcuts import OTEL_INSTRUMENTED, HttpxShortcuts, take_body
 from ._transports.forksafe import register as _fork_aware
 from ._transports.resilient import ResilientTransport
 
 if TYPE_CHECKING:
     # Type names httpx does not export (pinned in tests/test_httpx_private.py).
     from httpx._client import UseClientDefault
-    from httpx._types import AuthTypes, CookieTypes, HeaderTypes
+    from httpx._types import AuthTypes, HeaderTypes
 
     from ._transports.resilient_async import AsyncResilientTransport
 
@@ -45,88 +46,17 @@ USE_CLIENT_DEFAULT = httpx.USE_CLIENT_DEFAULT
 __all__ = ["AsyncServiceClient", "ServiceClient"]
 
 
-# Set on a client by opentelemetry-instrumentation-httpx's ``instrument_client``, which
-# wraps the client's transport (our pipeline) in one CLIENT span per *call*. svcclient
-# already makes one CLIENT span per attempt, so while such a client sends, the wrapper is
-# told to stand aside (OpenTelemetry's suppress-HTTP-instrumentation context key).
-_OTEL_INSTRUMENTED = "_is_instrumented_by_opentelemetry"
-
-
 def _stand_aside() -> contextlib.AbstractContextManager[object]:
     from ._observability.otel import suppressing_http_instrumentation
 
     return suppressing_http_instrumentation()
 
 
-# How many request URLs a client remembers merged with its base URL (see _merge_url).
-_MERGED_MAX = 256
-
-
-class _Cookies(httpx.Cookies):
-    """httpx's cookie store, without the work of reading a response that sets no cookie.
-
-    httpx hands every response to ``extract_cookies``, which wraps the request and the
-    response in two urllib adapter objects and takes the jar's lock: about a tenth of a
-    request on the aiohttp wire. A response with neither a ``Set-Cookie`` nor a
-    ``Set-Cookie2`` header gives the jar nothing, so it is not read at all.
-    """
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        headers = response.headers
-        if "set-cookie" in headers or "set-cookie2" in headers:
-            super().extract_cookies(response)
-
-
-class _ServiceInfo:
+class _ServiceInfo(HttpxShortcuts):
     """What both clients tell about their service (``resilient`` is their transport), and
-    the memo of merged request URLs both use."""
+    the shortcuts through httpx's work both take (:class:`HttpxShortcuts`)."""
 
     resilient: ResilientTransport | AsyncResilientTransport
-    # (the base URL, {path: merged URL}): one attribute, so that a thread reading it
-    # never pairs one base URL with another one's memo
-    _merged: tuple[httpx.URL | None, dict[str, httpx.URL]] = (None, {})
-
-    _cookies: httpx.Cookies  # httpx's attribute behind the ``cookies`` property
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        """Cookie values to include when sending requests (httpx's ``cookies``)."""
-        return self._cookies
-
-    @cookies.setter
-    def cookies(self, cookies: CookieTypes) -> None:
-        self._cookies = _Cookies(cookies)
-
-    def _merge_url(self, url: httpx.URL | str) -> httpx.URL:
-        """httpx's merge of a request URL with the client's base URL, remembered for the
-        plain paths a service client sends again and again (``"/users/1"``).
-
-        httpx parses the path, then the merged URL, on every request: about 30 µs, a fifth
-        of a whole ``get`` on an in-process transport. A merged ``httpx.URL`` is immutable,
-        so one can serve every request for the same path and base URL. Only strings
-        without a query or userinfo are remembered (no secret stays in the memo, and
-        query strings rarely repeat); at most ``_MERGED_MAX`` of them, the oldest making room
-        for a new one (so memory stays flat however many paths a client sends), and the
-        memo starting afresh when ``base_url`` changes.
-        """
-        merge = super()._merge_url  # type: ignore[misc]
-        if type(url) is not str or "?" in url or "@" in url:
-            return merge(url)  # type: ignore[no-any-return]
-        base = self.base_url  # type: ignore[attr-defined]
-        for_base, memo = self._merged
-        if for_base is not base:
-            memo = {}
-            self._merged = (base, memo)
-        merged = memo.get(url)
-        if merged is None:
-            merged = merge(url)
-            if len(memo) >= _MERGED_MAX:
-                # the oldest goes (dicts keep insertion order); if another thread changed
-                # the memo meanwhile, that thread made the room
-                with contextlib.suppress(KeyError, RuntimeError, StopIteration):
-                    del memo[next(iter(memo))]
-            memo[url] = merged
-        return merged
 
     def _traced(self) -> bool:
         from ._observability.otel import TracingHooks
@@ -207,12 +137,30 @@ class ServiceClient(_ServiceInfo, httpx.Client):
         """httpx's ``send``; a streamed request is retried only up to its headers."""
         if not stream:
             request.extensions[BUFFER] = True
-        if getattr(self, _OTEL_INSTRUMENTED, False) and self._traced():
+            if self._sends_plainly(request, auth, follow_redirects):
+                return self._send_plain(request)
+        if getattr(self, OTEL_INSTRUMENTED, False) and self._traced():
             with _stand_aside():
                 return super().send(
                     request, stream=stream, auth=auth, follow_redirects=follow_redirects
                 )
         return super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
+
+    def _send_plain(self, request: httpx.Request) -> httpx.Response:
+        """httpx's ``send(request)`` with nothing to authenticate or follow (see
+        ``_sends_plainly``): httpx's own single exchange, then the body read."""
+        self._opened(request)
+        response = self._send_single_request(request)
+        try:
+            self._not_followed(request, response)
+            if take_body(response):
+                response.close()
+            else:
+                response.read()
+        except BaseException:
+            response.close()
+            raise
+        return response
 
 
 class AsyncServiceClient(_ServiceInfo, httpx.AsyncClient):
@@ -275,7 +223,9 @@ class AsyncServiceClient(_ServiceInfo, httpx.AsyncClient):
         """
         if not stream:
             request.extensions[BUFFER] = True
-        if getattr(self, _OTEL_INSTRUMENTED, False) and self._traced():
+            if self._sends_plainly(request, auth, follow_redirects):
+                return self._send_plain(request)
+        if getattr(self, OTEL_INSTRUMENTED, False) and self._traced():
             return self._send_aside(request, stream, auth, follow_redirects)
         return httpx.AsyncClient.send(
             self, request, stream=stream, auth=auth, follow_redirects=follow_redirects
@@ -284,6 +234,21 @@ class AsyncServiceClient(_ServiceInfo, httpx.AsyncClient):
     if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
         # Still a coroutine function to introspection (mock's autospec, frameworks).
         send = inspect.markcoroutinefunction(send)
+
+    async def _send_plain(self, request: httpx.Request) -> httpx.Response:
+        """The async twin of :meth:`ServiceClient._send_plain`."""
+        self._opened(request)
+        response = await self._send_single_request(request)
+        try:
+            self._not_followed(request, response)
+            if take_body(response):
+                await response.aclose()
+            else:
+                await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
 
     async def _send_aside(
         self,

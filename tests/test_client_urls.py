@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from svcclient import AsyncServiceClient, ServiceClient
-from svcclient._client import _MERGED_MAX
+from svcclient._shortcuts import _MERGED_MAX
 
 BASE = "http://user-service:3000/api"
 PATHS = [

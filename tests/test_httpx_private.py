@@ -21,6 +21,12 @@ ALLOWED = {
         "httpx._types.CookieTypes": "the cookies= type httpx accepts (typing only)",
         "httpx._types.HeaderTypes": "the headers= type httpx accepts (typing only)",
     },
+    "svcclient/_shortcuts.py": {
+        "httpx._client.ClientState": "send()'s closed-client check (the plain send)",
+        "httpx._client.UseClientDefault": "type of httpx.USE_CLIENT_DEFAULT (typing only)",
+        "httpx._types.AuthTypes": "the auth= type httpx accepts (typing only)",
+        "httpx._types.CookieTypes": "the cookies= type httpx accepts (typing only)",
+    },
     "svcclient/_exceptions.py": {
         "RequestError._request": "set without running three __init__ calls (fast fail)",
     },
@@ -129,3 +135,32 @@ def test_byte_stream_keeps_its_bytes_in_stream_attribute() -> None:
     request = httpx.Request("PUT", "http://a/", content=b"abc")
     assert request.stream.__class__ is httpx.ByteStream
     assert request.stream._stream == b"abc" == request.content
+
+
+def test_what_the_plain_send_reads_and_sets_is_where_httpx_keeps_it() -> None:
+    """The service clients' plain send (svcclient._shortcuts) calls httpx's own steps and
+    sets what httpx's read sets: each name is still there and means the same."""
+    import inspect
+
+    from httpx import _client
+
+    for name in ("_set_timeout", "_send_single_request", "_build_redirect_request"):
+        assert callable(getattr(httpx.Client, name)) and callable(getattr(httpx.AsyncClient, name))
+    client = httpx.Client()
+    assert client._state is _client.ClientState.UNOPENED and client._auth is None
+    assert client._event_hooks == {"request": [], "response": []}
+    client.close()
+    assert client._state is _client.ClientState.CLOSED
+    # send(): auth, then the redirect loop; the read afterwards
+    send = inspect.getsource(httpx.Client.send)
+    assert "_build_request_auth" in send and "_send_handling_auth" in send
+    # the single exchange wraps the transport's stream in a bound stream kept in _stream
+    single = inspect.getsource(httpx.AsyncClient._send_single_request)
+    assert "BoundAsyncStream(" in single and "extract_cookies" in single
+    assert "self._stream = stream" in inspect.getsource(_client.BoundAsyncStream.__init__)
+    assert httpx.ByteStream(b"abc")._stream == b"abc"
+    # what read() leaves on a response
+    response = httpx.Response(200, stream=httpx.ByteStream(b"abc"))
+    response.read()
+    assert response._content == b"abc" and response._num_bytes_downloaded == 3
+    assert response.is_stream_consumed and response.is_closed
