@@ -517,3 +517,35 @@ async def test_async_timeout_around_acquire() -> None:
     assert bh.in_flight == 0
     async with bh:
         assert bh.in_flight == 1
+
+
+@pytest.mark.anyio
+async def test_async_waits_running_out_as_slots_are_handed_over_leak_nothing() -> None:
+    """Waits that run out around the moments releases hand slots over (timer and
+    hand-over racing on one loop): every acquire either gets a slot or is refused, and
+    nothing is left taken or queued."""
+    bh = AsyncBulkhead(BulkheadPolicy(max_concurrent=2, max_waiting=1000, wait_timeout=0.004))
+    outcomes: list[str] = []
+
+    async def one(i: int) -> None:
+        try:
+            await bh.acquire()
+        except BulkheadFullError:
+            outcomes.append("refused")
+            return
+        try:
+            outcomes.append("acquired")
+            await anyio.sleep(0.001 * (i % 3))
+        finally:
+            bh.release()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for i in range(300):
+                tg.start_soon(one, i)
+                if i % 20 == 0:
+                    await anyio.sleep(0.002)
+    assert len(outcomes) == 300 and "acquired" in outcomes
+    assert (bh.in_flight, bh.waiting) == (0, 0)
+    async with bh, bh:  # both slots still there
+        assert bh.in_flight == 2
