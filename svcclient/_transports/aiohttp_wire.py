@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
@@ -157,30 +157,49 @@ class _ClientRequest(aiohttp.ClientRequest):
         return await super().send(conn)
 
 
-async def _request(
+# aiohttp's ClientTimeout per (pool, connect, read) timeouts: immutable, so shared by
+# every request with the same ones (a client has one or two sets).
+_TIMEOUTS: dict[tuple[Any, Any, Any], aiohttp.ClientTimeout] = {}
+_TIMEOUTS_MAX = 64
+
+
+def _client_timeout(timeouts: dict[str, Any]) -> aiohttp.ClientTimeout:
+    key = (timeouts.get("pool"), timeouts.get("connect"), timeouts.get("read"))
+    timeout = _TIMEOUTS.get(key)
+    if timeout is None:
+        if len(_TIMEOUTS) >= _TIMEOUTS_MAX:
+            _TIMEOUTS.clear()
+        timeout = _TIMEOUTS[key] = aiohttp.ClientTimeout(
+            total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]
+        )
+    return timeout
+
+
+def _request(
     session: aiohttp.ClientSession,
     request: httpx.Request,
     timeouts: dict[str, Any],
     data: AsyncIterator[memoryview] | None,
-) -> aiohttp.ClientResponse:
-    headers = request.headers.multi_items()
+) -> Awaitable[aiohttp.ClientResponse]:
+    """aiohttp's request for ``request`` (awaitable; a plain function, no frame of its own).
+
+    Header names go as the caller wrote them (``Headers.raw``, as httpcore sends them),
+    decoded once with the headers' encoding.
+    """
+    encoding = request.headers.encoding
+    headers = [(k.decode(encoding), v.decode(encoding)) for k, v in request.headers.raw]
     if data is not None and "transfer-encoding" in request.headers:
         # httpx's streamed body: aiohttp chunks an iterator of unknown size itself (and
         # refuses a Transfer-Encoding header next to its own).
         headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
-    return await session.request(
+    return session.request(
         request.method,
         str(request.url),
         headers=headers,
         data=data,
         allow_redirects=False,
         compress=None,
-        timeout=aiohttp.ClientTimeout(
-            total=None,
-            connect=timeouts.get("pool"),
-            sock_connect=timeouts.get("connect"),
-            sock_read=timeouts.get("read"),
-        ),
+        timeout=_client_timeout(timeouts),
     )
 
 
@@ -243,7 +262,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if session is None or session.closed:
             session = self._open()
         timeouts: dict[str, Any] = request.extensions.get("timeout", {})
-        body = await request.aread()
+        try:
+            body = request.content  # read already (httpx reads in-memory bodies)
+        except httpx.RequestNotRead:
+            body = await request.aread()
         connected = False
         writing = _Writing(body, timeouts.get("write")) if body else None
         try:
