@@ -10,7 +10,12 @@ where a request's instructions go on each wire: httpx's client layer (request an
 models), svcclient's pipeline, and the wire itself (httpcore in Python, or aiohttp's C
 parser) — the part a burst of concurrent requests pays for in CPU.
 
-Run ``python -m benchmarks.callgrind_wire [-n 30]``; needs valgrind and aiohttp.
+``--guard`` (CI) exits 1 when a service client's ratio to bare httpx is above its bound
+(``BOUNDS``: the figure measured when the bound was set + 0.03), so the shortcuts through
+httpx's client work (``svcclient._shortcuts``), which a burst on the aiohttp wire lives on,
+cannot be lost unnoticed; instruction counts are deterministic, so the guard is not flaky.
+
+Run ``python -m benchmarks.callgrind_wire [-n 30] [--guard]``; needs valgrind and aiohttp.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from benchmarks._callgrind import Batches, constant_clock, have_valgrind, per_call
 
-__all__ = ["CONTENDERS", "main", "render", "run"]
+__all__ = ["BOUNDS", "CONTENDERS", "broken", "main", "render", "run"]
 
 PATH = "/users/1"
 CONTENDERS = (
@@ -33,6 +39,19 @@ CONTENDERS = (
     'AsyncServiceClient defaults, wire="aiohttp"',
     'AsyncServiceClient hooks=[], wire="aiohttp"',
 )
+
+# Ratio to bare httpx each service client must stay under (measured 0.690 / 0.265 on
+# 2026-12-02 with the shortcuts, + 0.03; before them 0.778 / 0.363).
+BOUNDS = {
+    "AsyncServiceClient defaults, httpx wire": 0.72,
+    'AsyncServiceClient defaults, wire="aiohttp"': 0.30,
+}
+
+
+def broken(result: dict[str, Any]) -> list[str]:
+    """The contenders whose ratio to bare httpx is above its bound."""
+    ratios = result["ratio_to_bare_httpx"]
+    return [name for name, bound in BOUNDS.items() if ratios[name] > bound]
 
 
 def _getter(name: str, url: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
@@ -120,7 +139,9 @@ def render(result: dict[str, Any]) -> str:
         "| --- | ---: | ---: |",
     ]
     for name, value in result["instructions"].items():
-        lines.append(f"| {name} | {value:,.0f} | {result['ratio_to_bare_httpx'][name]:.3f} |")
+        ratio = result["ratio_to_bare_httpx"][name]
+        bound = f" (bound {BOUNDS[name]:.2f})" if name in BOUNDS else ""
+        lines.append(f"| {name} | {value:,.0f} | {ratio:.3f}{bound} |")
     return "\n".join(lines)
 
 
@@ -128,13 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=30, help="requests per batch (N; 2N follows)")
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--guard", action="store_true", help="exit 1 when a bound is broken")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return _child(json.loads(args.child))
     if not have_valgrind():
         return 2
-    print(render(run(args.n, args.warmup)))
+    result = run(args.n, args.warmup)
+    print(render(result))
+    over = broken(result)
+    if args.guard and over:
+        print(f"\nWIRE INSTRUCTION BOUNDS BROKEN: {', '.join(over)}", file=sys.stderr)
+        return 1
     return 0
 
 

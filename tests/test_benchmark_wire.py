@@ -33,3 +33,12 @@ def test_render_gives_each_contender_its_ratio_to_bare_httpx() -> None:
     table = cw.render(result)
     assert "| bare httpx.AsyncClient | 1,000 | 1.000 |" in table
     assert f"| {cw.CONTENDERS[-1]} | 5,000 | 5.000 |" in table
+    assert f"| {cw.CONTENDERS[3]} | 4,000 | 4.000 (bound 0.30) |" in table
+
+
+def test_the_guard_names_each_client_over_its_bound() -> None:
+    """broken() lists exactly the service clients whose ratio is above their bound."""
+    ratios = dict.fromkeys(cw.CONTENDERS, 0.1)
+    assert cw.broken({"ratio_to_bare_httpx": ratios}) == []
+    ratios[cw.CONTENDERS[3]] = 0.31
+    assert cw.broken({"ratio_to_bare_httpx": ratios}) == [cw.CONTENDERS[3]]
