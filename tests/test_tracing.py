@@ -528,3 +528,71 @@ def test_compiled_dispatch_logs_a_raising_first_observer_and_still_traces(
     run_table(HookTable([seen, TracingHooks(provider)]), make_call())
     assert len(seen.events) == 4 and caplog.text.count("svcclient hook") == 4
     assert len(spans(exporter)["client"]) == 1
+
+
+# --- once per call: tracing sits the call out (HookTable.idle / .lean) ----------------------
+
+
+def idle(table: HookTable) -> bool:
+    assert table.idle is not None
+    return table.idle()
+
+
+@pytest.mark.usefixtures("no_global_sdk")
+def test_idle_gate_is_true_only_when_tracing_has_nothing_to_do(
+    provider: TracerProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No SDK and no incoming trace: idle; an incoming trace, a global tracer or meter
+    provider set later, or an explicit tracer: not idle."""
+    from opentelemetry.metrics import _internal as metrics_internal
+
+    if metrics_internal._METER_PROVIDER is not None:
+        pytest.skip("a global meter provider is set in this process")
+    table = HookTable([_Seen(), TracingHooks()])
+    assert idle(table)
+    incoming = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1))
+    token = otel_context.attach(otel_trace.set_span_in_context(NonRecordingSpan(incoming)))
+    try:
+        assert not idle(table)
+        assert idle(HookTable([TracingHooks(propagate=False)]))
+    finally:
+        otel_context.detach(token)
+    assert not idle(HookTable([TracingHooks(provider)]))
+    with monkeypatch.context() as patched:
+        patched.setattr(metrics_internal, "_METER_PROVIDER", MeterProvider())
+        assert not idle(table)
+    monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
+    assert not idle(table)
+
+
+def test_lean_dispatch_is_the_other_observers_own_methods() -> None:
+    """Without TracingHooks' events, a sole other observer's methods are called as they
+    are (no wrapper); with no gate, every observer is in the lean dispatch."""
+    seen = _Seen()
+    lean = HookTable([seen, TracingHooks()]).lean
+    assert lean.request_start == seen.on_request_start
+    assert lean.attempt_end == seen.on_attempt_end
+    assert HookTable([seen]).idle is None
+    assert HookTable([seen]).lean.request_end == seen.on_request_end
+    assert HookTable([TracingHooks()]).lean.attempt_start is None
+
+
+@pytest.mark.usefixtures("no_global_sdk")
+def test_pipeline_logs_a_raising_observer_called_without_a_wrapper(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Through the pipeline with idle tracing, an observer that raises in every event is
+    logged each time and the request still succeeds."""
+    from svcclient import ResilientTransport
+
+    seen = _Seen(fail=True)
+    transport = ResilientTransport(
+        "users",
+        httpx.MockTransport(lambda request: httpx.Response(200)),
+        url="http://users:8080",
+        hooks=[seen, TracingHooks()],
+    )
+    with httpx.Client(transport=transport) as client:
+        assert client.get("http://users:8080/a").status_code == 200
+    assert seen.events == ["request_start", "attempt_start", "attempt_end", "request_end"]
+    assert caplog.text.count("svcclient hook") == 4

@@ -392,6 +392,33 @@ class TracingHooks(Hooks):
             return request_end
         return None
 
+    def _idle_gate(self) -> Callable[[], bool] | None:
+        """For :class:`HookTable`: a test, made once per call, that this observer has
+        nothing to do for the call: no tracer, no global provider set since last seen, no
+        meter provider, and nothing to propagate (an empty current context). It is every
+        compiled gate of :meth:`_dispatch_after` negated at once, so a call it is True for
+        would have run none of this observer's methods. A provider set meanwhile is seen
+        by the next call. None (no such test) where this API release has no slots to read.
+        """
+        if not _TP_SLOT or not _HAS_METER_SLOT:  # pragma: no cover - API version
+            return None
+        explicit_tp = self._explicit_tp
+        meter = self._meter_explicit
+        propagate = self._propagate
+        trace = _otel_trace
+        metrics = _otel_metrics_internal
+        current = _get_current_context
+
+        def idle() -> bool:
+            return (
+                self._tracer is None
+                and (explicit_tp or trace._TRACER_PROVIDER is self._seen_tp)
+                and not (meter if meter is not None else metrics._METER_PROVIDER is not None)
+                and not (propagate and current())
+            )
+
+        return idle
+
     # -- hooks -----------------------------------------------------------------------------
 
     def on_request_start(self, call: CallInfo) -> None:

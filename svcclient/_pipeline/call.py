@@ -49,7 +49,7 @@ from .._exceptions import (
     CircuitOpenError,
     DeadlineExceeded,
 )
-from .._observability.hooks import AttemptInfo, CallInfo, fire
+from .._observability.hooks import AttemptInfo, CallInfo, Dispatch, fire, hook_failed
 from .._policies.breaker.machine import OPEN
 from .._policies.deadline import Deadline
 from .._policies.retry import decide_retry
@@ -109,6 +109,7 @@ class Call:
         "buffer",
         "caller_timeouts",
         "clock",
+        "emit",
         "ended",
         "failed",
         "history",
@@ -229,9 +230,18 @@ class Call:
             info.error_type = None
             info.duration = 0.0
             info.state = {}
-            dispatch = rt.emit.request_start
+            # The observers for this call: all of them, or (asked once, here) without the
+            # one that has nothing to do for it (tracing with no SDK; see HookTable.idle).
+            table = rt.emit
+            idle = table.idle
+            emit: Dispatch = table.lean if idle is None or idle() else table
+            self.emit = emit
+            dispatch = emit.request_start
             if dispatch is not None:
-                dispatch(info)
+                try:
+                    dispatch(info)
+                except Exception:
+                    hook_failed(dispatch)
 
     # -- attempt lifecycle ----------------------------------------------------------
 
@@ -305,9 +315,12 @@ class Call:
         attempt.clock = self.clock
         self.pending.append(attempt)  # before any observer runs: cancel() must see it
         if info is not None:
-            dispatch = rt.emit.attempt_start
+            dispatch = self.emit.attempt_start
             if dispatch is not None:
-                dispatch(attempt)
+                try:
+                    dispatch(attempt)
+                except Exception:
+                    hook_failed(dispatch)
         return attempt
 
     def attempt_done(self, attempt: Attempt, response: httpx.Response) -> float | None:
@@ -348,9 +361,13 @@ class Call:
             rt.limiter.record_status(duration, status)
         attempt.status_code = status
         attempt.duration = duration
-        dispatch = rt.emit.attempt_end
-        if dispatch is not None and attempt.call is not None:
-            dispatch(attempt)
+        if attempt.call is not None:
+            dispatch = self.emit.attempt_end
+            if dispatch is not None:
+                try:
+                    dispatch(attempt)
+                except Exception:
+                    hook_failed(dispatch)
         if rt.latencies is not None and not failed:
             rt.latencies.add(duration)
         if failed:
@@ -383,9 +400,8 @@ class Call:
             rt.limiter.record_error(duration, error_type)
         attempt.error_type = error_type
         attempt.duration = duration
-        dispatch = rt.emit.attempt_end
-        if dispatch is not None and attempt.call is not None:
-            dispatch(attempt)
+        if attempt.call is not None:
+            self._attempt_end(attempt)
         self._remember(attempt.endpoint, error_type, duration)
         return error_type
 
@@ -397,9 +413,8 @@ class Call:
         # Neither success nor failure: a hedge loser must not reset a dead pod's streak.
         self.rt.balancer.on_abandon(attempt.endpoint, duration)
         attempt.duration = duration
-        dispatch = self.rt.emit.attempt_end
-        if dispatch is not None and attempt.call is not None:
-            dispatch(attempt)
+        if attempt.call is not None:
+            self._attempt_end(attempt)
 
     def cancel(self, exc: BaseException | None = None) -> None:
         """The call ended without a verdict (cancelled, interrupted, a bug): give the
@@ -485,9 +500,12 @@ class Call:
             info.status_code = response.status_code
             info.attempts = self.number + 1
             info.duration = now - info.started
-            dispatch = rt.emit.request_end
+            dispatch = self.emit.request_end
             if dispatch is not None:
-                dispatch(info)
+                try:
+                    dispatch(info)
+                except Exception:
+                    hook_failed(dispatch)
         return response
 
     def fail(self, exc: BaseException) -> httpx.Response:
@@ -617,9 +635,20 @@ class Call:
         self.info = None  # ended once, whichever way the call leaves
         info.attempts = self.number + 1
         info.duration = (self.clock() if now is None else now) - info.started
-        dispatch = self.rt.emit.request_end
+        dispatch = self.emit.request_end
         if dispatch is not None:
-            dispatch(info)
+            try:
+                dispatch(info)
+            except Exception:
+                hook_failed(dispatch)
+
+    def _attempt_end(self, attempt: Attempt) -> None:
+        dispatch = self.emit.attempt_end
+        if dispatch is not None:
+            try:
+                dispatch(attempt)
+            except Exception:
+                hook_failed(dispatch)
 
 
 class Passthrough:
