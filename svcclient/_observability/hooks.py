@@ -254,7 +254,6 @@ class HookTable(Dispatch):
         self.lean = Dispatch(hooks if idle is None else hooks[:-1])
 
 
-
 def hook_failed(method: Callable[..., None]) -> None:
     """Log the exception an observer's ``method`` just raised (it is then ignored)."""
     log.exception("svcclient hook %r failed", method)

@@ -100,7 +100,6 @@ import os
 import re
 import sys
 import threading
-from collections import Counter as _Tally
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -460,10 +459,10 @@ def _folded_histogram() -> type[Histogram]:
     bounds memory when nobody scrapes. Folding takes the series' fold lock, copies the
     first ``n`` values and deletes exactly those: values appended meanwhile go to the
     end and wait for the next fold. Each value lands in the bucket ``observe`` would have
-    chosen (the first bound >= the value, as ``bisect_left`` finds it) and the sum adds
-    them in arrival order, so the exposition is what ``observe`` would have produced. An
-    observation with an exemplar goes through ``observe`` under the same lock, after the
-    values pending before it.
+    chosen (the first bound >= the value: counted from the sorted values, those up to
+    each bound) and the sum adds them in arrival order, so the exposition is what
+    ``observe`` would have produced. An observation with an exemplar goes through
+    ``observe`` under the same lock, after the values pending before it.
     """
     from prometheus_client import Histogram
 
@@ -485,12 +484,22 @@ def _folded_histogram() -> type[Histogram]:
                 return
             batch = pending[:n]
             del pending[:n]
-            buckets = self._buckets
-            where = functools.partial(bisect.bisect_left, self._bounds)
-            for index, count in _Tally(map(where, batch)).items():
-                buckets[index].inc(count)
             total = self._sum
             total.set(functools.reduce(operator.add, batch, total.get()))
+            # Bucket i holds the values in (bound[i - 1], bound[i]]: in the sorted batch,
+            # the values <= bound[i] minus those <= bound[i - 1]. One sort (C float
+            # compares) and a bisect per bound, not a bisect and a tally per value.
+            ordered = sorted(batch)
+            buckets = self._buckets
+            right = bisect.bisect_right
+            below = 0
+            for index, bound in enumerate(self._bounds):
+                upto = right(ordered, bound, below)
+                if upto != below:
+                    buckets[index].inc(upto - below)
+                    below = upto
+                    if upto == n:
+                        break
 
         def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
             with self._fold_lock:
