@@ -439,3 +439,27 @@ def test_full_bulkhead_rejects_fast_with_hook_and_fallback(recorder: Recorder) -
         worker.join(5)
     assert info.value.service == "user-service"
     assert ("bulkhead", "user-service") in recorder.events
+
+
+def test_the_bound_is_set_only_where_something_reads_it() -> None:
+    """A caller's transport that cannot read the bound (not a capped HTTPTransport) sends
+    with none set; svcclient's pools and a caller's HTTPTransport (capped) get it."""
+    from svcclient._transports.bound import BOUND
+
+    seen: list[object] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(BOUND.get())
+        return httpx.Response(200)
+
+    transport = ResilientTransport(
+        "user-service", httpx.MockTransport(handler), url="http://user-service:3000", hooks=[]
+    )
+    with httpx.Client(transport=transport) as client:
+        assert client.get("http://user-service:3000/a").status_code == 200
+    assert seen == [None] and not transport._bounded
+    capped = ResilientTransport("user-service", httpx.HTTPTransport(), url="http://x:1")
+    own = ResilientTransport("user-service", url="http://x:1")
+    assert capped._bounded and own._bounded
+    capped.close()
+    own.close()

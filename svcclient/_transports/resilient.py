@@ -67,11 +67,16 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
             config, transport, hooks=hooks, registry=registry, clock=clock, overrides=overrides
         )
         self._sleep = _testmode.guard_sleep(sleep)
+        # Whether anything reads the bound (BOUND) while an attempt is sent: svcclient's own
+        # pools, or a caller's HTTPTransport whose sockets are capped. Any other caller's
+        # transport never looks, so setting it (a context-variable set and reset, ~1.6 k
+        # instructions) is skipped.
+        self._bounded = transport is None
         if isinstance(transport, httpx.HTTPTransport):
             from .pinned import cap_caller_transport  # httpcore: the caller's has it already
 
             # No timer can stop a sync read: cap the caller's sockets at the bound as ours.
-            cap_caller_transport(transport)
+            self._bounded = cap_caller_transport(transport)
         cfg = self.config
         # An adaptive concurrency limit (ServiceRuntime.limiter) replaces the bulkhead.
         static = cfg.bulkhead if cfg.concurrency is None else None
@@ -116,6 +121,7 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                 return rt.bulkhead_rejected(request, exc)
         inner = self._inner
         fixed = self._fixed
+        bounded = self._bounded
         try:
             call.start()
             # The attempt loop, here rather than in a method of its own (a Python call
@@ -136,7 +142,8 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                     transport, outgoing = self._target(attempt.endpoint, request)
                 # Observers' attempt context (the attempt's span current) around the send.
                 undo = enter_attempt(attempt) if attempt.enter is not None else None
-                token = BOUND.set(attempt)  # every socket operation of this attempt is capped
+                # Every socket operation of this attempt is capped (where any reads it).
+                token = BOUND.set(attempt) if bounded else None
                 try:
                     response = transport.handle_request(outgoing)
                     # A body still to read (not in memory already, not a 101's raw socket).
@@ -154,7 +161,8 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                             sent = outgoing.extensions if inner is not None else None
                             response.stream = BoundedBody(response.stream, call, sent)
                 except httpx.TransportError as exc:
-                    BOUND.reset(token)
+                    if token is not None:
+                        BOUND.reset(token)
                     if undo is not None:
                         leave_attempt(undo)
                     try:
@@ -162,12 +170,14 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                     except httpx.TransportError as final:
                         return call.fail(final)
                 except BaseException:
-                    BOUND.reset(token)
+                    if token is not None:
+                        BOUND.reset(token)
                     if undo is not None:
                         leave_attempt(undo)
                     raise
                 else:
-                    BOUND.reset(token)
+                    if token is not None:
+                        BOUND.reset(token)
                     if undo is not None:
                         leave_attempt(undo)
                     # call.attempt_done(), as its two steps: a success is one call fewer.
