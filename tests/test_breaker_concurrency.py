@@ -240,3 +240,50 @@ async def test_thousand_tasks_get_exactly_the_probe_slots() -> None:
     assert entered == 2
     assert outcomes.count("ok") == 2 and outcomes.count("rejected") == 998
     assert b.state == CLOSED
+
+
+def test_closed_fast_successes_take_no_lock_and_count_exactly_under_16_threads() -> None:
+    """Fast successes into a window with no failure are counted without the lock, all of
+    them; once a failure is in the window they are judged under it again."""
+    b = never_trips()
+    b.record_success(0.001)  # the first call rolls the window into its bucket (locked)
+    acquired = []
+    real = b._lock
+
+    class Counting:
+        def acquire(self) -> bool:
+            acquired.append(1)
+            return real.acquire()
+
+        def release(self) -> None:
+            real.release()
+
+        def __enter__(self) -> bool:
+            return self.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            self.release()
+
+    b._lock = Counting()  # type: ignore[assignment]
+
+    def work(i: int) -> None:
+        for _ in range(PER_THREAD):
+            b.record_success(0.001)
+
+    run_threads(THREADS, work)
+    assert acquired == []
+    b._lock = real
+    assert b.stats.calls == THREADS * PER_THREAD + 1
+    b.record_failure(0.001)
+
+    def mixed(i: int) -> None:
+        for k in range(PER_THREAD):
+            if i == 0 and k % 10 == 0:
+                b.record_failure(0.001)
+            else:
+                b.record_success(0.001)
+
+    run_threads(THREADS, mixed)
+    s = b.stats
+    assert s.calls == 2 * THREADS * PER_THREAD + 2
+    assert s.failures == 1 + PER_THREAD // 10

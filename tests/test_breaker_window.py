@@ -154,3 +154,19 @@ def test_count_window_matches_brute_force_recount(size: int) -> None:
             history.append((failed, slow))
         live = history[-size:]
         assert totals(w) == (len(live), sum(h[0] for h in live), sum(h[1] for h in live))
+
+
+def test_time_window_pending_successes_count_in_their_bucket_before_a_roll() -> None:
+    """Tokens appended without the lock are counted in the bucket they were appended
+    in (folded before a roll and before every read) and dropped by reset."""
+    w = TimeWindow(10.0, 10)
+    w.success(0.5)  # bucket 0
+    w.pending.extend([None, None])  # two fast successes in bucket 0
+    w.advance(0.9)
+    assert totals(w) == (3, 0, 0) and w.pending == []
+    w.pending.append(None)
+    w.record(10.5, failed=True, slow=False)  # bucket 0 rolls out: its 4 calls go
+    assert totals(w) == (1, 1, 0)
+    w.pending.append(None)
+    w.reset()
+    assert totals(w) == (0, 0, 0) and w.pending == []

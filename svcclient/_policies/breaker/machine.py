@@ -34,7 +34,14 @@ state runs its entry action (``_fire``) and announces the change to event handle
 
 Concurrency: one ``threading.Lock`` guards the counters and the state; it is never held
 while a user's function runs, nor while event handlers run (a handler may call back into
-the breaker). Event handlers run after the lock is released, in the calling thread.
+the breaker). Event handlers run after the lock is released, in the calling thread. The
+one verdict taken without it is the commonest: a fast success while closed, into a time
+window holding no failure and no slow call (nothing such a success could trip), before
+the current bucket ends. It appends a token (``TimeWindow.pending``, as the retry
+budget counts requests), which every locked read of the window counts first, and then
+looks again: a failure counted or a state changed meanwhile is settled under the lock,
+the failure's judgement folding the tokens once more after counting it, so either the
+success sees the failure or the failure's judgement sees the success.
 """
 
 from __future__ import annotations
@@ -176,6 +183,7 @@ class BreakerMachine:
         "_rejects",
         "_slow_limit",
         "_state",
+        "_time_window",
         "_window",
         "clock",
         "is_closed",
@@ -204,6 +212,8 @@ class BreakerMachine:
             if policy.window == "time"
             else CountWindow(policy.window_size)
         )
+        # The time window takes fast successes without the lock (TimeWindow.pending).
+        self._time_window = self._window if isinstance(self._window, TimeWindow) else None
         self._state: str = CLOSED
         self.is_closed = True
         """True while closed: the one-attribute check callers make before ``admit()``."""
@@ -277,15 +287,37 @@ class BreakerMachine:
         a clock read on the hot path).
         """
         if duration <= self._slow_limit and self._state is CLOSED:
-            # The hot path, kept flat: one lock, one bucket increment.
             if now is None:
                 now = self.clock()
+            # The hot path: with nothing in the window that a success could help trip
+            # (no failure, no slow call) and no bucket to roll, a token, without the lock
+            # (see TimeWindow.pending). Then looked at again: a failure recorded or a state
+            # changed meanwhile is settled under the lock as any success would be, the
+            # token already counted (it is ignored outside closed: the window is reset
+            # before it is read again).
+            window = self._time_window
+            counted = False
+            if (
+                window is not None
+                and now < window.edge
+                and not window.failures
+                and not window.slow_calls
+            ):
+                window.pending.append(None)
+                if self._state is CLOSED and not window.failures and not window.slow_calls:
+                    if self._on_success:
+                        self.emit("success", duration)
+                    return
+                counted = True
             change = None
             lock = self._lock
             lock.acquire()
             try:
                 if self._state is CLOSED:
-                    if self._window.success(now):  # failures or slow calls to judge
+                    if counted:
+                        self._window.advance(now)  # folds the token in, to judge it
+                        change = self._judge()
+                    elif self._window.success(now):  # failures or slow calls to judge
                         change = self._judge()
                 else:
                     change = self._verdict(now, False, False)
@@ -452,6 +484,9 @@ class BreakerMachine:
     def _judge(self) -> Change | None:
         """Closed: trip when a rate reached its threshold over enough calls."""
         window = self._window
+        # Again, after the verdict was counted: a token appended by a success that had
+        # not seen this verdict's failure yet must be judged with it.
+        window.fold()
         calls = window.calls
         if calls < self.policy.volume_threshold:
             return None

@@ -10,7 +10,8 @@ Two shapes, both keeping running totals so that judging the failure rate is O(1)
 
 Both count *calls*, *failures* and *slow calls* (a slow call may also be a failure). They
 hold no lock: the breaker owns the lock and calls in with it held, which keeps the window
-free of I/O and of threading, and testable with plain numbers.
+free of I/O and of threading, and testable with plain numbers. One exception, in the
+time window: :attr:`TimeWindow.pending` takes fast successes without the lock (see there).
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ class TimeWindow:
     (2, 1)
     >>> w.advance(10.7); (w.calls, w.failures)   # bucket [0, 1) has rolled out
     (1, 0)
+
+    ``pending``: fast successes in the current bucket not counted yet, one token each.
+    The breaker appends one there without its lock (``list.append`` is atomic) when the
+    call is fast, before ``edge`` and the window holds no failure or slow call (so the
+    success could not trip anything); every method here counts the tokens first
+    (:meth:`fold`, deleting exactly the tokens it counted, so one appended meanwhile waits
+    for the next fold). ``reset`` drops them.
     """
 
     __slots__ = (
@@ -48,19 +56,33 @@ class TimeWindow:
         "_cur_calls",
         "_cur_fails",
         "_cur_slow",
-        "_edge",
         "_head",
         "_n",
         "_width",
         "calls",
+        "edge",
         "failures",
+        "pending",
         "slow_calls",
     )
+
+    edge: float
+    """The first time that falls after the current bucket (a time at or past it rolls)."""
 
     def __init__(self, duration: float, buckets: int) -> None:
         self._n = buckets
         self._width = duration / buckets
+        self.pending: list[None] = []
         self.reset()
+
+    def fold(self) -> None:
+        """Count the pending successes in the current bucket."""
+        pending = self.pending
+        n = len(pending)
+        if n:
+            del pending[:n]
+            self._cur_calls += n
+            self.calls += n
 
     def success(self, now: float) -> int:
         """Count one fast, successful call at ``now`` (the hot path).
@@ -68,7 +90,9 @@ class TimeWindow:
         Returns the failures plus slow calls in the window: nonzero when a rate could
         have reached its threshold (successes alone never trip a breaker).
         """
-        if now >= self._edge:
+        if self.pending:
+            self.fold()
+        if now >= self.edge:
             self._roll(now)
         self._cur_calls += 1
         self.calls += 1
@@ -76,7 +100,9 @@ class TimeWindow:
 
     def record(self, now: float, failed: bool, slow: bool) -> None:
         """Count one call at ``now`` with its verdict."""
-        if now >= self._edge:
+        if self.pending:
+            self.fold()
+        if now >= self.edge:
             self._roll(now)
         self._cur_calls += 1
         self.calls += 1
@@ -88,33 +114,37 @@ class TimeWindow:
             self.slow_calls += 1
 
     def advance(self, now: float) -> None:
-        """Drop buckets that fell out of the window by ``now`` (before reading totals)."""
-        if now >= self._edge:
+        """Count the pending successes, drop buckets that fell out of the window by
+        ``now`` (before reading totals)."""
+        if self.pending:
+            self.fold()
+        if now >= self.edge:
             self._roll(now)
 
     def reset(self) -> None:
         """Forget every outcome."""
+        self.pending.clear()
         n = self._n
         self._b_calls = [0] * n  # closed buckets; the current one is in _cur_*
         self._b_fails = [0] * n
         self._b_slow = [0] * n
         self._cur_calls = self._cur_fails = self._cur_slow = 0
         self._head = 0  # absolute index of the current bucket
-        self._edge = float("-inf")  # first call rolls into its bucket
+        self.edge = float("-inf")  # first call rolls into its bucket
         self.calls = self.failures = self.slow_calls = 0
 
     def _roll(self, now: float) -> None:
         idx = int(now // self._width)
         head = self._head
-        if idx <= head and self._edge != float("-inf"):
-            self._edge = self._edge_of(head)  # float rounding at the edge: stay
+        if idx <= head and self.edge != float("-inf"):
+            self.edge = self._edge_of(head)  # float rounding at the edge: stay
             return
         n = self._n
         calls, fails, slow = self._b_calls, self._b_fails, self._b_slow
         # Close the current bucket, then empty every bucket the window slid past.
         pos = head % n
         calls[pos], fails[pos], slow[pos] = self._cur_calls, self._cur_fails, self._cur_slow
-        if idx - head >= n or self._edge == float("-inf"):
+        if idx - head >= n or self.edge == float("-inf"):
             for i in range(n):
                 calls[i] = fails[i] = slow[i] = 0
             self.calls = self.failures = self.slow_calls = 0
@@ -128,7 +158,7 @@ class TimeWindow:
                     calls[pos] = fails[pos] = slow[pos] = 0
         self._cur_calls = self._cur_fails = self._cur_slow = 0
         self._head = idx
-        self._edge = self._edge_of(idx)
+        self.edge = self._edge_of(idx)
 
     def _edge_of(self, idx: int) -> float:
         """The first time that falls in a bucket after ``idx`` (exactly, despite rounding)."""
@@ -199,6 +229,9 @@ class CountWindow:
 
     def advance(self, now: float) -> None:
         """Nothing ages out of a count window; present so both shapes read alike."""
+
+    def fold(self) -> None:
+        """Nothing is pending in a count window (every call is counted under the lock)."""
 
     def reset(self) -> None:
         """Forget every outcome."""
