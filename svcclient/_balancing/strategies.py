@@ -19,6 +19,7 @@ import math
 import random
 import threading
 from array import array
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeAlias
 from zlib import crc32
@@ -48,17 +49,18 @@ class EndpointStats:
     ``ewma`` is a peak-sensitive moving average of latency in seconds (0.0 until the
     first response; ``LoadBalancer.on_end`` folds each response time in) and ``stamp``
     the clock reading of its last update. In-flight
-    requests are tokens in the ``inflight`` list: ``list.append`` and ``list.pop`` are
-    atomic in CPython (see the Python FAQ on thread safety) and ``len`` reads it, so
-    counting needs no lock on the request path. ``live`` turns False once the endpoint
-    left the set (it then lingers only until its in-flight requests finish). ``health``
-    is the outlier detector's record for the endpoint.
+    requests are tokens in the ``inflight`` deque: ``append`` and ``pop`` are atomic in
+    CPython (see the Python FAQ on thread safety) and ``len`` reads it, so counting needs
+    no lock on the request path. A deque, not a list: a list going from one token to none
+    frees its storage and the next token allocates it again, on every request. ``live``
+    turns False once the endpoint left the set (it then lingers only until its in-flight
+    requests finish). ``health`` is the outlier detector's record for the endpoint.
     """
 
     __slots__ = ("ewma", "health", "inflight", "live", "stamp")
 
     def __init__(self, health: EndpointHealth | None = None) -> None:
-        self.inflight: list[None] = []
+        self.inflight: deque[None] = deque()
         self.ewma = 0.0
         self.stamp = 0.0
         self.live = True

@@ -100,6 +100,7 @@ import os
 import re
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -344,7 +345,7 @@ class _Metrics:
         self.duration_children: dict[tuple[str, str, int | None, str], Histogram] = {}
         self.duration_pending: dict[tuple[str, str, int | None, str], list[float]] = {}
         self.error_children: dict[tuple[str, str], Counter] = {}
-        self.in_flight_children: dict[str, list[None]] = {}
+        self.in_flight_children: dict[str, deque[None]] = {}
         self.throttled_children: dict[str, Counter] = {}  # a local rejection stays cheap
         self.ejected_sets: dict[str, set[str]] = {}
         self.reasons: dict[str, str] = {}
@@ -385,18 +386,20 @@ class _Metrics:
         calls in flight never end here, so the child's gauge counts from zero. (In
         multiprocess mode each process has its own file already.)"""
         for calls in self.in_flight_children.values():
-            if type(calls) is list:
+            if type(calls) is deque:
                 calls.clear()
 
-    def in_flight_child(self, service: str) -> list[None]:
+    def in_flight_child(self, service: str) -> deque[None]:
         """Calls in flight for one service, cheap to count on every request.
 
         A Gauge's ``inc``/``dec`` take a lock each (about a fifth of the whole Prometheus
-        cost per request). In a single process the count is kept as the length of a list
-        -- ``append``/``pop`` are atomic (one C call on a list, under the GIL or, in a
-        free-threaded build, under the list's own lock) -- and read by the gauge at scrape
-        time. In multiprocess mode the value must live in the gauge's shared file, so the
-        list's ``append``/``pop`` are the gauge's ``inc``/``dec``.
+        cost per request). In a single process the count is kept as the length of a deque
+        -- ``append``/``pop`` are atomic (one C call, under the GIL or, in a free-threaded
+        build, under the deque's own lock) -- and read by the gauge at scrape time. A
+        deque, not a list: a list going from one call to none frees its storage, and the
+        next call allocates it again. In multiprocess mode the value must live in the
+        gauge's shared file, so the deque's ``append``/``pop`` are the gauge's
+        ``inc``/``dec``.
         """
         calls = self.in_flight_children.get(service)
         if calls is None:
@@ -404,7 +407,7 @@ class _Metrics:
             if _multiprocess():
                 calls = _GaugeCalls(gauge)
             else:
-                calls = []
+                calls = deque()
                 gauge.set_function(calls.__len__)
             _remember(self.in_flight_children, service, calls)
         return calls
@@ -427,7 +430,7 @@ class _Immediate(list[float]):
         self._observe(value)
 
 
-class _GaugeCalls(list[None]):
+class _GaugeCalls(deque[None]):
     """Multiprocess in-flight count: ``append``/``pop`` are the gauge's ``inc``/``dec``."""
 
     __slots__ = ("_gauge",)
