@@ -108,3 +108,35 @@ def test_compile_dispatch_shapes() -> None:
         assert dispatch is not None
         dispatch("x")
         assert seen == [(i, "x") for i in range(n)]
+
+
+def test_the_call_is_its_own_call_info_and_leaves_no_garbage() -> None:
+    """Observers get the Call itself as the CallInfo (one object per call), and neither
+    a success nor a retried failure leaves the call or an attempt in a reference cycle
+    (they refer to each other only while the attempt is in flight). httpx's own request
+    and response do form one; that is not ours."""
+    import gc
+
+    from svcclient._pipeline.call import Attempt, Call
+
+    snap = _Snapshot()
+    answers = iter([200, 503, 200, 200])
+    transport = httpx.MockTransport(lambda request: httpx.Response(next(answers)))
+    with ServiceClient(
+        "objects", url="http://objects:80", transport=transport, hooks=[snap], sleep=lambda s: None
+    ) as client:
+        client.get("/warm")
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            assert client.get("/x").status_code == 200  # a 503, then a 200
+            assert client.get("/y").status_code == 200
+            gc.collect()
+            ours = [o for o in gc.garbage if isinstance(o, Call | Attempt)]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert ours == []
+    assert all(isinstance(info, Call) for info, _ in snap.seen if isinstance(info, CallInfo))

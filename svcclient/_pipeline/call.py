@@ -98,8 +98,14 @@ class Attempt(AttemptInfo):
         return self.at - self.clock()
 
 
-class Call:
-    """The decisions for one logical request (see the module docstring)."""
+class Call(CallInfo):
+    """The decisions for one logical request (see the module docstring).
+
+    It is also what the observers get (a :class:`CallInfo`, its fields set by
+    :meth:`start` when there are observers): one object per call, not two, as an
+    :class:`Attempt` is its own AttemptInfo. ``observed`` says whether the observers
+    have the call open (from :meth:`start` until its end is dispatched, once).
+    """
 
     __slots__ = (
         "_deadline",
@@ -111,20 +117,18 @@ class Call:
         "clock",
         "emit",
         "ended",
+        "explicit_route",
         "failed",
         "history",
-        "info",
         "last_endpoint",
         "number",
+        "observed",
         "opt_in",
         "pending",
         "replayable",
-        "request",
         "requeues",
-        "route",
         "rt",
         "same_clock",
-        "started",
         "timeout",
     )
 
@@ -178,12 +182,12 @@ class Call:
             affinity = affinity.decode("latin-1")  # lossless: equal bytes, equal pod
         self.affinity = affinity
         self.opt_in = opt_in
-        self.route = route
+        self.explicit_route = route  # the caller's route template, if any
         self.caller_timeouts: dict[str, float | None] | None = ext.get(_TIMEOUT)
         self.buffer = _BUFFER in ext and ext[_BUFFER] is True
         # Judged before the first send: only an in-memory body can be sent again.
         self.replayable = isinstance(request.stream, httpx.ByteStream)
-        self.info: CallInfo | None = None
+        self.observed = False
 
     @property
     def deadline(self) -> Deadline:
@@ -208,10 +212,10 @@ class Call:
             rt.hedge_budget.record_request(self.started)
         if rt.hooks:
             request = self.request
-            info = self.info = _new(CallInfo)  # field by field, as in begin_attempt
-            info.service = rt.name
-            info.method = request.method
-            route = self.route
+            # CallInfo's fields, set one by one (``request`` and ``started`` are ours).
+            self.service = rt.name
+            self.method = request.method
+            route = self.explicit_route
             if route is None:
                 # The route label by the raw path (httpx's private parse result, pinned in
                 # tests/test_httpx_private.py): a hit costs no percent-decoding.
@@ -222,14 +226,13 @@ class Call:
                     route = rt.routes.route_raw(raw, url.path)
             else:
                 route = rt.routes.route(request.url.path, route)
-            info.route = route
-            info.request = request
-            info.started = self.started
-            info.attempts = 0
-            info.status_code = None
-            info.error_type = None
-            info.duration = 0.0
-            info.state = {}
+            self.route = route
+            self.attempts = 0
+            self.status_code = None
+            self.error_type = None
+            self.duration = 0.0
+            self.state = {}
+            self.observed = True
             # The observers for this call: all of them, or (asked once, here) without the
             # one that has nothing to do for it (tracing with no SDK; see HookTable.idle).
             table = rt.emit
@@ -239,7 +242,7 @@ class Call:
             dispatch = emit.request_start
             if dispatch is not None:
                 try:
-                    dispatch(info)
+                    dispatch(self)
                 except Exception:
                     hook_failed(dispatch)
 
@@ -297,11 +300,11 @@ class Call:
         header = rt.deadline_header
         if header:
             request.headers[header] = self.deadline.to_header()
-        info = self.info
+        observed = self.observed
         # Built field by field: no keyword-free dataclass __init__ to go through, and
         # every slot is set here (AttemptInfo's defaults).
         attempt = _new(Attempt)
-        attempt.call = info  # type: ignore[assignment]  # None only when nobody observes
+        attempt.call = self if observed else None  # type: ignore[assignment]  # None: unobserved
         attempt.number = self.number
         attempt.endpoint = endpoint
         attempt.request = request
@@ -314,7 +317,7 @@ class Call:
         attempt.at = now + cap
         attempt.clock = self.clock
         self.pending.append(attempt)  # before any observer runs: cancel() must see it
-        if info is not None:
+        if observed:
             dispatch = self.emit.attempt_start
             if dispatch is not None:
                 try:
@@ -425,10 +428,9 @@ class Call:
             self.admitted = False
             if self.rt.breaker is not None:
                 self.rt.breaker.release()
-        info = self.info
-        if info is not None:
-            info.error_type = "unknown" if exc is None else classify_error(exc)
-            self._end(info)
+        if self.observed:
+            self.error_type = "unknown" if exc is None else classify_error(exc)
+            self._end()
 
     def may_hedge(self, limit: int) -> bool:
         """May a speculative extra attempt start now? (idempotent, under ``limit``
@@ -494,16 +496,15 @@ class Call:
                     breaker.record_success(
                         now - self.started, now if breaker.clock is clock else None
                     )
-        info = self.info
-        if info is not None:
-            self.info = None  # ended once, whichever way the call leaves
-            info.status_code = response.status_code
-            info.attempts = self.number + 1
-            info.duration = now - info.started
+        if self.observed:
+            self.observed = False  # ended once, whichever way the call leaves
+            self.status_code = response.status_code
+            self.attempts = self.number + 1
+            self.duration = now - self.started
             dispatch = self.emit.request_end
             if dispatch is not None:
                 try:
-                    dispatch(info)
+                    dispatch(self)
                 except Exception:
                     hook_failed(dispatch)
         return response
@@ -512,13 +513,12 @@ class Call:
         """Close the call's books with an error: return the fallback or re-raise ``exc``."""
         if self.admitted:
             self._settle(True)
-        info = self.info
-        if info is not None:
+        if self.observed:
             if isinstance(exc, httpx.HTTPStatusError):
-                info.status_code = exc.response.status_code
+                self.status_code = exc.response.status_code
             else:
-                info.error_type = classify_error(exc)
-            self._end(info)
+                self.error_type = classify_error(exc)
+            self._end()
         fallback = self.rt.config.fallback
         if fallback is None:
             raise exc
@@ -621,9 +621,9 @@ class Call:
             fire(rt.emit.on_retry_budget_exhausted, rt.name)
             return None
         self.number += 1
-        if self.info is not None:
-            self.info.attempts = self.number
-            fire(rt.emit.on_retry, self.info, decision.delay, decision.reason)
+        if self.observed:
+            self.attempts = self.number
+            fire(rt.emit.on_retry, self, decision.delay, decision.reason)
         return decision.delay
 
     def _deadline_error(self) -> DeadlineExceeded:
@@ -631,14 +631,14 @@ class Call:
             self.rt.name, self.timeout, self.history or (), request=self.request
         )
 
-    def _end(self, info: CallInfo, now: float | None = None) -> None:
-        self.info = None  # ended once, whichever way the call leaves
-        info.attempts = self.number + 1
-        info.duration = (self.clock() if now is None else now) - info.started
+    def _end(self, now: float | None = None) -> None:
+        self.observed = False  # ended once, whichever way the call leaves
+        self.attempts = self.number + 1
+        self.duration = (self.clock() if now is None else now) - self.started
         dispatch = self.emit.request_end
         if dispatch is not None:
             try:
-                dispatch(info)
+                dispatch(self)
             except Exception:
                 hook_failed(dispatch)
 
