@@ -224,7 +224,7 @@ def test_a_request_racing_a_bucket_close_is_counted_in_the_next_bucket() -> None
     b = RetryBudget(ratio=1.0, window=10.0, min_retries_per_second=0.0, clock=clock)
     for _ in range(3):
         b.record_request()
-    b._arrivals = _ArrivalDuringClose(b._arrivals)
+    b.arrivals = _ArrivalDuringClose(b.arrivals)
     clock.now = 1.5  # the next bucket: this request closes the first one
     b.record_request()
     assert b.stats().requests == 5  # 3 closed + the racing one + this one: none lost

@@ -174,7 +174,10 @@ class Call(CallInfo):
         self.admitted = False
         self.last_endpoint: Endpoint | None = None
         self.history: list[AttemptRecord] | None = None
-        self.pending: list[Attempt] = []
+        # Attempts in flight, as a tuple: nearly always one, and a 1-tuple (the interpreter
+        # keeps a free list of them) is cheaper to make and drop than a list and its
+        # storage. Only this call's driver (one thread, or one event loop) changes it.
+        self.pending: tuple[Attempt, ...] = ()
         if affinity is None:
             if rt.affinity_from_headers:
                 affinity = rt.config.balancing.affinity_key(request.headers)
@@ -206,10 +209,16 @@ class Call(CallInfo):
         rt = self.rt
         # The budgets run on the call's clock (ServiceRuntime builds them so): the call's
         # arrival reading saves them a read each.
-        if rt.budget is not None:
-            rt.budget.record_request(self.started)
+        started = self.started
+        budget = rt.budget
+        if budget is not None:
+            # budget.record_request(started), its common case inlined: the bucket is open.
+            if started < budget.bucket_end:
+                budget.arrivals.append(None)
+            else:
+                budget.record_request(started)
         if rt.hedge_budget is not None:
-            rt.hedge_budget.record_request(self.started)
+            rt.hedge_budget.record_request(started)
         if rt.hooks:
             request = self.request
             # CallInfo's fields, set one by one (``request`` and ``started`` are ours).
@@ -316,7 +325,7 @@ class Call(CallInfo):
         attempt.enter = None
         attempt.at = now + cap
         attempt.clock = self.clock
-        self.pending.append(attempt)  # before any observer runs: cancel() must see it
+        self.pending += (attempt,)  # before any observer runs: cancel() must see it
         if observed:
             dispatch = self.emit.attempt_start
             if dispatch is not None:
@@ -346,7 +355,7 @@ class Call(CallInfo):
         rt = self.rt
         pending = self.pending
         if pending and pending[-1] is attempt:  # _close(attempt)'s common case, inlined
-            pending.pop()
+            self.pending = pending[:-1]
         else:
             self._close(attempt)
         now = self.ended = self.clock()  # finish() reuses it for the call's duration
@@ -544,12 +553,12 @@ class Call(CallInfo):
     def _close(self, attempt: Attempt) -> bool:
         pending = self.pending
         if pending and pending[-1] is attempt:
-            pending.pop()
+            self.pending = pending[:-1]
             return True
-        try:
-            pending.remove(attempt)
-        except ValueError:
+        if attempt not in pending:
             return False
+        i = pending.index(attempt)
+        self.pending = pending[:i] + pending[i + 1 :]
         return True
 
     def _settle(self, failed: bool, now: float | None = None) -> None:

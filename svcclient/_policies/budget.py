@@ -106,8 +106,6 @@ class RetryBudget:
     """
 
     __slots__ = (
-        "_arrivals",
-        "_bucket_end",
         "_clock",
         "_cur",
         "_lock",
@@ -116,6 +114,8 @@ class RetryBudget:
         "_ret_now",
         "_ret_ring",
         "_width",
+        "arrivals",
+        "bucket_end",
         "exhausted_count",
         "policy",
         "withdrawn_count",
@@ -125,6 +125,11 @@ class RetryBudget:
     exhausted_count: int
     """Withdrawals refused since creation; the pipeline exports it as a counter."""
     withdrawn_count: int
+    arrivals: list[None]
+    """The current bucket's requests, one token each (see :meth:`record_request`)."""
+    bucket_end: float
+    """When the current bucket closes: a request before it only appends to ``arrivals``
+    (what the pipeline does itself on every request, without the call)."""
 
     def __init__(
         self,
@@ -139,16 +144,16 @@ class RetryBudget:
         self._lock = threading.Lock()
         self._width = window / BUCKETS
         self._reserve = min_retries_per_second * window
-        # The current bucket's counts live in _arrivals and _ret_now (the hot path touches
+        # The current bucket's counts live in arrivals and _ret_now (the hot path touches
         # only them); the ring holds the BUCKETS buckets before it, slot = bucket index % BUCKETS.
         # The slot of the current bucket therefore holds the oldest bucket (cur - BUCKETS).
         self._req_ring = [0] * BUCKETS
         self._ret_ring = [0] * BUCKETS
         # The current bucket's requests, one token each (see record_request).
-        self._arrivals: list[None] = []
+        self.arrivals: list[None] = []
         self._ret_now = 0
         self._cur = math.floor(clock() / self._width)
-        self._bucket_end = (self._cur + 1) * self._width
+        self.bucket_end = (self._cur + 1) * self._width
         self.exhausted_count = 0
         self.withdrawn_count = 0
 
@@ -166,24 +171,24 @@ class RetryBudget:
         """
         if now is None:
             now = self._clock()
-        if now >= self._bucket_end:  # the bucket closes: rare, under the lock
+        if now >= self.bucket_end:  # the bucket closes: rare, under the lock
             lock = self._lock
             lock.acquire()
             try:
-                if now >= self._bucket_end:
+                if now >= self.bucket_end:
                     self._advance(now)
             finally:
                 lock.release()
         # No lock: the append is atomic, and _advance takes a closing bucket's count by
         # deleting exactly the tokens it counted, so an arrival racing the close is
         # counted in the next bucket, never lost.
-        self._arrivals.append(None)
+        self.arrivals.append(None)
 
     def try_withdraw(self) -> bool:
         """Take one retry (or hedge) from the budget; False, and counted, when it is spent."""
         now = self._clock()
         with self._lock:
-            if now >= self._bucket_end:
+            if now >= self.bucket_end:
                 self._advance(now)
             if self._ret_now + 1 <= self._allowance():
                 self._ret_now += 1
@@ -196,10 +201,10 @@ class RetryBudget:
         """Counts for the current window and totals since creation."""
         now = self._clock()
         with self._lock:
-            if now >= self._bucket_end:
+            if now >= self.bucket_end:
                 self._advance(now)
             oldest = self._cur % BUCKETS
-            requests = sum(self._req_ring) - self._req_ring[oldest] + len(self._arrivals)
+            requests = sum(self._req_ring) - self._req_ring[oldest] + len(self.arrivals)
             retries = sum(self._ret_ring) + self._ret_now
             available = max(0, math.floor(self._allowance() - self._ret_now))
             return BudgetStats(
@@ -209,7 +214,7 @@ class RetryBudget:
     def _allowance(self) -> float:
         # Retries the window may hold besides the current bucket's. Lock held.
         oldest = self._cur % BUCKETS
-        requests = sum(self._req_ring) - self._req_ring[oldest] + len(self._arrivals)
+        requests = sum(self._req_ring) - self._req_ring[oldest] + len(self.arrivals)
         earlier_retries = sum(self._ret_ring)
         return self.policy.ratio * requests + self._reserve - earlier_retries
 
@@ -220,10 +225,10 @@ class RetryBudget:
         cur = self._cur
         if new <= cur:
             # Float rounding at a bucket edge; the clock never goes backwards.
-            self._bucket_end = (cur + 1) * self._width
+            self.bucket_end = (cur + 1) * self._width
             return
         slot = cur % BUCKETS
-        arrivals = self._arrivals
+        arrivals = self.arrivals
         counted = len(arrivals)
         del arrivals[:counted]  # not clear(): a token appended meanwhile stays, for the next
         self._req_ring[slot] = counted
@@ -233,7 +238,7 @@ class RetryBudget:
             self._ret_ring[bucket % BUCKETS] = 0
         self._ret_now = 0
         self._cur = new
-        self._bucket_end = (new + 1) * self._width
+        self.bucket_end = (new + 1) * self._width
 
     def __repr__(self) -> str:
         p = self.policy
