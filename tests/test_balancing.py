@@ -620,3 +620,24 @@ def test_strategy_classes_are_usable_directly() -> None:
     ll.rebuild(())
     with pytest.raises(LookupError):
         ll.pick()
+
+
+@pytest.mark.parametrize("strategy", ["least_loaded", "round_robin", "affinity"])
+@pytest.mark.parametrize("count", [1, 3])
+def test_start_is_pick_then_on_start(strategy: str, count: int) -> None:
+    """start() answers what pick() would and counts the attempt in flight once, over one
+    endpoint (least loaded: one function) and several; on_end takes it off again."""
+    eps = [Endpoint(f"10.0.0.{i}", 80) for i in range(1, count + 1)]
+    lb = LoadBalancer(BalancingPolicy(strategy, seed=3), OutlierPolicy())  # type: ignore[arg-type]
+    twin = LoadBalancer(BalancingPolicy(strategy, seed=3), OutlierPolicy())  # type: ignore[arg-type]
+    lb.set_endpoints(eps)
+    twin.set_endpoints(eps)
+    for _ in range(5):
+        ep = lb.start("key", None)
+        assert ep == twin.pick("key", None)
+        twin.on_start(ep)
+        st = lb.stats(ep)
+        assert st is not None and st.outstanding == 1
+        lb.on_end(ep, 0.01, False)
+        twin.on_end(ep, 0.01, False)
+        assert st.outstanding == 0

@@ -8,6 +8,7 @@ Theory of operation
     ep = pick(affinity_key, avoid)        before each attempt
     on_start(ep) ... on_end(ep, latency, failure)
                                           around each attempt
+    ep = start(affinity_key, avoid)       pick and on_start in one (the pipeline's)
     due_health_checks() / mark_health()   the active-check driver
 
 It owns per-endpoint load figures (``EndpointStats``), an ``OutlierDetector`` and one
@@ -150,6 +151,19 @@ def _always(endpoint: Endpoint) -> _Pick:
     return pick
 
 
+def _always_started(endpoint: Endpoint, stats: dict[str, EndpointStats]) -> _Pick:
+    """``start`` with one answer: ``on_start(endpoint)`` and return it (one call)."""
+    key = endpoint.key
+
+    def start(affinity_key: str | None = None, avoid: Endpoint | None = None) -> Endpoint:
+        st = stats.get(key)
+        if st is not None:
+            st.inflight.append(None)
+        return endpoint
+
+    return start
+
+
 class LoadBalancer:
     """Endpoint choice plus passive (and driven active) health for one service.
 
@@ -178,6 +192,7 @@ class LoadBalancer:
         "outlier",
         "pick",
         "policy",
+        "start",
     )
 
     pick: _Pick
@@ -192,6 +207,10 @@ class LoadBalancer:
     the request path, not two), or for least loaded over one endpoint a function
     returning it; otherwise it checks the expiry first.
     """
+
+    start: _Pick
+    """``pick`` then ``on_start`` of the endpoint picked, returned: what the pipeline calls
+    before each attempt. For least loaded over one endpoint, one function doing both."""
 
     def __init__(
         self,
@@ -225,6 +244,7 @@ class LoadBalancer:
             strategy = RoundRobin(rng)
         self._strategy = strategy
         self.pick = strategy.pick
+        self.start = self._start
 
     # -- the endpoint set ---------------------------------------------------------------
 
@@ -303,16 +323,20 @@ class LoadBalancer:
         self._expiry = expiry = detector.next_expiry
         strategy = self._strategy
         pick: _Pick
+        start: _Pick = self._start
         if expiry != _INF:
             pick = self._pick_refreshing
         elif len(eligible) == 1 and type(strategy) is LeastLoaded:
             # One endpoint (a Service's ClusterIP, a docker-compose name): nothing to
             # choose, and P2C returns it without a draw or a clock read; so does this.
             pick = _always(eligible[0])
+            start = _always_started(eligible[0], self._stats)
         else:
             pick = strategy.pick
-        # One attribute store: a concurrent pick sees the old binding or the new one.
+        # One attribute store each: a concurrent pick (or start) sees the old binding or
+        # the new one.
         self.pick = pick
+        self.start = start
 
     def _maybe_refresh(self) -> None:
         if self._expiry != _INF and self._clock() >= self._expiry:
@@ -340,6 +364,14 @@ class LoadBalancer:
         """``pick`` while an ejection may expire: brings such endpoints back first."""
         self._maybe_refresh()
         return self._strategy.pick(affinity_key, avoid)
+
+    def _start(self, affinity_key: str | None = None, avoid: Endpoint | None = None) -> Endpoint:
+        """``start`` in general: ``pick``, then ``on_start`` (inlined) of its answer."""
+        ep = self.pick(affinity_key, avoid)
+        st = self._stats.get(ep.key)
+        if st is not None:
+            st.inflight.append(None)
+        return ep
 
     def on_start(self, ep: Endpoint) -> None:
         """An attempt to ``ep`` is being sent (counts it as outstanding)."""

@@ -278,10 +278,9 @@ class Call(CallInfo):
                 fire(rt.emit.on_breaker_reject, rt.name)
                 raise CircuitOpenError(rt.name, breaker.retry_after(), request=self.request)
         try:
-            endpoint = rt.balancer.pick(self.affinity, self.last_endpoint)
+            endpoint = rt.balancer.start(self.affinity, self.last_endpoint)  # pick + on_start
         except LookupError:
             raise rt.no_endpoint_error(self.request) from None
-        rt.balancer.on_start(endpoint)
         self.last_endpoint = endpoint
         request = self.request
         own = rt.attempt_timeout
