@@ -180,12 +180,20 @@ class Bulkhead:
     1
     """
 
-    __slots__ = ("_core", "_lock", "policy", "service")
+    __slots__ = ("_core", "_lock", "free", "policy", "service", "waiters")
+
+    free: list[None]
+    """The core's free-slot tokens (the same list: a fork's reset is in place)."""
+    waiters: deque[threading.Lock]
+    """The core's queue of waiters (the same deque). With ``free``, what the sync driver
+    reads to take an uncontended slot as :meth:`try_acquire` does, without the call."""
 
     def __init__(self, policy: BulkheadPolicy | None = None, service: str | None = None) -> None:
         self.policy = policy if policy is not None else BulkheadPolicy()
         self.service = service
         self._core: _BulkheadCore[threading.Lock] = _BulkheadCore(self.policy)
+        self.free = self._core.free
+        self.waiters = self._core.waiters
         self._lock = threading.Lock()
 
     @property

@@ -114,11 +114,21 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
             if refused is not None:
                 return refused
         bulkhead = self._bulkhead
-        if bulkhead is not None and not bulkhead.try_acquire():
-            try:
-                bulkhead.acquire(call.deadline.remaining())
-            except BulkheadFullError as exc:
-                return rt.bulkhead_rejected(request, exc)
+        if bulkhead is not None:
+            # bulkhead.try_acquire(), inlined: nobody queued ahead, and a free token popped
+            # (atomic) is the slot; else wait in acquire().
+            free = False
+            if not bulkhead.waiters:
+                try:
+                    bulkhead.free.pop()
+                    free = True
+                except IndexError:
+                    pass
+            if not free:
+                try:
+                    bulkhead.acquire(call.deadline.remaining())
+                except BulkheadFullError as exc:
+                    return rt.bulkhead_rejected(request, exc)
         inner = self._inner
         fixed = self._fixed
         bounded = self._bounded
