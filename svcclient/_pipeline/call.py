@@ -304,7 +304,7 @@ class Call(CallInfo):
                 timeouts = _phase_timeouts(caller, own)
                 rt.phase_timeouts = (dict(caller), timeouts)
         # Shared, read-only (rt.attempt_timeouts or the memo's): httpx only reads it.
-        request.extensions[_ext.TIMEOUT] = timeouts
+        request.extensions[_TIMEOUT] = timeouts
         header = rt.deadline_header
         if header:
             request.headers[header] = self.deadline.to_header()
@@ -353,8 +353,8 @@ class Call(CallInfo):
         """Book a response on the balancer and observers; True when it is a failure."""
         rt = self.rt
         pending = self.pending
-        if pending and pending[-1] is attempt:  # _close(attempt)'s common case, inlined
-            self.pending = pending[:-1]
+        if len(pending) == 1 and pending[0] is attempt:  # _close(attempt)'s commonest case
+            self.pending = ()
         else:
             self._close(attempt)
         now = self.ended = self.clock()  # finish() reuses it for the call's duration

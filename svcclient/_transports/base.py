@@ -72,6 +72,11 @@ class DriverBase(Generic[T]):
         self._service_origins = frozenset(
             {(ref.scheme, ref.host, None), (ref.scheme, ref.host, rt.origin.port)}
         )
+        # The same test as comparisons, for the sync driver: a request's parse is new, so
+        # hashing its fresh strings for the set costs more than comparing them.
+        self._origin_scheme: str = ref.scheme
+        self._origin_host: str = ref.host
+        self._origin_port: int = rt.origin.port
         # The caller's transport, when no DNS is ours to do: it then decides where bytes go
         # and gets the caller's request as it is (_target's first case, for the drivers'
         # attempt loops to test without a call).

@@ -93,7 +93,12 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through deadline, retry, breaker, balancer and attempt timeout."""
         ref = request.url._uri_reference  # self._for_service(request), inlined
-        if (ref.scheme, ref.host, ref.port) not in self._service_origins:
+        port = ref.port
+        if (
+            ref.host != self._origin_host
+            or ref.scheme != self._origin_scheme
+            or (port is not None and port != self._origin_port)
+        ):
             return self._passthrough(request)
         rt = self.runtime
         if rt.throttle is not None and (refused := rt.throttled(request)) is not None:
