@@ -74,14 +74,15 @@ GOALS: dict[str, float] = {
 SLACK = 0.02
 SUBJECTS = (OURS, PIPELINE)  # both guarded: the client users call, and the pipeline alone
 # Goals not met yet, by subject: the ratio last measured (callgrind, this benchmark with
-# -n 60, CPython 3.11.7), 2026-12-02 at 86b9b70, after the session's pipeline work (the
-# pipeline alone: 1.096 / 1.103 / 0.984 / 0.951 at its start; ServiceClient meets every goal
-# since it remembers merged URLs and skips cookie-less responses). The guard holds such a
-# scenario at this figure + SLACK, so it can only get better; lower it with each gain, and
-# delete the entry once the goal is met and the guard becomes the goal + SLACK.
+# -n 60, CPython 3.11.7). The guard holds such a scenario at this figure + SLACK, so it can
+# only get better; lower it with each gain, and delete the entry once the goal is met and
+# the guard becomes the goal + SLACK. 2026-12-02: the pipeline alone's sync mock 1.068 ->
+# 1.054 (issue #16; 1.049 before the service clients' shortcuts landed on main, which leave
+# the pipeline's own count unchanged but move this figure, measured after ServiceClient in
+# the same process). ServiceClient meets every goal.
 NOT_MET_YET: dict[str, dict[str, float]] = {
     OURS: {},
-    PIPELINE: {"sync mock": 1.068},
+    PIPELINE: {"sync mock": 1.054},
 }
 
 
