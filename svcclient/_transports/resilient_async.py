@@ -291,7 +291,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
                         response = await _read_body(response)
                     else:
                         # The body is read after the attempt: a timer per chunk holds it.
-                        response.stream = AsyncBoundedBody(response.stream, call, True)
+                        response.stream = AsyncBoundedBody(response.stream, call, True, timer)
             except BaseException as exc:
                 try:
                     del calls[key]
