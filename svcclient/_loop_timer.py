@@ -23,19 +23,20 @@ code running outside a task). asyncio is imported on first use, not with svcclie
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["Entry", "LoopTimer", "current_task", "running_loop", "took_back"]
+__all__ = ["Entry", "LoopTimer", "current_task", "running_loop", "took_back", "within"]
 
 # An entry: (task, deadline (loop time), task.cancelling() when it was added).
 TASK: Final = 0
 DEADLINE: Final = 1
 BASE: Final = 2
 Entry = tuple["asyncio.Task[Any]", float, int]
+_T = TypeVar("_T")
 
 
 def _load_asyncio() -> asyncio.AbstractEventLoop | None:
@@ -133,3 +134,34 @@ class LoopTimer:
             calls.pop(key)[TASK].cancel()  # the await finds its key gone: fired
         if calls:
             self.arm(min(entry[DEADLINE] for entry in calls.values()))
+
+
+async def within(
+    timer: LoopTimer, task: asyncio.Task[Any], awaitable: Awaitable[_T], seconds: float
+) -> _T:
+    """``await awaitable`` in ``task``, cancelled by ``timer`` after ``seconds``: raises
+    ``TimeoutError`` when it fired (a cancellation from elsewhere goes on as it is).
+
+    The entry protocol above as one call, for awaits that are not the hottest path (each
+    chunk of a streamed body); the drivers and the breaker inline it instead.
+    """
+    entry = (task, timer.now() + seconds, task.cancelling())
+    calls = timer.calls
+    key = timer.last = timer.last + 1
+    calls[key] = entry
+    if entry[DEADLINE] < timer.when:
+        timer.arm(entry[DEADLINE])
+    try:
+        result = await awaitable
+    except BaseException as exc:
+        try:
+            del calls[key]
+        except KeyError:  # the timer fired (and popped it)
+            if took_back(entry, exc):
+                raise TimeoutError from exc
+        raise
+    try:
+        del calls[key]
+    except KeyError:
+        took_back(entry, None)  # the awaitable swallowed the timer's cancellation
+    return result

@@ -205,3 +205,31 @@ async def test_loop_timer_cancels_only_the_overdue_and_rearms_for_the_rest() -> 
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     timer.calls.clear()
+
+
+def test_within_returns_times_out_and_lets_other_cancellations_through() -> None:
+    """``within``: the awaited value when in time; TimeoutError when the timer fired;
+    a cancellation from elsewhere stays a CancelledError; no entry is ever left."""
+    from svcclient._loop_timer import within
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        timer = LoopTimer(loop)
+        task = asyncio.current_task()
+        assert task is not None
+        assert await within(timer, task, asyncio.sleep(0, "v"), 5.0) == "v"
+        with pytest.raises(TimeoutError):
+            await within(timer, task, asyncio.sleep(30), 0.05)
+        assert task.cancelling() == 0 and timer.calls == {}
+
+        async def waits() -> None:
+            await within(timer, asyncio.current_task(), asyncio.sleep(30), 10.0)  # type: ignore[arg-type]
+
+        other = asyncio.ensure_future(waits())
+        await asyncio.sleep(0.01)
+        other.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await other
+        assert timer.calls == {}
+
+    asyncio.run(main())

@@ -18,18 +18,15 @@ These wrappers keep the deadline on that body, and the caller gets
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import httpx
 
 from .. import _loop_timer as _lt
-from .._loop_timer import LoopTimer, took_back
+from .._loop_timer import LoopTimer
 from .._pipeline import extensions as _ext
 from .._pipeline.call import Call
 from .bound import BOUND
-
-if TYPE_CHECKING:
-    import asyncio
 
 __all__ = ["AsyncBoundedBody", "BoundedBody"]
 
@@ -124,7 +121,7 @@ class AsyncBoundedBody(httpx.AsyncByteStream):
                 if not self._theirs:
                     chunk = await anext(chunks)
                 elif timer is not None and (task := _lt.current_task(timer.loop)) is not None:
-                    chunk = await _timed_next(chunks, timer, task, left)
+                    chunk = await _lt.within(timer, task, anext(chunks), left)
                 else:
                     with anyio.fail_after(left):
                         chunk = await anext(chunks)
@@ -142,33 +139,6 @@ class AsyncBoundedBody(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._stream.aclose()
-
-
-async def _timed_next(
-    chunks: AsyncIterator[bytes], timer: LoopTimer, task: asyncio.Task[Any], left: float
-) -> bytes:
-    """The next chunk within ``left`` seconds on ``timer`` (a dict entry per chunk, where
-    ``anyio.fail_after`` costs ~75 k instructions); ``TimeoutError`` when it fired."""
-    entry = (task, timer.now() + left, task.cancelling())
-    calls = timer.calls
-    key = timer.last = timer.last + 1
-    calls[key] = entry
-    if entry[1] < timer.when:
-        timer.arm(entry[1])
-    try:
-        chunk = await anext(chunks)
-    except BaseException as exc:
-        try:
-            del calls[key]
-        except KeyError:  # the timer fired (and popped it)
-            if took_back(entry, exc):
-                raise TimeoutError from exc
-        raise
-    try:
-        del calls[key]
-    except KeyError:
-        took_back(entry, None)  # the stream swallowed the timer's cancellation
-    return chunk
 
 
 _ABSENT: Final = object()
