@@ -166,6 +166,12 @@ _HOT: Final = {
 }
 
 
+def _listeners(hooks: Sequence[Hooks], event: str) -> tuple[Callable[..., None], ...]:
+    """The bound ``event`` methods of the observers that override Hooks' no-op."""
+    base = getattr(Hooks, event)
+    return tuple(getattr(hook, event) for hook in hooks if getattr(type(hook), event) is not base)
+
+
 class Dispatch:
     """The four per-request events of some observers, each the one method that listens
     (called as it is: the caller guards it with ``try``/:func:`hook_failed`), the
@@ -180,10 +186,7 @@ class Dispatch:
 
     def __init__(self, hooks: Sequence[Hooks]) -> None:
         for event, slot in _HOT.items():
-            base = getattr(Hooks, event)
-            methods = tuple(
-                getattr(hook, event) for hook in hooks if getattr(type(hook), event) is not base
-            )
+            methods = _listeners(hooks, event)
             setattr(self, slot, methods[0] if len(methods) == 1 else compile_dispatch(methods))
 
 
@@ -242,10 +245,7 @@ class HookTable(Dispatch):
 
     def __init__(self, hooks: Sequence[Hooks]) -> None:
         for event in _EVENTS:
-            base = getattr(Hooks, event)
-            methods = tuple(
-                getattr(hook, event) for hook in hooks if getattr(type(hook), event) is not base
-            )
+            methods = _listeners(hooks, event)
             setattr(self, event, methods)
             if event in _HOT:
                 setattr(self, _HOT[event], _compile_hot(event, methods))
