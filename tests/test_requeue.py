@@ -28,7 +28,6 @@ def _runtime(endpoints: list[Endpoint], **overrides: object) -> ServiceRuntime:
 def _drive(rt: ServiceRuntime, answer: dict[Endpoint, list[int | Exception]], **ext: object):
     """Run one call: each endpoint answers from its script (the last answer repeats)."""
     call = Call(rt, httpx.Request("GET", "http://10.0.0.1/x", extensions=ext))
-    call.start()
     sent: list[Endpoint] = []
     for _ in range(50):
         attempt = call.begin_attempt()
@@ -105,7 +104,6 @@ def test_post_is_requeued_but_not_retried() -> None:
     """A POST whose connection never opened goes elsewhere; a 503 on it is final."""
     rt = _runtime([A, B])
     call = Call(rt, httpx.Request("POST", "http://10.0.0.1/x", content=b"{}"))
-    call.start()
     attempt = call.begin_attempt()
     assert call.attempt_failed(attempt, REFUSED) == 0.0
     second = call.begin_attempt()
@@ -175,7 +173,6 @@ def test_call_abandon_books_no_outcome() -> None:
     rt = _runtime([A], outlier={"consecutive_failures": 2})
     for _ in range(2):
         call = Call(rt, httpx.Request("GET", "http://10.0.0.1/x"))
-        call.start()
         attempt = call.begin_attempt()
         if _ == 0:
             call.record_error(attempt, httpx.ReadTimeout("t"))
@@ -191,7 +188,6 @@ def test_hedges_cannot_starve_retries_of_the_budget() -> None:
     rt = _runtime([A, B, C], budget=budget, hedge=HedgePolicy(delay=0.01))
     assert rt.hedge_budget is not None and rt.budget is not None
     call = Call(rt, httpx.Request("GET", "http://10.0.0.1/x"))
-    call.start()
     call.begin_attempt()
     assert call.may_hedge(10) is True
     assert call.may_hedge(10) is False  # the hedges' token is spent

@@ -6,15 +6,19 @@ A transport (sync or async) creates a :class:`Call` per request and drives it::
 
     call = Call(runtime, request)               # checks extensions; takes nothing
     ...                                         # DNS, bulkhead slot (the driver's)
-    call.start()                                # budget, observers (span, in-flight)
     while True:
-        attempt = call.begin_attempt()          # deadline, breaker admission, balancer pick
+        attempt = call.begin_attempt()          # the first: budget, observers (span,
+                                                # in-flight); each: deadline, breaker
+                                                # admission, balancer pick
         try:    response = send(attempt.endpoint)  # the transport's only job: I/O
         except httpx.TransportError as exc:
                 delay = call.attempt_failed(attempt, exc)  # raises when the call is over
         else:   delay = call.attempt_done(attempt, response)
                 if delay is None: return call.finish(response)
         sleep(delay)
+
+A success closes the call's books as it is recorded (``record_response``), so a driver
+may return it at once; ``finish`` then has nothing left to do for it.
 
 The call decides; the driver performs (tenacity's ``iter()`` split, h11's no-I/O style).
 Whatever ends a call early (cancellation, ``KeyboardInterrupt``, a bug) the driver calls
@@ -112,6 +116,7 @@ class Call(CallInfo):
         "admitted",
         "affinity",
         "at",
+        "begun",
         "buffer",
         "caller_timeouts",
         "clock",
@@ -191,6 +196,7 @@ class Call(CallInfo):
         # Judged before the first send: only an in-memory body can be sent again.
         self.replayable = isinstance(request.stream, httpx.ByteStream)
         self.observed = False
+        self.begun = False  # the first begin_attempt() starts the call
 
     @property
     def deadline(self) -> Deadline:
@@ -204,62 +210,65 @@ class Call(CallInfo):
             deadline.at = self.at
         return deadline
 
-    def start(self) -> None:
-        """The call is admitted past the bulkhead: count it, tell the observers."""
-        rt = self.rt
-        # The budgets run on the call's clock (ServiceRuntime builds them so): the call's
-        # arrival reading saves them a read each.
-        started = self.started
-        budget = rt.budget
-        if budget is not None:
-            # budget.record_request(started), its common case inlined: the bucket is open.
-            if started < budget.bucket_end:
-                budget.arrivals.append(None)
-            else:
-                budget.record_request(started)
-        if rt.hedge_budget is not None:
-            rt.hedge_budget.record_request(started)
-        if rt.hooks:
-            request = self.request
-            # CallInfo's fields, set one by one (``request`` and ``started`` are ours).
-            self.service = rt.name
-            self.method = request.method
-            route = self.explicit_route
-            if route is None:
-                # The route label by the raw path (httpx's private parse result, pinned in
-                # tests/test_httpx_private.py): a hit costs no percent-decoding.
-                url = request.url
-                raw = url._uri_reference.path
-                route = rt.routes.by_raw_path.get(raw)
-                if route is None:
-                    route = rt.routes.route_raw(raw, url.path)
-            else:
-                route = rt.routes.route(request.url.path, route)
-            self.route = route
-            self.attempts = 0
-            self.status_code = None
-            self.error_type = None
-            self.duration = 0.0
-            self.state = {}
-            self.observed = True
-            # The observers for this call: all of them, or (asked once, here) without the
-            # one that has nothing to do for it (tracing with no SDK; see HookTable.idle).
-            table = rt.emit
-            idle = table.idle
-            emit: Dispatch = table.lean if idle is None or idle() else table
-            self.emit = emit
-            dispatch = emit.request_start
-            if dispatch is not None:
-                try:
-                    dispatch(self)
-                except Exception:
-                    hook_failed(dispatch)
-
     # -- attempt lifecycle ----------------------------------------------------------
 
     def begin_attempt(self) -> Attempt:
-        """Admit and route the next attempt; raise when the call cannot go on."""
+        """Admit and route the next attempt; raise when the call cannot go on.
+
+        The first one also starts the call (it is past the bulkhead by then): it counts
+        the call in the retry budget and tells the observers, here rather than in a
+        method of its own (a Python call fewer per request).
+        """
         rt = self.rt
+        if not self.begun:
+            self.begun = True
+            # The budgets run on the call's clock (ServiceRuntime builds them so): the call's
+            # arrival reading saves them a read each.
+            started = self.started
+            budget = rt.budget
+            if budget is not None:
+                # budget.record_request(started), its common case inlined: the bucket is open.
+                if started < budget.bucket_end:
+                    budget.arrivals.append(None)
+                else:
+                    budget.record_request(started)
+            if rt.hedge_budget is not None:
+                rt.hedge_budget.record_request(started)
+            if rt.hooks:
+                request = self.request
+                # CallInfo's fields, set one by one (``request`` and ``started`` are ours).
+                self.service = rt.name
+                self.method = request.method
+                route = self.explicit_route
+                if route is None:
+                    # The route label by the raw path (httpx's private parse result, pinned in
+                    # tests/test_httpx_private.py): a hit costs no percent-decoding.
+                    url = request.url
+                    raw = url._uri_reference.path
+                    route = rt.routes.by_raw_path.get(raw)
+                    if route is None:
+                        route = rt.routes.route_raw(raw, url.path)
+                else:
+                    route = rt.routes.route(request.url.path, route)
+                self.route = route
+                self.attempts = 0
+                self.status_code = None
+                self.error_type = None
+                self.duration = 0.0
+                self.state = {}
+                self.observed = True
+                # The observers for this call: all of them, or (asked once, here) without the
+                # one that has nothing to do for it (tracing with no SDK; see HookTable.idle).
+                table = rt.emit
+                idle = table.idle
+                emit: Dispatch = table.lean if idle is None or idle() else table
+                self.emit = emit
+                call_event = emit.request_start
+                if call_event is not None:
+                    try:
+                        call_event(self)
+                    except Exception:
+                        hook_failed(call_event)
         # One clock reading for the deadline check and the attempt's start.
         now = self.clock()
         remaining = self.at - now if self.same_clock else self.deadline.remaining()
@@ -350,7 +359,13 @@ class Call(CallInfo):
         return self._retry_delay(status, None, response.headers)
 
     def record_response(self, attempt: Attempt, response: httpx.Response) -> bool:
-        """Book a response on the balancer and observers; True when it is a failure."""
+        """Book a response on the balancer and observers; True when it is a failure.
+
+        A success is final: the call's books are closed here too (the breaker's verdict,
+        the observers' end), so the driver may hand the response back at once, and
+        :meth:`finish` has nothing left to do for it. (Done here rather than in finish():
+        a Python call fewer on every successful call.)
+        """
         rt = self.rt
         pending = self.pending
         if len(pending) == 1 and pending[0] is attempt:  # _close(attempt)'s commonest case
@@ -379,11 +394,36 @@ class Call(CallInfo):
                     dispatch(attempt)
                 except Exception:
                     hook_failed(dispatch)
-        if rt.latencies is not None and not failed:
-            rt.latencies.add(duration)
         if failed:
             self._remember(attempt.endpoint, str(status), duration)
-        return failed
+            return True
+        if rt.latencies is not None:
+            rt.latencies.add(duration)
+        # The call's end, for a success (finish() does it for a final failure).
+        if self.admitted:
+            self.admitted = False
+            breaker = rt.breaker
+            if breaker is not None:
+                if rt.throttle is not None and status in rt.throttle.overload_statuses:
+                    # An overload status the failure codes let pass: the throttle's to judge
+                    # (see finish()); the breaker gets its admission back without a verdict.
+                    breaker.release()
+                else:
+                    breaker.record_success(
+                        now - self.started, now if breaker.clock is self.clock else None
+                    )
+        if self.observed:
+            self.observed = False  # ended once, whichever way the call leaves
+            self.status_code = status
+            self.attempts = self.number + 1
+            self.duration = now - self.started
+            call_event = self.emit.request_end
+            if call_event is not None:
+                try:
+                    call_event(self)
+                except Exception:
+                    hook_failed(call_event)
+        return False
 
     def attempt_failed(self, attempt: Attempt, exc: Exception) -> float:
         """Record a transport error; return a backoff delay or raise the final error."""
@@ -465,7 +505,8 @@ class Call(CallInfo):
     def finish(self, response: httpx.Response) -> httpx.Response:
         """Close the call's books with a final response and hand it back.
 
-        A final failure status (5xx, 429) goes to the fallback when one is configured.
+        A final failure status (5xx, 429) goes to the fallback when one is configured. A
+        success was closed when it was recorded: it comes back as it is.
         """
         rt = self.rt
         if (
@@ -480,9 +521,9 @@ class Call(CallInfo):
             self.admitted = False
             if rt.breaker is not None:
                 rt.breaker.release()
-        # The response's attempt just ended: record_response() judged its status.
-        failed = self.failed
-        if failed and rt.config.fallback is not None:
+        # The response's attempt just ended: record_response() judged its status (and
+        # closed a success's books already).
+        if self.failed and rt.config.fallback is not None:
             cause = httpx.HTTPStatusError(
                 f"{rt.name} answered {response.status_code}",
                 request=self.request,
@@ -492,29 +533,11 @@ class Call(CallInfo):
         # The response's attempt just ended: its clock reading is the call's end too.
         now = self.ended
         assert now is not None
-        # _settle() and _end() inlined (two Python calls fewer on every call's way out).
         if self.admitted:
-            self.admitted = False
-            breaker = rt.breaker
-            if breaker is not None:
-                if failed:
-                    breaker.record_failure(now - self.started)
-                else:
-                    clock = self.clock
-                    breaker.record_success(
-                        now - self.started, now if breaker.clock is clock else None
-                    )
+            self._settle(self.failed, now)
         if self.observed:
-            self.observed = False  # ended once, whichever way the call leaves
             self.status_code = response.status_code
-            self.attempts = self.number + 1
-            self.duration = now - self.started
-            dispatch = self.emit.request_end
-            if dispatch is not None:
-                try:
-                    dispatch(self)
-                except Exception:
-                    hook_failed(dispatch)
+            self._end(now)
         return response
 
     def fail(self, exc: BaseException) -> httpx.Response:
