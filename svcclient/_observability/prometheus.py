@@ -658,15 +658,32 @@ class PrometheusHooks(Hooks):
 
     def on_request_end(self, call: CallInfo) -> None:
         """Leave in flight; count a call-level error no attempt accounted for."""
-        m = self._m
         calls = self._in_flight.get(call.service)
         if calls is None:
-            calls = m.in_flight_child(call.service)
+            calls = self._m.in_flight_child(call.service)
         # contextlib.suppress would cost a context manager on every request.
         try:  # noqa: SIM105
             calls.pop()
         except IndexError:  # an end without a start: never below zero
             pass
+        self._call_failed(call)
+
+    def _call_tally(self, service: str) -> tuple[deque[None], Callable[[CallInfo], None]] | None:
+        """The pipeline's offer (see ``Dispatch.in_flight``): it appends to and pops
+        ``service``'s in-flight deque itself, and calls :meth:`_call_failed` at a call's
+        unsuccessful end instead of ``on_request_end``. None for a subclass that
+        overrides either event (its own methods then run as they are)."""
+        cls = type(self)
+        if (
+            cls.on_request_start is not PrometheusHooks.on_request_start
+            or cls.on_request_end is not PrometheusHooks.on_request_end
+        ):
+            return None
+        return self._m.in_flight_child(service), self._call_failed
+
+    def _call_failed(self, call: CallInfo) -> None:
+        """``on_request_end`` but for the in-flight count: the call-level error."""
+        m = self._m
         error_type = call.error_type
         # Attempt errors were counted in on_attempt_end; only an error that did not come
         # from the last attempt (DNS found nothing, a deadline spent while backing off) is

@@ -263,6 +263,9 @@ class Call(CallInfo):
                 idle = table.idle
                 emit: Dispatch = table.lean if idle is None or idle() else table
                 self.emit = emit
+                tally = emit.in_flight
+                if tally is not None:  # an observer's in-flight count (see Dispatch)
+                    tally.append(None)
                 call_event = emit.request_start
                 if call_event is not None:
                     try:
@@ -417,7 +420,14 @@ class Call(CallInfo):
             self.status_code = status
             self.attempts = self.number + 1
             self.duration = now - self.started
-            call_event = self.emit.request_end
+            emit = self.emit
+            tally = emit.in_flight
+            if tally is not None:  # an observer's in-flight count (see Dispatch)
+                try:  # noqa: SIM105
+                    tally.pop()
+                except IndexError:  # emptied meanwhile (a fork): never below zero
+                    pass
+            call_event = emit.request_end
             if call_event is not None:
                 try:
                     call_event(self)
@@ -663,10 +673,18 @@ class Call(CallInfo):
         )
 
     def _end(self, now: float | None = None) -> None:
+        """The observers' end of a call that did not succeed (see record_response)."""
         self.observed = False  # ended once, whichever way the call leaves
         self.attempts = self.number + 1
         self.duration = (self.clock() if now is None else now) - self.started
-        dispatch = self.emit.request_end
+        emit = self.emit
+        tally = emit.in_flight
+        if tally is not None:
+            try:  # noqa: SIM105
+                tally.pop()
+            except IndexError:  # emptied meanwhile (a fork): never below zero
+                pass
+        dispatch = emit.request_failed
         if dispatch is not None:
             try:
                 dispatch(self)

@@ -86,7 +86,7 @@ class ServiceRuntime:
         self.name = config.name
         self.clock = clock
         self.hooks = tuple(hooks)
-        self.emit = HookTable(self.hooks)
+        self.emit = HookTable(self.hooks, self.name)
         self.discovery: Discovery = discover_service(config)
         self.base_url = httpx.URL(self.discovery.url)
         host = self.base_url.host
