@@ -180,8 +180,10 @@ class Bulkhead:
     1
     """
 
-    __slots__ = ("_core", "_lock", "free", "policy", "service", "waiters")
+    __slots__ = ("_core", "_lock", "free", "max_concurrent", "policy", "service", "waiters")
 
+    max_concurrent: int
+    """Slots in all (the core's): what the sync driver's inlined release checks against."""
     free: list[None]
     """The core's free-slot tokens (the same list: a fork's reset is in place)."""
     waiters: deque[threading.Lock]
@@ -194,6 +196,7 @@ class Bulkhead:
         self._core: _BulkheadCore[threading.Lock] = _BulkheadCore(self.policy)
         self.free = self._core.free
         self.waiters = self._core.waiters
+        self.max_concurrent = self._core.max_concurrent
         self._lock = threading.Lock()
 
     @property
@@ -273,14 +276,19 @@ class Bulkhead:
             if len(free) >= core.max_concurrent:
                 raise RuntimeError("bulkhead released more times than acquired")
             free.append(None)
-            if not core.waiters:
-                return
-            with self._lock:
-                served = core.hand_over()
-        else:
-            with self._lock:
-                token = core.release()
-            served = [] if token is None else [token]
+            if core.waiters:
+                self.serve()
+            return
+        with self._lock:
+            token = core.release()
+        if token is not None:
+            token.release()
+
+    def serve(self) -> None:
+        """After a token went back with nobody queued: serve whoever queued meanwhile
+        (the sync driver calls it after its inlined release when one did)."""
+        with self._lock:
+            served = self._core.hand_over()
         for waiter in served:
             waiter.release()
 

@@ -223,7 +223,15 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
             else:
                 request.extensions[TIMEOUT] = caller_timeouts
             if bulkhead is not None:
-                bulkhead.release()
+                # bulkhead.release(), its common case inlined: nobody queued, the token
+                # back (atomic); one who queued meanwhile is then served under the lock.
+                tokens = bulkhead.free
+                if bulkhead.waiters or len(tokens) >= bulkhead.max_concurrent:
+                    bulkhead.release()  # hand the slot over (or report an over-release)
+                else:
+                    tokens.append(None)
+                    if bulkhead.waiters:
+                        bulkhead.serve()
             if rt.limiter is not None:
                 rt.limiter.release()
 
