@@ -244,11 +244,15 @@ class Dispatch:
     attempt_end: Callable[[AttemptInfo], None] | None
     in_flight: CallTally | None
 
-    def __init__(self, hooks: Sequence[Hooks], service: str | None = None) -> None:
+    def __init__(
+        self, hooks: Sequence[Hooks], service: str | None = None, untraced: bool = False
+    ) -> None:
         tally = _tally_offer(hooks, service)
         self.in_flight = None if tally is None else tally[1][0]
         for event, slot in _HOT.items():
             methods = _call_listeners(hooks, event, tally)
+            if untraced:
+                methods = tuple(_untraced(method, event) for method in methods)
             setattr(self, slot, methods[0] if len(methods) == 1 else compile_dispatch(methods))
         methods = _call_listeners(hooks, "on_request_end", tally, failed=True)
         self.request_failed = methods[0] if len(methods) == 1 else compile_dispatch(methods)
@@ -321,7 +325,18 @@ class HookTable(Dispatch):
         self.request_failed = _compile_hot("on_request_end", failed)
         gate = getattr(hooks[-1], "_idle_gate", None) if hooks else None
         self.idle = idle = gate() if gate is not None else None
-        self.lean = Dispatch(hooks if idle is None else hooks[:-1], service)
+        # A call tracing sat out has no OpenTelemetry context when the gate looked at it:
+        # an observer may then use a method that does not look again (see _untraced).
+        untraced = idle is not None and getattr(hooks[-1], "_idle_means_untraced", False)
+        self.lean = Dispatch(hooks if idle is None else hooks[:-1], service, untraced)
+
+
+def _untraced(method: Callable[..., None], event: str) -> Callable[..., None]:
+    """The observer's method for ``event`` when the call has no OpenTelemetry context:
+    what its ``_untraced(event)`` offers, else ``method`` itself."""
+    offer = getattr(getattr(method, "__self__", None), "_untraced", None)
+    replacement = offer(event) if offer is not None else None
+    return method if replacement is None else replacement
 
 
 def hook_failed(method: Callable[..., None]) -> None:

@@ -392,6 +392,12 @@ class TracingHooks(Hooks):
             return request_end
         return None
 
+    @property
+    def _idle_means_untraced(self) -> bool:
+        """For :class:`HookTable`: whether a call :meth:`_idle_gate` says True for has no
+        OpenTelemetry context (it looks at the context only when it propagates it)."""
+        return self._propagate
+
     def _idle_gate(self) -> Callable[[], bool] | None:
         """For :class:`HookTable`: a test, made once per call, that this observer has
         nothing to do for the call: no tracer, no global provider set since last seen, no

@@ -643,14 +643,40 @@ class PrometheusHooks(Hooks):
             if current is not None and current():
                 trace_id = _current_trace_id()
         if trace_id is None:
-            pending = self._duration.get(key)
-            if pending is None:
-                pending = self._m.pending(key)
-            pending.append(attempt.duration)
-            if len(pending) >= _FOLD_AT:
-                self._m.duration_child(key).fold()  # type: ignore[attr-defined]
-        else:
-            self._m.duration_child(key).observe(attempt.duration, exemplar={"trace_id": trace_id})
+            self._attempt_end_untraced(attempt)
+            return
+        self._m.duration_child(key).observe(attempt.duration, exemplar={"trace_id": trace_id})
+        error_type = attempt.error_type
+        if error_type is not None:
+            self._m.error_child(error_type, call.service).inc()
+            state[_LAST_ERROR_KEY] = error_type
+
+    def _untraced(self, event: str) -> Callable[[AttemptInfo], None] | None:
+        """For :class:`HookTable`: this observer's ``event`` method for a call known to
+        have no OpenTelemetry context (tracing sat it out, see ``HookTable.idle``), or
+        None to keep the plain one: ``on_attempt_end`` without looking for a trace id in
+        the context (an exemplar needs one). Not for a subclass that overrides it."""
+        if (
+            event == "on_attempt_end"
+            and type(self).on_attempt_end is PrometheusHooks.on_attempt_end
+        ):
+            return self._attempt_end_untraced
+        return None
+
+    def _attempt_end_untraced(self, attempt: AttemptInfo) -> None:
+        """``on_attempt_end`` with no trace id in the context: no exemplar."""
+        call = attempt.call
+        key = (call.method, call.route, attempt.status_code, call.service)
+        state = call.state
+        if state and state.get(TRACE_ID_STATE_KEY) is not None:  # an observer set one
+            self.on_attempt_end(attempt)
+            return
+        pending = self._duration.get(key)
+        if pending is None:
+            pending = self._m.pending(key)
+        pending.append(attempt.duration)
+        if len(pending) >= _FOLD_AT:
+            self._m.duration_child(key).fold()  # type: ignore[attr-defined]
         error_type = attempt.error_type
         if error_type is not None:
             self._m.error_child(error_type, call.service).inc()
