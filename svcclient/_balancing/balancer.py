@@ -35,6 +35,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
@@ -192,6 +193,7 @@ class LoadBalancer:
         "outlier",
         "pick",
         "policy",
+        "single",
         "start",
     )
 
@@ -211,6 +213,11 @@ class LoadBalancer:
     start: _Pick
     """``pick`` then ``on_start`` of the endpoint picked, returned: what the pipeline calls
     before each attempt. For least loaded over one endpoint, one function doing both."""
+
+    single: tuple[Endpoint, deque[None]] | None
+    """For least loaded over one endpoint (while no ejection is due to expire): that
+    endpoint and its in-flight count, so the pipeline may do what :attr:`start` would
+    (append to the count, take the endpoint) without the call; else None."""
 
     def __init__(
         self,
@@ -245,6 +252,7 @@ class LoadBalancer:
         self._strategy = strategy
         self.pick = strategy.pick
         self.start = self._start
+        self.single = None
 
     # -- the endpoint set ---------------------------------------------------------------
 
@@ -324,6 +332,7 @@ class LoadBalancer:
         strategy = self._strategy
         pick: _Pick
         start: _Pick = self._start
+        single = None
         if expiry != _INF:
             pick = self._pick_refreshing
         elif len(eligible) == 1 and type(strategy) is LeastLoaded:
@@ -331,12 +340,16 @@ class LoadBalancer:
             # choose, and P2C returns it without a draw or a clock read; so does this.
             pick = _always(eligible[0])
             start = _always_started(eligible[0], self._stats)
+            st = self._stats.get(eligible[0].key)
+            if st is not None:
+                single = (eligible[0], st.inflight)
         else:
             pick = strategy.pick
         # One attribute store each: a concurrent pick (or start) sees the old binding or
         # the new one.
         self.pick = pick
         self.start = start
+        self.single = single
 
     def _maybe_refresh(self) -> None:
         if self._expiry != _INF and self._clock() >= self._expiry:

@@ -415,6 +415,18 @@ class TracingHooks(Hooks):
         metrics = _otel_metrics_internal
         current = _get_current_context
 
+        if not explicit_tp and meter is None and propagate:
+            # The defaults' test, with the three settings' branches taken out.
+            def idle_by_default() -> bool:
+                return (
+                    self._tracer is None
+                    and trace._TRACER_PROVIDER is self._seen_tp
+                    and metrics._METER_PROVIDER is None
+                    and not current()
+                )
+
+            return idle_by_default
+
         def idle() -> bool:
             return (
                 self._tracer is None

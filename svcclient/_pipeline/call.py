@@ -289,10 +289,17 @@ class Call(CallInfo):
                 # Other calls opened it while this one backed off: stop retrying.
                 fire(rt.emit.on_breaker_reject, rt.name)
                 raise CircuitOpenError(rt.name, breaker.retry_after(), request=self.request)
-        try:
-            endpoint = rt.balancer.start(self.affinity, self.last_endpoint)  # pick + on_start
-        except LookupError:
-            raise rt.no_endpoint_error(self.request) from None
+        balancer = rt.balancer
+        single = balancer.single
+        if single is not None:
+            # One endpoint (balancer.start(), inlined): counted in flight and taken.
+            endpoint, in_flight = single
+            in_flight.append(None)
+        else:
+            try:
+                endpoint = balancer.start(self.affinity, self.last_endpoint)  # pick + on_start
+            except LookupError:
+                raise rt.no_endpoint_error(self.request) from None
         self.last_endpoint = endpoint
         request = self.request
         own = rt.attempt_timeout
