@@ -13,6 +13,13 @@ collected and frozen before each batch, so one workload's heap does not tax the 
 one's collections; ``PYTHONHASHSEED=0``. Nothing else in the child may call
 ``functools.reduce`` while collection is on: the dumps and the labels must pair up.
 
+A count is exact for one heap layout, not across layouts: CPython's method cache and
+dict probes follow object addresses, so what was allocated before a workload (the code
+loaded, earlier workloads) moves its count by up to some 0.3 %. ``per_call(layout=k)``
+makes the child allocate ``k`` filler objects before anything else (:func:`pad_heap`): a
+benchmark that counts each workload under a few layouts and reports the median (and the
+spread) is not at the mercy of one lucky or unlucky layout.
+
 Needs valgrind and a CPython with symbols (``functools_reduce``), such as pyenv's builds.
 """
 
@@ -33,18 +40,22 @@ from pathlib import Path
 
 __all__ = [
     "LABELS_ENV",
+    "LAYOUT_ENV",
     "ROOT",
     "Batches",
     "batch",
     "constant_clock",
     "dumps",
     "have_valgrind",
+    "pad_heap",
     "pair",
     "per_call",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS_ENV = "SVC_CALLGRIND_LABELS"  # where the child writes its labels (set by per_call)
+LAYOUT_ENV = "SVC_CALLGRIND_LAYOUT"  # filler objects the child allocates first (pad_heap)
+_FILLER: list[object] = []  # pad_heap's objects, alive for the child's life
 _TOTALS = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
 
 
@@ -60,6 +71,16 @@ def have_valgrind() -> bool:
         print("valgrind not found (apt-get install valgrind)", file=sys.stderr)
         return False
     return True
+
+
+def pad_heap() -> None:
+    """In the child, first thing: allocate ``$SVC_CALLGRIND_LAYOUT`` filler objects (strings
+    of assorted sizes, plain objects, a class per 50), so every later object sits at other
+    addresses: another heap layout (see the module docstring). 0 or unset: none."""
+    k = int(os.environ.get(LAYOUT_ENV, "0") or 0)
+    _FILLER.extend("x" * (i % 97) + str(i) for i in range(k))
+    _FILLER.extend(object() for _ in range(k))
+    _FILLER.extend(type(f"_Filler{i}", (), {}) for i in range(k // 50))
 
 
 def batch(run: Callable[[], object]) -> None:
@@ -108,11 +129,14 @@ def dumps(directory: Path) -> Iterator[int]:
         yield int(found.group(1))
 
 
-def per_call(module: str, args: Sequence[str], n: int, timeout: float) -> dict[str, float]:
+def per_call(
+    module: str, args: Sequence[str], n: int, timeout: float, layout: int = 0
+) -> dict[str, float]:
     """Run ``python -m module *args`` under callgrind; instructions per call by label.
 
     The child measures with ``Batches(n)`` and calls ``write()``; the result keeps the
-    order in which it measured.
+    order in which it measured. ``layout``: filler objects for the child's
+    :func:`pad_heap` (a child that calls it first).
     """
     with tempfile.TemporaryDirectory(prefix="svc-cg-") as tmp:
         out = Path(tmp)
@@ -129,7 +153,12 @@ def per_call(module: str, args: Sequence[str], n: int, timeout: float) -> dict[s
             module,
             *args,
         ]
-        env = {**os.environ, "PYTHONHASHSEED": "0", LABELS_ENV: str(labels_out)}
+        env = {
+            **os.environ,
+            "PYTHONHASHSEED": "0",
+            LABELS_ENV: str(labels_out),
+            LAYOUT_ENV: str(layout),
+        }
         proc = subprocess.run(
             cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
         )

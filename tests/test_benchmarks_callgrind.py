@@ -154,3 +154,24 @@ def test_affinity_guard_breaks_the_exit_code(monkeypatch: pytest.MonkeyPatch) ->
     figure["value"] = 8_448.0
     assert bal.main(["--callgrind", "--guard"]) == 0
     assert calls == [(bal.GUARD_N, True), (bal.CALLGRIND_N, False), (bal.GUARD_N, True)]
+
+
+def test_pad_heap_allocates_the_layouts_filler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child's heap layout: ``$SVC_CALLGRIND_LAYOUT`` filler objects, none when unset."""
+    before = len(_callgrind._FILLER)
+    monkeypatch.delenv(_callgrind.LAYOUT_ENV, raising=False)
+    _callgrind.pad_heap()
+    assert len(_callgrind._FILLER) == before
+    monkeypatch.setenv(_callgrind.LAYOUT_ENV, "100")
+    _callgrind.pad_heap()
+    assert len(_callgrind._FILLER) == before + 100 + 100 + 2
+    del _callgrind._FILLER[before:]
+
+
+def test_render_shows_the_ratio_over_layouts() -> None:
+    """Each guarded row carries the min-max of its per-layout ratios."""
+    result = cg.evaluate(_per(dict(cg.GOALS)))
+    result["spread"] = {s: {cg.PIPELINE: [1.001, 1.004, 1.002]} for s in cg.SCENARIOS}
+    text = cg.render(result)
+    assert text.count("1.001-1.004") == len(cg.SCENARIOS)
+    assert "n/a" in text  # the ServiceClient rows had no spread given
