@@ -251,3 +251,56 @@ def test_a_queued_caller_gets_the_slot_the_inlined_release_gives_back() -> None:
         assert result == [200]
         assert order == ["/first", "/second"]
         assert bulkhead.in_flight == 0 and bulkhead.waiting == 0
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.anyio
+async def test_async_in_flight_is_one_during_a_call_and_zero_after() -> None:
+    """The async driver's calls (plain and hedged) add to the tally once and take it
+    back once: on success, on a final failure status, on a refused connection."""
+    import anyio
+
+    from svcclient import AsyncResilientTransport, HedgePolicy
+
+    registry = CollectorRegistry()
+    during: list[float | None] = []
+    mode = {"answer": "ok"}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        during.append(_in_flight(registry))
+        if mode["answer"] == "refuse":
+            raise httpx.ConnectError("refused", request=request)
+        if mode["answer"] == "slow-first" and request.url.path == "/h" and len(during) % 2:
+            await anyio.sleep(0.5)  # the hedge (sent meanwhile) answers first
+        return httpx.Response(503 if mode["answer"] == "503" else 200)
+
+    for hedge in (None, HedgePolicy(delay=0.02, min_delay=0.01)):
+        hooks = [PrometheusHooks(registry=registry), TracingHooks()]
+        transport = AsyncResilientTransport(
+            "user-service",
+            httpx.MockTransport(handler),
+            url=URL,
+            hooks=hooks,
+            retry=RetryPolicy(attempts=2, backoff_base=0.001, backoff_cap=0.001),
+            breaker=None,
+            hedge=hedge,
+        )
+        async with httpx.AsyncClient(base_url=URL, transport=transport) as client:
+            mode["answer"] = "ok"
+            assert (await client.get("/ok")).status_code == 200
+            assert _in_flight(registry) == 0
+            mode["answer"] = "slow-first"
+            assert (await client.get("/h")).status_code == 200
+            assert _in_flight(registry) == 0
+            mode["answer"] = "503"
+            assert (await client.get("/busy")).status_code == 503
+            assert _in_flight(registry) == 0
+            mode["answer"] = "refuse"
+            with pytest.raises(httpx.ConnectError):
+                await client.get("/down")
+            assert _in_flight(registry) == 0
+    assert during and all(value == 1.0 for value in during)
