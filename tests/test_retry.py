@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from svcclient._classify import ERROR_TYPES
 from svcclient._exceptions import ConfigError
-from svcclient._policies.retry import RetryDecision, RetryPolicy, decide_retry, is_retryable_status
+from svcclient._policies.retry import RetryDecision, RetryPolicy, decide_retry
 
 # --- policy -------------------------------------------------------------------------------
 
@@ -180,13 +180,6 @@ def test_decision_reads_no_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     d = decide(p, status=503, response_headers=headers)
     monkeypatch.undo()
     assert d.retry and d.delay >= 1.0
-
-
-def test_is_retryable_status() -> None:
-    """The fast status check only looks at retry_statuses."""
-    p = RetryPolicy()
-    assert is_retryable_status(p, 503)
-    assert not is_retryable_status(p, 500)
 
 
 # --- decision -----------------------------------------------------------------------------

@@ -132,10 +132,6 @@ class EndpointHealth:
         self.unhealthy = False  # failed the last active health check
         self.next_check = now  # active check due at (new endpoints: right away)
 
-    @property
-    def excluded(self) -> bool:
-        return self.ejected or self.unhealthy
-
 
 class OutlierDetector:
     """Per-endpoint failure counting, ejection and health-check schedule (no I/O).

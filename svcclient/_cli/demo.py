@@ -78,10 +78,6 @@ class Pods:
         """The port of the first pod (all pods' port when ``shared_port``)."""
         return self.servers[0].port
 
-    def by_endpoint(self) -> dict[str, FaultServer]:
-        """``"127.0.0.2:8080" -> server``."""
-        return {Endpoint(s.host, s.port).key: s for s in self.servers}
-
     def stop(self) -> None:
         """Stop every pod."""
         for server in self.servers:

@@ -276,11 +276,6 @@ class TracingHooks(Hooks):
 
     # -- provider resolution -------------------------------------------------------------
 
-    def _current_tracer(self) -> Tracer | None:
-        if not self._explicit_tp and _global_tracer_provider() is not self._seen_tp:
-            self._resolve_global()
-        return self._tracer
-
     def _resolve_global(self) -> None:
         # The global provider is set at most once per process: this runs once or twice.
         tp = _global_tracer_provider()
@@ -443,7 +438,7 @@ class TracingHooks(Hooks):
         """Open the logical call's INTERNAL span (only when a real tracer exists)."""
         if not self._call_span:
             return
-        # _current_tracer(), inlined.
+        # A global tracer provider set since the last look? Then resolve the tracer again.
         if (
             not self._explicit_tp
             and (_otel_trace._TRACER_PROVIDER if _TP_SLOT else _global_tracer_provider())
@@ -497,7 +492,7 @@ class TracingHooks(Hooks):
 
     def on_attempt_start(self, attempt: AttemptInfo) -> None:
         """Open the attempt's CLIENT span and inject its trace context into the headers."""
-        # Inlined _current_tracer(): this line is most of the no-SDK cost.
+        # A global tracer provider set since the last look? (most of the no-SDK cost)
         if (
             not self._explicit_tp
             and (_otel_trace._TRACER_PROVIDER if _TP_SLOT else _global_tracer_provider())

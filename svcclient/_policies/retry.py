@@ -66,7 +66,6 @@ __all__ = [
     "RetryDecision",
     "RetryPolicy",
     "decide_retry",
-    "is_retryable_status",
 ]
 
 DEFAULT_RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
@@ -230,11 +229,6 @@ class RetryDecision:
     retry: bool
     delay: float
     reason: str
-
-
-def is_retryable_status(policy: RetryPolicy, status: int) -> bool:
-    """Whether ``status`` is one the policy may retry (before idempotency and budget)."""
-    return status in policy.retry_statuses
 
 
 def _stop(reason: str) -> RetryDecision:

@@ -474,12 +474,6 @@ class FaultServer:
         with self._lock:
             self._queue.extend(items)
 
-    def reset_faults(self) -> None:
-        """Drop queued faults and go back to ``Fault.ok()`` (listening)."""
-        with self._lock:
-            self._queue.clear()
-        self.set_fault(Fault.ok())
-
     def refuse(self) -> None:
         """Close the listening socket and every open connection: new connections get
         ECONNREFUSED, as when the process behind the port has died."""
