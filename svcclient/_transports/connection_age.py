@@ -22,6 +22,10 @@ httpcore closes that connection and dials a new one. A request in flight is neve
 interrupted: the question is asked only of idle connections. (HTTP/2 connections do not
 ask; they keep their age.)
 
+The backends are written once, async (:mod:`._async.connection_age`), and the sync ones
+generated from them (:mod:`._sync.connection_age`, by ``scripts/unasync.py``); the
+retirement time itself is :mod:`.retirement`'s.
+
 svcclient's pools (:mod:`.pinned`) keep the retirement time on the stream wrapper that
 also caps each socket operation, so a read or write passes one wrapper, not two; the
 backends here wrap streams that are not capped (HTTP/2 pools) and any other backend.
@@ -29,179 +33,8 @@ backends here wrap streams that are not capped (HTTP/2 pools) and any other back
 
 from __future__ import annotations
 
-import random
-import time
-import typing
-from collections.abc import Callable, Iterable
-
-import httpcore
+from ._async.connection_age import AgedAsyncBackend
+from ._sync.connection_age import AgedBackend
+from .retirement import DEFAULT_JITTER, Retirement
 
 __all__ = ["DEFAULT_JITTER", "AgedAsyncBackend", "AgedBackend", "Retirement"]
-
-DEFAULT_JITTER = 0.1
-
-SocketOption = (
-    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
-)
-Clock = Callable[[], float]
-
-
-class Retirement:
-    """When a new connection should retire: ``now + max_age * U(1 - jitter, 1 + jitter)``."""
-
-    __slots__ = ("clock", "jitter", "max_age", "random")
-
-    def __init__(self, max_age: float, jitter: float, clock: Clock, rng: random.Random) -> None:
-        self.max_age = max_age
-        self.jitter = jitter
-        self.clock = clock
-        self.random = rng.random
-
-    def at(self) -> float:
-        spread = 1.0 + self.jitter * (2.0 * self.random() - 1.0)
-        return self.clock() + self.max_age * spread
-
-
-class _AgedStream(httpcore.NetworkStream):
-    __slots__ = ("_inner", "_retire", "retire_at")
-
-    def __init__(self, inner: httpcore.NetworkStream, retire: Retirement, at: float) -> None:
-        self._inner = inner
-        self._retire = retire
-        self.retire_at = at
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, timeout)
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, timeout)
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: typing.Any,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        tls = self._inner.start_tls(ssl_context, server_hostname, timeout)
-        return _AgedStream(tls, self._retire, self.retire_at)
-
-    def get_extra_info(self, info: str) -> typing.Any:
-        if info == "is_readable" and self._retire.clock() >= self.retire_at:
-            return True  # httpcore then closes this idle connection instead of reusing it
-        return self._inner.get_extra_info(info)
-
-
-class _AsyncAgedStream(httpcore.AsyncNetworkStream):
-    __slots__ = ("_inner", "_retire", "retire_at")
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream, retire: Retirement, at: float) -> None:
-        self._inner = inner
-        self._retire = retire
-        self.retire_at = at
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: typing.Any,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        return _AsyncAgedStream(tls, self._retire, self.retire_at)
-
-    def get_extra_info(self, info: str) -> typing.Any:
-        if info == "is_readable" and self._retire.clock() >= self.retire_at:
-            return True
-        return self._inner.get_extra_info(info)
-
-
-class AgedBackend(httpcore.NetworkBackend):
-    """Wraps a network backend so its connections retire after ``max_age`` (± jitter).
-
-    ``clock`` is the service's clock (injectable in tests); ``rng`` seeds the jitter.
-    """
-
-    def __init__(
-        self,
-        inner: httpcore.NetworkBackend,
-        max_age: float,
-        *,
-        jitter: float = DEFAULT_JITTER,
-        clock: Clock = time.monotonic,
-        rng: random.Random | None = None,
-    ) -> None:
-        self._inner = inner
-        self._retire = Retirement(max_age, jitter, clock, rng or random.Random())
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[SocketOption] | None = None,
-    ) -> httpcore.NetworkStream:
-        stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _AgedStream(stream, self._retire, self._retire.at())
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[SocketOption] | None = None,
-    ) -> httpcore.NetworkStream:  # pragma: no cover - svcclient pools dial TCP
-        stream = self._inner.connect_unix_socket(path, timeout, socket_options)
-        return _AgedStream(stream, self._retire, self._retire.at())
-
-    def sleep(self, seconds: float) -> None:  # pragma: no cover - httpcore's retries only
-        self._inner.sleep(seconds)
-
-
-class AgedAsyncBackend(httpcore.AsyncNetworkBackend):
-    """The async twin of :class:`AgedBackend`."""
-
-    def __init__(
-        self,
-        inner: httpcore.AsyncNetworkBackend,
-        max_age: float,
-        *,
-        jitter: float = DEFAULT_JITTER,
-        clock: Clock = time.monotonic,
-        rng: random.Random | None = None,
-    ) -> None:
-        self._inner = inner
-        self._retire = Retirement(max_age, jitter, clock, rng or random.Random())
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _AsyncAgedStream(stream, self._retire, self._retire.at())
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:  # pragma: no cover
-        stream = await self._inner.connect_unix_socket(path, timeout, socket_options)
-        return _AsyncAgedStream(stream, self._retire, self._retire.at())
-
-    async def sleep(self, seconds: float) -> None:  # pragma: no cover
-        await self._inner.sleep(seconds)
