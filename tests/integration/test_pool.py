@@ -215,3 +215,31 @@ def test_sync_waiter_that_times_out_leaks_nothing(
         assert client.get("/after").status_code == 200
         assert (transport._pool._core.slots, list(transport._pool._core.waiters)) == (1, [])
     assert server.accepted == 1
+
+
+def test_sync_waiter_interrupted_while_waiting_leaks_nothing(
+    fault_server: Callable[..., FaultServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync waiter whose wait is interrupted (KeyboardInterrupt, or any error) leaves
+    the queue, as an async waiter that is cancelled does: the connection then serves the
+    next request. (Before the sync pool was generated from the async one, such a waiter
+    stayed queued and took the next connection given back, which nobody used again.)"""
+    from svcclient._transports._sync import pool
+
+    class Interrupted(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            raise KeyboardInterrupt
+
+    server = fault_server()
+    transport = PinnedTransport(None, _options(1, 1))  # type: ignore[arg-type]
+    with httpx.Client(transport=transport, base_url=server.url) as client:
+        with client.stream("GET", "/held") as held:
+            with monkeypatch.context() as patch:
+                patch.setattr(pool.threading, "Event", Interrupted)
+                with pytest.raises(KeyboardInterrupt):
+                    client.get("/interrupted")
+            assert list(transport._pool._core.waiters) == []
+            held.read()
+        assert client.get("/after").status_code == 200
+        assert (transport._pool._core.slots, list(transport._pool._core.waiters)) == (1, [])
+    assert server.accepted == 1
