@@ -157,7 +157,7 @@ def test_one_wrapper_caps_and_retires_a_pooled_http1_socket() -> None:
     is_readable (retire me) once its age is past, and not before."""
     import random
 
-    from svcclient._transports import pinned
+    from svcclient._transports._sync import pinned
     from svcclient._transports.connection_age import AgedBackend, Retirement
 
     now = [0.0]
