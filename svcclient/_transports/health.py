@@ -5,7 +5,9 @@ outlier detector (``due_health_checks`` / ``mark_health``); this module only sen
 probes, from a daemon thread: the sync transport's thread sends them itself; the async
 transport's thread wakes on the interval and runs each round of probes on the caller's
 event loop (``anyio.from_thread`` with the loop's token), so it works on asyncio and
-trio alike and needs no task group that would outlive a request.
+trio alike and needs no task group that would outlive a request. The two rounds
+(``_round``) are twins of a dozen lines that differ only in the I/O (the async one
+awaits under a timer); each stops between probes once closed.
 A probe is a GET of ``OutlierPolicy.health_check_path`` with the service's Host header;
 2xx and 3xx pass, anything else (or no answer within the timeout) fails.
 """
@@ -64,16 +66,23 @@ class HealthChecker:
     def _loop(self) -> None:
         interval, timeout = _period(self._rt)
         while not self._stop.is_set():
-            for endpoint in self._rt.balancer.due_health_checks():
-                healthy = False
-                try:
-                    response = self._send(endpoint, probe_request(self._rt, timeout))
-                    healthy = _passed(response.status_code)
-                    response.close()
-                except httpx.HTTPError as exc:
-                    log.info("%s: health check of %s failed: %s", self._rt.name, endpoint, exc)
-                self._rt.balancer.mark_health(endpoint, healthy)
+            self._round(timeout)
             self._stop.wait(min(interval / 4, 1.0))
+
+    def _round(self, timeout: float) -> None:
+        # the I/O of AsyncHealthChecker._round, without the event loop: keep them alike
+        rt = self._rt
+        for endpoint in rt.balancer.due_health_checks():
+            if self._stop.is_set():
+                return
+            healthy = False
+            try:
+                response = self._send(endpoint, probe_request(rt, timeout))
+                healthy = _passed(response.status_code)
+                response.close()
+            except httpx.HTTPError as exc:
+                log.info("%s: health check of %s failed: %s", rt.name, endpoint, exc)
+            rt.balancer.mark_health(endpoint, healthy)
 
     def close(self) -> None:
         """Stop probing and wait (bounded) for the thread to finish."""
@@ -114,6 +123,7 @@ class AsyncHealthChecker:
             self._stop.wait(min(interval / 4, 1.0))
 
     async def _round(self, timeout: float) -> None:
+        # HealthChecker._round with a timer: the send is held to the timeout on any loop
         import anyio
 
         rt = self._rt

@@ -69,3 +69,45 @@ async def test_async_health_checks_probe_the_health_path(
     assert seen >= 2
     time.sleep(0.3)
     assert server.count(path="/ready") == seen  # the task stopped with the client
+
+
+def test_a_closed_sync_checker_sends_no_more_probes_in_its_round() -> None:
+    """Once closed, the sync checker stops between two probes of a round, as the async
+    one does (it used to probe every endpoint due before looking)."""
+    import threading
+    from types import SimpleNamespace
+
+    import httpx
+
+    from svcclient._transports.health import HealthChecker
+
+    due = [Endpoint("10.0.0.1", 80), Endpoint("10.0.0.2", 80), Endpoint("10.0.0.3", 80)]
+    marked: list[tuple[Endpoint, bool]] = []
+    sent: list[Endpoint] = []
+    rounds = iter([due])
+    rt = SimpleNamespace(
+        name="svc",
+        base_url=httpx.URL("http://svc"),
+        config=SimpleNamespace(
+            timeout=1.0,
+            outlier=SimpleNamespace(health_check_path="/h", health_check_interval=60.0),
+        ),
+        balancer=SimpleNamespace(
+            due_health_checks=lambda: next(rounds, []),
+            mark_health=lambda endpoint, healthy: marked.append((endpoint, healthy)),
+        ),
+    )
+    stopping = threading.Event()
+    checker: list[HealthChecker] = []
+
+    def send(endpoint: Endpoint, request: httpx.Request) -> httpx.Response:
+        sent.append(endpoint)
+        stopping.wait(5.0)
+        checker[0]._stop.set()  # closed while this probe was in flight
+        return httpx.Response(200, request=request)
+
+    checker.append(HealthChecker(rt, send))  # type: ignore[arg-type]
+    stopping.set()
+    checker[0].close()
+    assert sent == due[:1]
+    assert marked == [(due[0], True)]
