@@ -6,8 +6,11 @@ never times.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sys
 import threading
+import types
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -243,3 +246,46 @@ def test_sync_waiter_interrupted_while_waiting_leaks_nothing(
         assert client.get("/after").status_code == 200
         assert (transport._pool._core.slots, list(transport._pool._core.waiters)) == (1, [])
     assert server.accepted == 1
+
+
+@contextlib.contextmanager
+def _pool_calls() -> Iterator[list[int]]:
+    """Counts Python calls (and generator resumptions) in the pool modules meanwhile."""
+    seen = [0]
+
+    def profile(frame: types.FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code.co_filename.endswith(
+            ("_sync/pool.py", "_async/pool.py")
+        ):
+            seen[0] += 1
+
+    sys.setprofile(profile)
+    try:
+        yield seen
+    finally:
+        sys.setprofile(None)
+
+
+def test_python_calls_per_request_in_the_pools(fault_server: Callable[..., FaultServer]) -> None:
+    """One keep-alive request costs the sync pool 9 Python calls and the async pool 14
+    (acquire, give back, the body's iteration and close; the async one's coroutines
+    resume once per await). The sync pool closes and wakes nothing when there is nothing
+    to close or wake, as the async one does (12 calls before it was generated from the
+    async pool). Fails when either count grows."""
+    server = fault_server()
+    transport = PinnedTransport(None, _options(4, 4))  # type: ignore[arg-type]
+    with httpx.Client(transport=transport, base_url=server.url) as client:
+        client.get("/warm")
+        with _pool_calls() as seen:
+            client.get("/x")
+        assert seen == [9]
+
+    async def send() -> list[int]:
+        transport = AsyncPinnedTransport(None, _options(4, 4))  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url=server.url) as client:
+            await client.get("/warm")
+            with _pool_calls() as seen:
+                await client.get("/x")
+            return seen
+
+    assert anyio.run(send) == [14]
