@@ -83,16 +83,18 @@ def took_back(entry: Entry, exc: BaseException | None) -> bool:
 class LoopTimer:
     """The timed awaits of one owner on one asyncio loop, and one timer for all of them.
 
-    Hot paths add and delete entries inline (see the module docstring)::
+    A timed await is an entry added before it and removed after it::
 
-        loop_time = timer.now  # an attribute read, then a call: ``timer.now()`` would be
-        deadline = loop_time() + timeout  # a method lookup CPython cannot specialise
-        entry = (task, deadline, task.cancelling())
-        key = timer.last = timer.last + 1  # one loop's thread only: no lock, no counter
-        timer.calls[key] = entry
-        if deadline < timer.when:
-            timer.arm(deadline)
-        ...  # the await; then ``del timer.calls[key]`` (KeyError: the timer fired)
+        key, entry = timer.add(task, deadline)  # deadline on the loop's clock (timer.now)
+        try:
+            result = await something
+        except BaseException as exc:
+            if timer.remove(key, entry, exc):
+                raise TimeoutError from exc  # the timer fired: a timeout, not a cancellation
+            raise
+        timer.remove(key, entry, None)  # True: the await swallowed the timer's cancellation
+
+    :func:`within` is that protocol for one awaitable.
     """
 
     __slots__ = ("calls", "grace", "handle", "last", "loop", "now", "shared_clock", "when")
@@ -117,6 +119,26 @@ class LoopTimer:
         # it is due now (else the timer would re-arm for it and spin until then).
         self.grace = max(time.get_clock_info("monotonic").resolution, 1e-6)
 
+    def add(self, task: asyncio.Task[Any], deadline: float) -> tuple[int, Entry]:
+        """Time ``task``'s await until ``deadline`` (the loop's clock): its key and entry."""
+        entry = (task, deadline, task.cancelling())
+        # Only tasks of ``loop`` (one thread) add entries and an insert has no await in it:
+        # an int attribute is the key counter.
+        key = self.last = self.last + 1
+        self.calls[key] = entry
+        if deadline < self.when:
+            self.arm(deadline)
+        return key, entry
+
+    def remove(self, key: int, entry: Entry, exc: BaseException | None) -> bool:
+        """The await ended (raising ``exc``, or None when it returned): True when the timer
+        had fired for it and its cancellation was the timer's alone (taken back here)."""
+        try:
+            del self.calls[key]
+        except KeyError:  # the timer fired (and popped it)
+            return took_back(entry, exc)
+        return False
+
     def arm(self, deadline: float) -> None:
         """Fire at ``deadline`` (earlier than the timer is armed for, or not armed)."""
         if self.handle is not None:
@@ -140,28 +162,15 @@ async def within(
     timer: LoopTimer, task: asyncio.Task[Any], awaitable: Awaitable[_T], seconds: float
 ) -> _T:
     """``await awaitable`` in ``task``, cancelled by ``timer`` after ``seconds``: raises
-    ``TimeoutError`` when it fired (a cancellation from elsewhere goes on as it is).
-
-    The entry protocol above as one call, for awaits that are not the hottest path (each
-    chunk of a streamed body); the drivers and the breaker inline it instead.
-    """
-    entry = (task, timer.now() + seconds, task.cancelling())
-    calls = timer.calls
-    key = timer.last = timer.last + 1
-    calls[key] = entry
-    if entry[DEADLINE] < timer.when:
-        timer.arm(entry[DEADLINE])
+    ``TimeoutError`` when it fired (a cancellation from elsewhere goes on as it is). A
+    result that came back although the timer fired (the awaitable swallowed the
+    cancellation) stands, as with ``asyncio.timeout``."""
+    key, entry = timer.add(task, timer.now() + seconds)
     try:
         result = await awaitable
     except BaseException as exc:
-        try:
-            del calls[key]
-        except KeyError:  # the timer fired (and popped it)
-            if took_back(entry, exc):
-                raise TimeoutError from exc
+        if timer.remove(key, entry, exc):
+            raise TimeoutError from exc
         raise
-    try:
-        del calls[key]
-    except KeyError:
-        took_back(entry, None)  # the awaitable swallowed the timer's cancellation
+    timer.remove(key, entry, None)
     return result

@@ -238,7 +238,7 @@ def test_a_queued_caller_gets_the_slot_the_inlined_release_gives_back() -> None:
         result: list[int] = []
         second = threading.Thread(target=lambda: result.append(client.get("/second").status_code))
         second.start()
-        bulkhead = transport._bulkhead
+        bulkhead = transport.runtime.bulkhead
         assert bulkhead is not None
         for _ in range(1000):
             if bulkhead.waiting:

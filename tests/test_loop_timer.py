@@ -55,7 +55,7 @@ async def test_each_hanging_attempt_ends_at_its_timeout_and_is_retried() -> None
         with pytest.raises(httpx.TimeoutException):
             await client.get("/x")
         took = time.monotonic() - started
-        bulkhead = client.resilient._bulkhead
+        bulkhead = client.resilient.runtime.bulkhead
         assert bulkhead is not None and bulkhead.in_flight == 0
     assert len(seen) == 3, "every attempt was bounded and retried"
     assert 0.55 <= took < 10.0, f"took {took:.3f} s"
@@ -120,7 +120,7 @@ async def test_outside_cancellation_is_not_turned_into_a_timeout() -> None:
             tg.start_soon(call)
             await started.wait()
             tg.cancel_scope.cancel()
-        bulkhead = client.resilient._bulkhead
+        bulkhead = client.resilient.runtime.bulkhead
         assert bulkhead is not None and bulkhead.in_flight == 0
     assert attempts == 1
     assert len(errors) == 1 and isinstance(errors[0], anyio.get_cancelled_exc_class())

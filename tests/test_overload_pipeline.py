@@ -166,10 +166,10 @@ def test_limiter_slot_is_released_on_every_exit() -> None:
 def test_concurrency_replaces_the_static_bulkhead_in_the_driver() -> None:
     """With an adaptive limit the driver keeps no static bulkhead."""
     with _client(_status(200), concurrency=ConcurrencyPolicy()) as client:
-        assert client.resilient._bulkhead is None
+        assert client.resilient.runtime.bulkhead is None
         assert client.resilient.runtime.limiter is not None
     with _client(_status(200)) as client:
-        assert client.resilient._bulkhead is not None
+        assert client.resilient.runtime.bulkhead is not None
         assert client.resilient.runtime.limiter is None
 
 

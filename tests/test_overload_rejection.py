@@ -211,7 +211,7 @@ def test_a_full_bulkhead_leaves_no_garbage_for_the_cyclic_gc() -> None:
         bulkhead=BulkheadPolicy(max_concurrent=1, max_waiting=0),
     )
     with ServiceClient(config, transport=httpx.MockTransport(_never_sent), hooks=[]) as client:
-        bulkhead = client.resilient._bulkhead
+        bulkhead = client.resilient.runtime.bulkhead
         assert bulkhead is not None and bulkhead.try_acquire()  # the only slot, taken
 
         def rejected() -> None:
@@ -236,11 +236,11 @@ def test_async_full_bulkhead_leaves_no_garbage_for_the_cyclic_gc() -> None:
     )
 
     def take_the_slot(client: AsyncServiceClient) -> None:
-        assert client.resilient._bulkhead is not None
-        assert client.resilient._bulkhead.try_acquire()
+        assert client.resilient.runtime.bulkhead is not None
+        assert client.resilient.runtime.bulkhead.try_acquire()
 
     def give_it_back(client: AsyncServiceClient) -> None:
-        assert client.resilient._bulkhead is not None
-        client.resilient._bulkhead.release()
+        assert client.resilient.runtime.bulkhead is not None
+        client.resilient.runtime.bulkhead.release()
 
     assert _async_garbage_after(config, take_the_slot, BulkheadFullError, give_it_back) == 0

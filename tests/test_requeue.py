@@ -11,7 +11,8 @@ from svcclient import BalancingPolicy, BudgetPolicy, HedgePolicy, OutlierPolicy,
 from svcclient._balancing.balancer import LoadBalancer
 from svcclient._balancing.requeue import may_requeue, requeue_cap
 from svcclient._endpoint import Endpoint
-from svcclient._pipeline.call import Call
+from svcclient._pipeline.actions import Sleep
+from svcclient._pipeline.call import Attempt, Call
 from svcclient._pipeline.service_state import ServiceRuntime
 
 A, B, C = (Endpoint(f"10.0.0.{i}", 80) for i in (1, 2, 3))
@@ -26,23 +27,25 @@ def _runtime(endpoints: list[Endpoint], **overrides: object) -> ServiceRuntime:
 
 
 def _drive(rt: ServiceRuntime, answer: dict[Endpoint, list[int | Exception]], **ext: object):
-    """Run one call: each endpoint answers from its script (the last answer repeats)."""
+    """Run one call as a driver does (sleeping nowhere): each endpoint answers from its
+    script (the last answer repeats). The call's answer: a response or an error."""
     call = Call(rt, httpx.Request("GET", "http://10.0.0.1/x", extensions=ext))
     sent: list[Endpoint] = []
+    action = call.next()
     for _ in range(50):
-        attempt = call.begin_attempt()
-        sent.append(attempt.endpoint)
-        script = answer[attempt.endpoint]
+        if isinstance(action, Sleep):
+            action = call.next()
+            continue
+        if not isinstance(action, Attempt):
+            call.close()
+            return action, sent, call
+        sent.append(action.endpoint)
+        script = answer[action.endpoint]
         reply = script.pop(0) if len(script) > 1 else script[0]
         if isinstance(reply, Exception):
-            try:
-                call.attempt_failed(attempt, reply)
-            except httpx.TransportError as exc:
-                return exc, sent, call
-            continue
-        response = httpx.Response(reply)
-        if call.attempt_done(attempt, response) is None:
-            return call.finish(response), sent, call
+            action = call.failed(action, reply)
+        else:
+            action = call.responded(action, httpx.Response(reply))
     raise AssertionError("the call never ended")
 
 
@@ -104,10 +107,13 @@ def test_post_is_requeued_but_not_retried() -> None:
     """A POST whose connection never opened goes elsewhere; a 503 on it is final."""
     rt = _runtime([A, B])
     call = Call(rt, httpx.Request("POST", "http://10.0.0.1/x", content=b"{}"))
-    attempt = call.begin_attempt()
-    assert call.attempt_failed(attempt, REFUSED) == 0.0
-    second = call.begin_attempt()
-    assert call.attempt_done(second, httpx.Response(503)) is None
+    attempt = call.next()
+    assert isinstance(attempt, Attempt)
+    assert call.failed(attempt, REFUSED) == Sleep(0.0)  # a requeue: no backoff
+    second = call.next()
+    assert isinstance(second, Attempt) and second.endpoint != attempt.endpoint
+    final = call.responded(second, httpx.Response(503))
+    assert isinstance(final, httpx.Response) and final.status_code == 503
 
 
 @pytest.mark.parametrize(

@@ -131,8 +131,8 @@ def test_bad_extensions_take_no_slot_admission_or_span() -> None:
                 client.get("/x", extensions={"deadline": "1.5s"} if i % 2 else {"route": 1})
         assert client.get("/x").status_code == 200
         rt = client.resilient.runtime
-        assert client.resilient._bulkhead is not None
-        assert client.resilient._bulkhead.in_flight == 0
+        assert client.resilient.runtime.bulkhead is not None
+        assert client.resilient.runtime.bulkhead.in_flight == 0
         assert rt.breaker is not None and rt.breaker.stats.calls == 1
     assert (opened.calls, opened.attempts) == (0, 0)
 
@@ -173,7 +173,7 @@ def test_interrupt_anywhere_releases_slot_admission_gauge_and_spans(where: str) 
         for _ in range(3):
             with pytest.raises(Boom):
                 client.get("/x")
-        bulkhead = client.resilient._bulkhead
+        bulkhead = client.resilient.runtime.bulkhead
         breaker = client.resilient.runtime.breaker
         assert bulkhead is not None and bulkhead.in_flight == 0
         assert breaker is not None and breaker.stats.calls == 0
@@ -211,7 +211,7 @@ async def test_cancelled_async_call_releases_everything() -> None:
             tg.start_soon(client.get, "/x")
             await started.wait()
             tg.cancel_scope.cancel()
-        bulkhead = client.resilient._bulkhead
+        bulkhead = client.resilient.runtime.bulkhead
         breaker = client.resilient.runtime.breaker
         assert bulkhead is not None and bulkhead.in_flight == 0
         assert breaker is not None and breaker.stats.calls == 0

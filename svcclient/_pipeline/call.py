@@ -1,29 +1,41 @@
-"""The I/O-free core of one call: deadline, retry, breaker, endpoint choice, observers.
+"""The I/O-free core of one call: every decision a request's pipeline makes, in one place.
 
 Theory of operation
 -------------------
-A transport (sync or async) creates a :class:`Call` per request and drives it::
+A driver (sync or async; it owns the sockets, the sleeping and the waiting) creates a
+:class:`Call` per request and performs what it asks for (h11's rule: everything that
+decides lives here, the driver only acts; tenacity's ``iter()`` split)::
 
-    call = Call(runtime, request)               # checks extensions; takes nothing
-    ...                                         # DNS, bulkhead slot (the driver's)
-    while True:
-        attempt = call.begin_attempt()          # the first: budget, observers (span,
-                                                # in-flight); each: deadline, breaker
-                                                # admission, balancer pick
-        try:    response = send(attempt.endpoint)  # the transport's only job: I/O
-        except httpx.TransportError as exc:
-                delay = call.attempt_failed(attempt, exc)  # raises when the call is over
-        else:   delay = call.attempt_done(attempt, response)
-                if delay is None: return call.finish(response)
-        sleep(delay)
+    call = Call(runtime, request)          # checks the extensions; takes nothing
+    action = call.next()
+    try:
+        while True:
+            match action:
+                case Attempt():            # send it, then report the outcome
+                    action = call.responded(attempt, response)  # or call.failed(attempt, exc)
+                case Sleep():   sleep;                     action = call.next()
+                case Resolve(): DNS;                       action = call.resolved(...)
+                case AwaitResolution() | AwaitSlot(): wait; action = call.next()
+                case Fallback(): return action.run()
+                case httpx.Response(): return action
+                case BaseException(): raise action
+    except BaseException as exc:
+        call.cancel(exc)                   # an end without a verdict (cancelled, a bug)
+        raise
+    finally:
+        call.close()                       # slots back, the caller's timeouts back
 
-A success closes the call's books as it is recorded (``record_response``), so a driver
-may return it at once; ``finish`` then has nothing left to do for it.
+(:mod:`svcclient._pipeline.actions` lists the actions.) ``next()`` walks the call's
+stages once each: adaptive throttling, DNS (a refresh when the TTL ran out, or a wait for
+another caller's first lookup), the concurrency limit, the bulkhead, then attempts. Each
+attempt is admitted (deadline, breaker), routed (balancer) and timed (per-attempt
+timeout capped by the deadline); its outcome feeds the balancer, the overload policies
+and the observers, and decides between the response, a backoff (:class:`Sleep`), a
+requeue (``Sleep(0)``: a connection that never opened goes elsewhere without using an
+attempt) and the call's end (the fallback, or the error).
 
-The call decides; the driver performs (tenacity's ``iter()`` split, h11's no-I/O style).
-Whatever ends a call early (cancellation, ``KeyboardInterrupt``, a bug) the driver calls
-:meth:`Call.cancel`, which gives the breaker admission back and ends every observer
-event still open (the call's span and in-flight gauge, every attempt's span).
+A success closes the call's books as it is recorded (``record_response``), so its
+response goes back to the driver at once.
 
 One clock: the deadline, attempt and call durations (metrics, the breaker's slow-call
 rule) all read ``runtime.clock``, so one fake clock drives every time-based rule.
@@ -33,15 +45,13 @@ is recorded once. A refused connection that a retry turns into a success on anot
 is the outlier detector's business (it ejects that pod), not evidence that the service
 is down; counting it would let one dead pod out of three open the breaker for all.
 While a call retries, an open breaker (opened by other calls) stops further attempts.
-The happy path is one breaker admission, one balancer pick, one outcome record: no
-tenacity loop is entered unless an attempt fails, and then only its wait strategy is used.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 
 import httpx
 
@@ -50,8 +60,11 @@ from .._classify import classify_error
 from .._endpoint import Endpoint
 from .._exceptions import (
     AttemptRecord,
+    BulkheadFullError,
     CircuitOpenError,
+    ConcurrencyLimitError,
     DeadlineExceeded,
+    ThrottledError,
 )
 from .._observability.hooks import AttemptInfo, CallInfo, Dispatch, fire, hook_failed
 from .._policies.breaker.machine import OPEN
@@ -59,18 +72,35 @@ from .._policies.deadline import Deadline
 from .._policies.retry import decide_retry
 from . import extensions as _ext
 from . import testmode as _testmode
+from .actions import AwaitResolution, AwaitSlot, Fallback, Resolve, Sleep
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .._discovery.dns import Resolution
+    from .._policies.bulkhead import AsyncBulkhead, Bulkhead
+    from .._policies.hedge import HedgePolicy
+    from .hedging import Race
     from .service_state import ServiceRuntime
 
-__all__ = ["Attempt", "Call", "Passthrough", "retargeted"]
+Action = Union[
+    "Attempt",
+    "Race",
+    Sleep,
+    Resolve,
+    AwaitResolution,
+    AwaitSlot,
+    Fallback,
+    httpx.Response,
+    BaseException,
+]
+"""What :meth:`Call.next` and the reporting methods hand the driver (see .actions)."""
+
+__all__ = ["Action", "Attempt", "Call", "Passthrough", "retargeted"]
 
 log = logging.getLogger("svcclient")
 
 _wall = time.time
-_new = object.__new__
 # The extension names as module globals: one load each on the hot path, not two.
 _RETRY = _ext.RETRY
 _DEADLINE = _ext.DEADLINE
@@ -79,6 +109,15 @@ _AFFINITY_KEY = _ext.AFFINITY_KEY
 _TIMEOUT = _ext.TIMEOUT
 _BUFFER = _ext.BUFFER
 _TIMEOUT_ERRORS = ("read_timeout", "connect_timeout")
+
+# A call's stages, in order (Call.stage); next() walks each once.
+_NEW = 0  # adaptive throttling's verdict is next
+_RESOLVING = 1  # DNS: a refresh due, or another caller's first lookup to wait for
+_REFRESHING = 2  # the driver is resolving for this call (it holds the refresh turn)
+_ADMITTING = 3  # the concurrency limit and the bulkhead
+_QUEUED = 4  # the driver waits for a bulkhead slot
+_SENDING = 5  # attempts
+_ENDED = 6  # the call has its answer (or its error)
 
 
 class Attempt(AttemptInfo):
@@ -123,21 +162,26 @@ class Call(CallInfo):
         "emit",
         "ended",
         "explicit_route",
-        "failed",
         "history",
         "last_endpoint",
+        "limited",
         "number",
         "observed",
         "opt_in",
         "pending",
+        "race_policy",
         "replayable",
         "requeues",
         "rt",
         "same_clock",
+        "slot",
+        "stage",
+        "status_failed",
         "timeout",
     )
 
-    def __init__(self, rt: ServiceRuntime, request: httpx.Request) -> None:
+    def __init__(self, rt: ServiceRuntime, request: httpx.Request, *, races: bool = False) -> None:
+        """``races``: the driver can run a hedging :class:`~.hedging.Race` (the async one)."""
         ext = request.extensions
         # First, before anything is taken: a bad value raises here and leaks nothing.
         # Nearly every request sets none of the four: four ``in`` tests (no method call
@@ -173,7 +217,7 @@ class Call(CallInfo):
             self.timeout = deadline.timeout
             self.at = deadline.at
         self.ended: float | None = None  # the clock when the last attempt ended
-        self.failed = False  # the last response's status counts as a failure
+        self.status_failed = False  # the last response's status counts as a failure
         self.number = 0
         self.requeues = 0  # connect failures sent elsewhere without using an attempt
         self.admitted = False
@@ -197,150 +241,183 @@ class Call(CallInfo):
         self.replayable = isinstance(request.stream, httpx.ByteStream)
         self.observed = False
         self.begun = False  # the first begin_attempt() starts the call
+        self.stage = _NEW
+        self.slot: Bulkhead | AsyncBulkhead | None = None  # the bulkhead slot held
+        self.limited = False  # holds a concurrency-limiter slot
+        self.race_policy: HedgePolicy | None = rt.config.hedge if races else None
 
     @property
     def deadline(self) -> Deadline:
         """The call's deadline (the service's, or an earlier one the caller passed)."""
         deadline = self._deadline
         if deadline is None:
-            # Deadline.started() inlined (the service's deadline is validated already).
-            deadline = self._deadline = _new(Deadline)
-            deadline.timeout = self.timeout
-            deadline._clock = self.clock
-            deadline.at = self.at
+            deadline = self._deadline = Deadline.started(self.timeout, self.clock, self.started)
         return deadline
 
-    # -- attempt lifecycle ----------------------------------------------------------
+    # -- what the driver asks and reports -------------------------------------------
+
+    def next(self) -> Action:
+        """The driver's next action (see the module docstring): what the call's stages
+        before its first attempt ask for, then the next attempt, or the call's end."""
+        if self.stage != _SENDING:
+            waiting = self._admit()
+            if waiting is not None:
+                return waiting
+        try:
+            attempt = self.begin_attempt()
+        except httpx.TransportError as exc:
+            return self._failure(exc)
+        if self.race_policy is not None:
+            from .hedging import Race
+
+            return Race(self, self.race_policy, attempt)
+        return attempt
+
+    def resolved(self, resolution: Resolution | None, error: Exception | None = None) -> Action:
+        """Report the lookup a :class:`Resolve` asked for: its answer, or its error."""
+        rt = self.rt
+        self.stage = _ADMITTING
+        if resolution is not None:
+            rt.refreshed(resolution)
+        else:
+            assert error is not None
+            rt.refresh_failed(error)
+        return self.next()
+
+    def refused(self, error: BulkheadFullError) -> Action:
+        """Report that the bulkhead turned the call away while it waited for a slot."""
+        self.stage = _ENDED
+        fire(self.rt.emit.on_bulkhead_rejected, self.rt.name)
+        error.request = self.request
+        return self._refusal(error)
+
+    def responded(self, attempt: Attempt, response: httpx.Response) -> Action:
+        """Report an attempt's response: it is the call's answer (returned as the
+        action), or a backoff before the next attempt, or the fallback's to answer."""
+        if not self.record_response(attempt, response):
+            return response  # a success: its books are closed already
+        status = response.status_code
+        if status in self.rt.retry.retry_statuses:
+            delay = self._retry_delay(status, None, response.headers)
+            if delay is not None:
+                return Sleep(delay, response)
+        return self._final_response(response)
+
+    def failed(self, attempt: Attempt, error: Exception) -> Action:
+        """Report an attempt's transport error: a requeue, a backoff, or the call's end."""
+        error_type = self.record_error(attempt, error)
+        if self._requeue(error, error_type):
+            return Sleep(0.0)
+        delay = self._retry_delay(None, error_type, None)
+        if delay is not None:
+            return Sleep(delay)
+        if self.deadline.remaining() <= 0 and error_type in _TIMEOUT_ERRORS:
+            return self._failure(self.deadline_error(error))
+        return self._failure(error)
+
+    def close(self) -> None:
+        """Give back what the call holds (its bulkhead and limiter slots) and put the
+        caller's ``timeout`` extension back (attempts overwrite it), so a redirect or a
+        reused request starts from the caller's own timeouts. Called once, on every exit."""
+        ext = self.request.extensions
+        if self.caller_timeouts is None:
+            ext.pop(_TIMEOUT, None)
+        else:
+            ext[_TIMEOUT] = self.caller_timeouts
+        slot = self.slot
+        if slot is not None:
+            self.slot = None
+            slot.release()
+        if self.limited:
+            self.limited = False
+            limiter = self.rt.limiter
+            assert limiter is not None
+            limiter.release()
+
+    # -- admission and attempts ------------------------------------------------------
+
+    def _admit(self) -> Action | None:
+        """The stages before the first attempt, from where the call is: an action to
+        perform first, or None when the call may send (its stage is then _SENDING)."""
+        rt = self.rt
+        if self.stage == _NEW:
+            throttle = rt.throttle
+            if throttle is not None and (p := throttle.admit()):
+                fire(rt.emit.on_throttled, rt.name)
+                return self._refusal(ThrottledError(rt.name, p, request=self.request))
+            self.stage = _RESOLVING
+        if self.stage == _RESOLVING:
+            self.stage = _ADMITTING
+            if rt.endpoint_set is not None:
+                if rt.refresh_due():
+                    self.stage = _REFRESHING
+                    return Resolve(rt.origin.host, rt.origin.port, self.deadline.remaining())
+                if not rt.first_resolution.is_set():
+                    wait = min(rt.config.dns_timeout, self.deadline.remaining())
+                    return AwaitResolution(rt.first_resolution, wait)
+        if self.stage == _QUEUED:  # the driver waited for a bulkhead slot and got it
+            self.slot = rt.bulkhead
+        elif self.stage == _ADMITTING:
+            limiter = rt.limiter
+            if limiter is not None:
+                if not limiter.try_acquire():
+                    fire(rt.emit.on_bulkhead_rejected, rt.name)
+                    error = ConcurrencyLimitError(rt.name, limiter.limit, request=self.request)
+                    return self._refusal(error)
+                self.limited = True
+            bulkhead = rt.bulkhead
+            if bulkhead is not None:
+                if not bulkhead.try_acquire():
+                    self.stage = _QUEUED
+                    return AwaitSlot(bulkhead, self.deadline.remaining())
+                self.slot = bulkhead
+        else:
+            raise RuntimeError(f"{rt.name}: a call in stage {self.stage} cannot go on")
+        self.stage = _SENDING
+        return None
 
     def begin_attempt(self) -> Attempt:
-        """Admit and route the next attempt; raise when the call cannot go on.
+        """Admit, route and time the next attempt; raise when the call cannot go on.
 
-        The first one also starts the call (it is past the bulkhead by then): it counts
-        the call in the retry budget and tells the observers, here rather than in a
-        method of its own (a Python call fewer per request).
+        The first one also opens the call (it is past admission by then): the retry
+        budget counts it, the observers hear of it.
         """
         rt = self.rt
         if not self.begun:
-            self.begun = True
-            # The budgets run on the call's clock (ServiceRuntime builds them so): the call's
-            # arrival reading saves them a read each.
-            started = self.started
-            budget = rt.budget
-            if budget is not None:
-                # budget.record_request(started), its common case inlined: the bucket is open.
-                if started < budget.bucket_end:
-                    budget.arrivals.append(None)
-                else:
-                    budget.record_request(started)
-            if rt.hedge_budget is not None:
-                rt.hedge_budget.record_request(started)
-            if rt.hooks:
-                request = self.request
-                # CallInfo's fields, set one by one (``request`` and ``started`` are ours).
-                self.service = rt.name
-                self.method = request.method
-                route = self.explicit_route
-                if route is None:
-                    # The route label by the raw path (httpx's private parse result, pinned in
-                    # tests/test_httpx_private.py): a hit costs no percent-decoding.
-                    url = request.url
-                    raw = url._uri_reference.path
-                    route = rt.routes.by_raw_path.get(raw)
-                    if route is None:
-                        route = rt.routes.route_raw(raw, url.path)
-                else:
-                    route = rt.routes.route(request.url.path, route)
-                self.route = route
-                self.attempts = 0
-                self.status_code = None
-                self.error_type = None
-                self.duration = 0.0
-                self.state = {}
-                self.observed = True
-                # The observers for this call: all of them, or (asked once, here) without the
-                # one that has nothing to do for it (tracing with no SDK; see HookTable.idle).
-                table = rt.emit
-                idle = table.idle
-                emit: Dispatch = table.lean if idle is None or idle() else table
-                self.emit = emit
-                tally = emit.in_flight
-                if tally is not None:  # an observer's in-flight count (see Dispatch)
-                    tally.append(None)
-                call_event = emit.request_start
-                if call_event is not None:
-                    try:
-                        call_event(self)
-                    except Exception:
-                        hook_failed(call_event)
+            self._open()
         # One clock reading for the deadline check and the attempt's start.
         now = self.clock()
         remaining = self.at - now if self.same_clock else self.deadline.remaining()
         if remaining <= 0:
             raise self._deadline_error()
+        # The breaker admits the call once; an open breaker stops its retries.
         breaker = rt.breaker
         if breaker is not None:
             if not self.admitted and self.number == 0:
-                # is_closed first: a closed breaker admits without a call.
-                if not breaker.is_closed and not breaker.allow():
-                    fire(rt.emit.on_breaker_reject, rt.name)
-                    raise CircuitOpenError(rt.name, breaker.retry_after(), request=self.request)
+                if not breaker.allow():
+                    raise self._breaker_rejected()
                 self.admitted = True
-            elif breaker.state is OPEN:
-                # Other calls opened it while this one backed off: stop retrying.
-                fire(rt.emit.on_breaker_reject, rt.name)
-                raise CircuitOpenError(rt.name, breaker.retry_after(), request=self.request)
-        balancer = rt.balancer
-        single = balancer.single
-        if single is not None:
-            # One endpoint (balancer.start(), inlined): counted in flight and taken.
-            endpoint, in_flight = single
-            in_flight.append(None)
-        else:
-            try:
-                endpoint = balancer.start(self.affinity, self.last_endpoint)  # pick + on_start
-            except LookupError:
-                raise rt.no_endpoint_error(self.request) from None
+            elif breaker.state is OPEN:  # opened by other calls while this one backed off
+                raise self._breaker_rejected()
+        try:
+            endpoint = rt.balancer.start(self.affinity, self.last_endpoint)  # counted there
+        except LookupError:
+            raise rt.no_endpoint_error(self.request) from None
         self.last_endpoint = endpoint
         request = self.request
         own = rt.attempt_timeout
-        cap = own if own < remaining else remaining
-        caller = self.caller_timeouts
-        if cap != own:  # the deadline is nearer than a whole attempt timeout
-            if caller is None or caller == rt.attempt_timeouts:
-                timeouts = dict.fromkeys(_ext.TIMEOUT_KEYS, cap)
-            else:
-                timeouts = _phase_timeouts(caller, cap)
-        elif caller is None:
-            timeouts = rt.attempt_timeouts
+        if own <= remaining and self.caller_timeouts is None:
+            request.extensions[_TIMEOUT] = rt.attempt_timeouts  # shared, read-only
+            cap = own
         else:
-            # The caller's httpx timeouts (a fresh dict per request, mostly the same
-            # values) capped at ours: the runtime remembers the last pair, as one tuple so
-            # that threads replacing it never mix two pairs.
-            memo = rt.phase_timeouts
-            if caller == memo[0]:
-                timeouts = memo[1]
-            else:
-                timeouts = _phase_timeouts(caller, own)
-                rt.phase_timeouts = (dict(caller), timeouts)
-        # Shared, read-only (rt.attempt_timeouts or the memo's): httpx only reads it.
-        request.extensions[_TIMEOUT] = timeouts
-        header = rt.deadline_header
-        if header:
-            request.headers[header] = self.deadline.to_header()
+            cap = own if own < remaining else remaining
+            request.extensions[_TIMEOUT] = self._attempt_timeouts(own, cap)
+        if rt.deadline_header:
+            request.headers[rt.deadline_header] = self.deadline.to_header()
         observed = self.observed
-        # Built field by field: no keyword-free dataclass __init__ to go through, and
-        # every slot is set here (AttemptInfo's defaults).
-        attempt = _new(Attempt)
-        attempt.call = self if observed else None  # type: ignore[assignment]  # None: unobserved
-        attempt.number = self.number
-        attempt.endpoint = endpoint
-        attempt.request = request
-        attempt.started = now
-        attempt.status_code = None
-        attempt.error_type = None
-        attempt.duration = 0.0
-        attempt.state = None
-        attempt.enter = None
+        # ``call`` is None when nobody observes the call (then no hook ever sees it).
+        info = self if observed else None
+        attempt = Attempt(info, self.number, endpoint, request, now)  # type: ignore[arg-type]
         attempt.at = now + cap
         attempt.clock = self.clock
         self.pending += (attempt,)  # before any observer runs: cancel() must see it
@@ -353,43 +430,96 @@ class Call(CallInfo):
                     hook_failed(dispatch)
         return attempt
 
-    def attempt_done(self, attempt: Attempt, response: httpx.Response) -> float | None:
-        """Record a response; return a backoff delay to retry, or None when it is final."""
-        if not self.record_response(attempt, response):
-            return None
-        return self.retry_status(response)
+    def _open(self) -> None:
+        """The call's start: the budgets count its arrival, the observers open it."""
+        self.begun = True
+        rt = self.rt
+        # The budgets run on the call's clock (ServiceRuntime builds them so): the call's
+        # arrival reading saves them a read each.
+        if rt.budget is not None:
+            rt.budget.record_request(self.started)
+        if rt.hedge_budget is not None:
+            rt.hedge_budget.record_request(self.started)
+        if not rt.hooks:
+            return
+        request = self.request
+        # CallInfo's fields, set one by one (``request`` and ``started`` are ours).
+        self.service = rt.name
+        self.method = request.method
+        route = self.explicit_route
+        if route is None:
+            # The route label by the raw path (httpx's private parse result, pinned in
+            # tests/test_httpx_private.py): a hit costs no percent-decoding.
+            url = request.url
+            raw = url._uri_reference.path
+            route = rt.routes.by_raw_path.get(raw)
+            if route is None:
+                route = rt.routes.route_raw(raw, url.path)
+        else:
+            route = rt.routes.route(request.url.path, route)
+        self.route = route
+        self.attempts = 0
+        self.status_code = None
+        self.error_type = None
+        self.duration = 0.0
+        self.state = {}
+        self.observed = True
+        # The observers for this call: all of them, or (asked once, here) without the
+        # one that has nothing to do for it (tracing with no SDK; see HookTable.idle).
+        table = rt.emit
+        idle = table.idle
+        emit: Dispatch = table.lean if idle is None or idle() else table
+        self.emit = emit
+        tally = emit.in_flight
+        if tally is not None:  # an observer's in-flight count (see Dispatch)
+            tally.append(None)
+        call_event = emit.request_start
+        if call_event is not None:
+            try:
+                call_event(self)
+            except Exception:
+                hook_failed(call_event)
 
-    def retry_status(self, response: httpx.Response) -> float | None:
-        """After :meth:`record_response` booked a failure status: a backoff delay to
-        retry it, or None when the response is final. (``attempt_done`` is the two in
-        one; a driver calling them itself saves a Python call on every success.)"""
-        status = response.status_code
-        if status not in self.rt.retry.retry_statuses:
-            return None
-        return self._retry_delay(status, None, response.headers)
+    def _breaker_rejected(self) -> CircuitOpenError:
+        rt = self.rt
+        assert rt.breaker is not None
+        fire(rt.emit.on_breaker_reject, rt.name)
+        return CircuitOpenError(rt.name, rt.breaker.retry_after(), request=self.request)
+
+    def _attempt_timeouts(self, own: float, cap: float) -> dict[str, float]:
+        """httpx's per-phase timeouts for this attempt: ours (``own``) or the deadline's
+        nearer ``cap``, each phase lowered to the caller's own where that is smaller."""
+        rt = self.rt
+        caller = self.caller_timeouts
+        if cap != own:  # the deadline is nearer than a whole attempt timeout
+            if caller is None or caller == rt.attempt_timeouts:
+                return dict.fromkeys(_ext.TIMEOUT_KEYS, cap)
+            return _phase_timeouts(caller, cap)
+        assert caller is not None  # else begin_attempt took rt.attempt_timeouts itself
+        # The caller's httpx timeouts (a fresh dict per request, mostly the same values)
+        # capped at ours: the runtime remembers the last pair, as one tuple so that
+        # threads replacing it never mix two pairs.
+        memo = rt.phase_timeouts
+        if caller == memo[0]:
+            return memo[1]
+        timeouts = _phase_timeouts(caller, own)
+        rt.phase_timeouts = (dict(caller), timeouts)
+        return timeouts
 
     def record_response(self, attempt: Attempt, response: httpx.Response) -> bool:
-        """Book a response on the balancer and observers; True when it is a failure.
-
-        A success is final: the call's books are closed here too (the breaker's verdict,
-        the observers' end), so the driver may hand the response back at once, and
-        :meth:`finish` has nothing left to do for it. (Done here rather than in finish():
-        a Python call fewer on every successful call.)
-        """
+        """Book a response on the balancer, the overload policies and the observers;
+        True when its status counts as a failure. A success is final: the call's books
+        are closed here too (the breaker's verdict, the observers' end)."""
         rt = self.rt
         pending = self.pending
-        if len(pending) == 1 and pending[0] is attempt:  # _close(attempt)'s commonest case
+        if len(pending) == 1 and pending[0] is attempt:  # nearly always: one in flight
             self.pending = ()
         else:
             self._close(attempt)
-        now = self.ended = self.clock()  # finish() reuses it for the call's duration
+        now = self.ended = self.clock()  # a final failure's end reuses it
         duration = now - attempt.started
         status = response.status_code
-        codes = rt.failure_codes
-        # rt.failure_status(status), without the call (finish() reuses it).
-        failed = self.failed = (
-            status in codes if codes is not None else status == 429 or status >= 500
-        )
+        failed = self.status_failed = rt.failure_status(status)
         rt.balancer.on_end(attempt.endpoint, duration, status >= 500, now)
         if rt.throttle is not None:
             rt.throttle.record_status(status)
@@ -398,61 +528,18 @@ class Call(CallInfo):
         attempt.status_code = status
         attempt.duration = duration
         if attempt.call is not None:
-            dispatch = self.emit.attempt_end
-            if dispatch is not None:
-                try:
-                    dispatch(attempt)
-                except Exception:
-                    hook_failed(dispatch)
+            self._attempt_end(attempt)
         if failed:
             self._remember(attempt.endpoint, str(status), duration)
             return True
         if rt.latencies is not None:
             rt.latencies.add(duration)
-        # The call's end, for a success (finish() does it for a final failure).
         if self.admitted:
-            self.admitted = False
-            breaker = rt.breaker
-            if breaker is not None:
-                if rt.throttle is not None and status in rt.throttle.overload_statuses:
-                    # An overload status the failure codes let pass: the throttle's to judge
-                    # (see finish()); the breaker gets its admission back without a verdict.
-                    breaker.release()
-                else:
-                    breaker.record_success(
-                        now - self.started, now if breaker.clock is self.clock else None
-                    )
+            self._settle(False, now, status)
         if self.observed:
-            self.observed = False  # ended once, whichever way the call leaves
             self.status_code = status
-            self.attempts = self.number + 1
-            self.duration = now - self.started
-            emit = self.emit
-            tally = emit.in_flight
-            if tally is not None:  # an observer's in-flight count (see Dispatch)
-                try:  # noqa: SIM105
-                    tally.pop()
-                except IndexError:  # emptied meanwhile (a fork): never below zero
-                    pass
-            call_event = emit.request_end
-            if call_event is not None:
-                try:
-                    call_event(self)
-                except Exception:
-                    hook_failed(call_event)
+            self._end(now, succeeded=True)
         return False
-
-    def attempt_failed(self, attempt: Attempt, exc: Exception) -> float:
-        """Record a transport error; return a backoff delay or raise the final error."""
-        error_type = self.record_error(attempt, exc)
-        if self._requeue(exc, error_type):
-            return 0.0
-        delay = self._retry_delay(None, error_type, None)
-        if delay is None:
-            if self.deadline.remaining() <= 0 and error_type in _TIMEOUT_ERRORS:
-                raise self._deadline_error() from exc
-            raise exc
-        return delay
 
     def record_error(self, attempt: Attempt, exc: Exception) -> str:
         """Book a transport error on the balancer, breaker and observers; no retry decision."""
@@ -487,6 +574,10 @@ class Call(CallInfo):
     def cancel(self, exc: BaseException | None = None) -> None:
         """The call ended without a verdict (cancelled, interrupted, a bug): give the
         breaker admission back and end whatever the observers still have open."""
+        if self.stage == _REFRESHING:  # the lookup was interrupted: give its turn back
+            self.stage = _ENDED
+            assert self.rt.endpoint_set is not None
+            self.rt.endpoint_set.abort_refresh()
         while self.pending:
             self.abandon(self.pending[-1])
         if self.admitted:
@@ -519,12 +610,10 @@ class Call(CallInfo):
         fire(rt.emit.on_hedge, rt.name)
         return True
 
-    def finish(self, response: httpx.Response) -> httpx.Response:
-        """Close the call's books with a final response and hand it back.
-
-        A final failure status (5xx, 429) goes to the fallback when one is configured. A
-        success was closed when it was recorded: it comes back as it is.
-        """
+    def _final_response(self, response: httpx.Response) -> Action:
+        """The call ends with a failure status (5xx, 429) no retry follows: its books
+        closed, the response is the answer, or the fallback's to replace."""
+        self.stage = _ENDED
         rt = self.rt
         if (
             self.admitted
@@ -538,48 +627,44 @@ class Call(CallInfo):
             self.admitted = False
             if rt.breaker is not None:
                 rt.breaker.release()
-        # The response's attempt just ended: record_response() judged its status (and
-        # closed a success's books already).
-        if self.failed and rt.config.fallback is not None:
+        if self.status_failed and rt.config.fallback is not None:
             cause = httpx.HTTPStatusError(
                 f"{rt.name} answered {response.status_code}",
                 request=self.request,
                 response=response,
             )
-            return self.fail(cause)
+            return self._failure(cause)
         # The response's attempt just ended: its clock reading is the call's end too.
         now = self.ended
         assert now is not None
         if self.admitted:
-            self._settle(self.failed, now)
+            self._settle(self.status_failed, now)
         if self.observed:
             self.status_code = response.status_code
             self._end(now)
         return response
 
-    def fail(self, exc: BaseException) -> httpx.Response:
-        """Close the call's books with an error: return the fallback or re-raise ``exc``."""
+    def _failure(self, error: BaseException) -> Action:
+        """The call ends with ``error``: its books closed, the fallback answers, or the
+        driver raises it."""
+        self.stage = _ENDED
         if self.admitted:
             self._settle(True)
         if self.observed:
-            if isinstance(exc, httpx.HTTPStatusError):
-                self.status_code = exc.response.status_code
+            if isinstance(error, httpx.HTTPStatusError):
+                self.status_code = error.response.status_code
             else:
-                self.error_type = classify_error(exc)
+                self.error_type = classify_error(error)
             self._end()
+        return self._refusal(error)
+
+    def _refusal(self, error: BaseException) -> Action:
+        """The fallback's turn to answer for ``error``, or the error itself, to raise."""
+        self.stage = _ENDED
         fallback = self.rt.config.fallback
         if fallback is None:
-            raise exc
-        return fallback(self.request, exc)
-
-    def restore(self) -> None:
-        """Put the caller's ``timeout`` extension back (attempts overwrite it), so a
-        redirect or a reused request starts from the caller's own timeouts."""
-        ext = self.request.extensions
-        if self.caller_timeouts is None:
-            ext.pop(_ext.TIMEOUT, None)
-        else:
-            ext[_ext.TIMEOUT] = self.caller_timeouts
+            return error
+        return Fallback(fallback, self.request, error)
 
     def deadline_error(self, cause: BaseException | None = None) -> DeadlineExceeded:
         """The error for a call whose deadline ran out (while reading a body, say)."""
@@ -600,10 +685,17 @@ class Call(CallInfo):
         self.pending = pending[:i] + pending[i + 1 :]
         return True
 
-    def _settle(self, failed: bool, now: float | None = None) -> None:
+    def _settle(self, failed: bool, now: float | None = None, status: int | None = None) -> None:
+        """The breaker's verdict on the call (its one admission given back)."""
         breaker = self.rt.breaker
         self.admitted = False
         if breaker is None:
+            return
+        throttle = self.rt.throttle
+        if throttle is not None and status in throttle.overload_statuses:
+            # An overload status the failure codes let pass: the throttle's to judge (see
+            # _final_response); the breaker gets its admission back without a verdict.
+            breaker.release()
             return
         if now is None:
             now = self.clock()
@@ -679,19 +771,19 @@ class Call(CallInfo):
             self.rt.name, self.timeout, self.history or (), request=self.request
         )
 
-    def _end(self, now: float | None = None) -> None:
-        """The observers' end of a call that did not succeed (see record_response)."""
-        self.observed = False  # ended once, whichever way the call leaves
+    def _end(self, now: float | None = None, *, succeeded: bool = False) -> None:
+        """The observers' end of the call, once, whichever way it leaves."""
+        self.observed = False
         self.attempts = self.number + 1
         self.duration = (self.clock() if now is None else now) - self.started
         emit = self.emit
         tally = emit.in_flight
-        if tally is not None:
+        if tally is not None:  # an observer's in-flight count (see Dispatch)
             try:  # noqa: SIM105
                 tally.pop()
             except IndexError:  # emptied meanwhile (a fork): never below zero
                 pass
-        dispatch = emit.request_failed
+        dispatch = emit.request_end if succeeded else emit.request_failed
         if dispatch is not None:
             try:
                 dispatch(self)

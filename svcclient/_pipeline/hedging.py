@@ -1,9 +1,10 @@
 """Hedging decisions for one round of racing attempts (no I/O, no event loop).
 
-The async driver runs the racers and waits; a :class:`Race` tells it what to do::
+A call whose driver can race (the async one) and whose service has a hedge policy gets
+a :class:`Race` from ``call.next()`` instead of an attempt. The driver runs the racers and
+waits; the race tells it what to do::
 
-    race = Race(call, policy, latencies)
-    launch(race.first())                        # raises when the call cannot start
+    launch(race.first)
     while True:
         result = wait_for_a_racer(race.wait())  # None: wait without a time limit
         if nobody finished in time:
@@ -11,6 +12,7 @@ The async driver runs the racers and waits; a :class:`Race` tells it what to do:
         else:
             outcome = race.finished(attempt, result)  # None: keep racing
     cancel race.racing; call.abandon(each)      # the losers
+    action = race.report(*outcome)              # as call.responded() / call.failed()
 
 Rules: after ``wait()`` seconds without an answer, one more attempt starts on another
 endpoint (idempotent requests only, at most ``max_hedges`` per round, each drawn from
@@ -27,8 +29,8 @@ from typing import TYPE_CHECKING
 import httpx
 
 if TYPE_CHECKING:
-    from .._policies.hedge import HedgePolicy, LatencyWindow
-    from .call import Attempt, Call
+    from .._policies.hedge import HedgePolicy
+    from .call import Action, Attempt, Call
 
 __all__ = ["Race"]
 
@@ -43,23 +45,21 @@ class Race:
         "_policy",
         "_replace_now",
         "call",
+        "first",
         "racing",
     )
 
-    def __init__(self, call: Call, policy: HedgePolicy, latencies: LatencyWindow) -> None:
+    def __init__(self, call: Call, policy: HedgePolicy, first: Attempt) -> None:
+        latencies = call.rt.latencies
+        assert latencies is not None  # kept whenever a hedge policy is set
         self.call = call
         self._policy = policy
         self._latencies = latencies
         self._limit = call.rt.config.retry.attempts + policy.max_hedges  # per call
         self._hedges_left = policy.max_hedges
         self._replace_now = False
-        self.racing: list[Attempt] = []
-
-    def first(self) -> Attempt:
-        """The round's first attempt (raises ``httpx.TransportError`` like ``begin_attempt``)."""
-        attempt = self.call.begin_attempt()
-        self.racing.append(attempt)
-        return attempt
+        self.first = first  # the round's first attempt, begun by the call
+        self.racing: list[Attempt] = [first]
 
     def wait(self) -> float | None:
         """How long to wait for a racer before :meth:`quiet`; None: no hedge is left."""
@@ -108,3 +108,13 @@ class Race:
         if isinstance(result, Exception):
             return attempt, result
         raise result
+
+    def report(self, attempt: Attempt, result: httpx.Response | Exception) -> Action:
+        """The round's outcome, reported to the call: its next action."""
+        call = self.call
+        if isinstance(result, httpx.Response):
+            return call.responded(attempt, result)
+        if isinstance(result, httpx.TransportError):
+            return call.failed(attempt, result)
+        call.abandon(attempt)  # an error that is not the transport's: no verdict
+        return result

@@ -25,14 +25,7 @@ from .._discovery.dns import DnsLookupError, DnsResolver, Resolution
 from .._discovery.endpoint_set import EndpointSet
 from .._discovery.rules import Discovery, discover
 from .._endpoint import Endpoint
-from .._exceptions import (
-    BulkheadFullError,
-    ConcurrencyLimitError,
-    DiscoveryError,
-    NoHealthyEndpointError,
-    RequestFailedError,
-    ThrottledError,
-)
+from .._exceptions import DiscoveryError, NoHealthyEndpointError, RequestFailedError
 from .._observability.hooks import Hooks, HookTable, fire
 from .._observability.routes import RouteTable, route_table
 from .._policies.breaker.guard import CircuitBreaker
@@ -41,6 +34,7 @@ from .._policies.budget import RetryBudget
 from . import testmode as _testmode
 
 if TYPE_CHECKING:
+    from .._policies.bulkhead import AsyncBulkhead, Bulkhead
     from .._policies.concurrency import ConcurrencyLimiter
     from .._policies.hedge import LatencyWindow
     from .._policies.throttle import Throttle
@@ -177,6 +171,9 @@ class ServiceRuntime:
             from .._policies.throttle import Throttle
 
             self.throttle = Throttle(config.throttle, clock=clock)
+        # The bulkhead (no adaptive limit configured): the driver's own kind (a thread's or
+        # an event loop's), set by the driver; the call takes and gives back its slots.
+        self.bulkhead: Bulkhead | AsyncBulkhead | None = None
         self.limiter: ConcurrencyLimiter | None = None
         if config.concurrency is not None:
             from .._policies.concurrency import ConcurrencyLimiter
@@ -264,47 +261,6 @@ class ServiceRuntime:
         )
 
     # -- events ------------------------------------------------------------------------
-
-    def bulkhead_rejected(self, request: httpx.Request, exc: BulkheadFullError) -> httpx.Response:
-        """A full bulkhead turned the call away: the fallback's answer, or raise ``exc``."""
-        fire(self.emit.on_bulkhead_rejected, self.name)
-        exc.request = request
-        try:
-            return self._refuse(request, exc)
-        finally:
-            del exc  # this frame would be in exc's traceback: see _refuse
-
-    def throttled(self, request: httpx.Request) -> httpx.Response | None:
-        """Adaptive throttling's verdict, taken before anything else is done for the call
-        (no DNS, no span, no slot): None when it may go on, else the fallback's answer,
-        or raise :class:`ThrottledError`. The rejection is counted (its own metric)."""
-        throttle = self.throttle
-        p = 0.0 if throttle is None else throttle.admit()
-        if not p:
-            return None
-        fire(self.emit.on_throttled, self.name)
-        return self._refuse(request, ThrottledError(self.name, p, request=request))
-
-    def admit(self, request: httpx.Request) -> httpx.Response | None:
-        """The adaptive concurrency limit: None when the call may go on (holding a limiter
-        slot), else the fallback's answer, or raise the rejection."""
-        limiter = self.limiter
-        if limiter is not None and not limiter.try_acquire():
-            fire(self.emit.on_bulkhead_rejected, self.name)
-            exc = ConcurrencyLimitError(self.name, limiter.limit, request=request)
-            return self._refuse(request, exc)
-        return None
-
-    def _refuse(self, request: httpx.Request, exc: RequestFailedError) -> httpx.Response:
-        if self.config.fallback is None:
-            try:
-                raise exc
-            finally:
-                # This frame holding ``exc`` while its traceback holds this frame would be
-                # a cycle per rejection: garbage for the cyclic GC, whose passes are the
-                # slowest thing a rejection could otherwise cost.
-                del exc
-        return self.config.fallback(request, exc)
 
     def _on_limit(self, limit: int) -> None:
         fire(self.emit.on_concurrency_limit, self.name, limit)

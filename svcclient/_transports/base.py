@@ -6,6 +6,7 @@ differs between blocking and awaiting (resolving DNS, sending, sleeping, closing
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -67,20 +68,19 @@ class DriverBase(Generic[T]):
         # a Python property call each. The same parse of the same name gives the same
         # encoded host, so equal raw hosts are equal hosts.
         ref = rt.base_url._uri_reference
-        # A request is for the service when its (scheme, host, port) is one of these two
-        # (port None: the scheme's default, as in the base URL): one tuple, one set lookup.
-        self._service_origins = frozenset(
-            {(ref.scheme, ref.host, None), (ref.scheme, ref.host, rt.origin.port)}
-        )
-        # The same test as comparisons, for the sync driver: a request's parse is new, so
-        # hashing its fresh strings for the set costs more than comparing them.
         self._origin_scheme: str = ref.scheme
         self._origin_host: str = ref.host
         self._origin_port: int = rt.origin.port
         # The caller's transport, when no DNS is ours to do: it then decides where bytes go
-        # and gets the caller's request as it is (_target's first case, for the drivers'
-        # attempt loops to test without a call).
+        # and gets the caller's request as it is (see _target).
         self._fixed: T | None = transport if rt.endpoint_set is None else None
+        # Health checks (outlier detection with a health path): the driver starts them,
+        # at once or (``_health_due``) on the first request: the async driver's need a
+        # running event loop, and a forked child's are restarted there.
+        self._wants_health = bool(cfg.outlier.enabled and cfg.outlier.health_check_path)
+        self._health_due = False
+        self._health_lock = threading.Lock()
+        self._health: Any = None
 
     def _new_pool(self, endpoint: Endpoint) -> T:  # pragma: no cover - each driver overrides
         raise NotImplementedError
@@ -90,11 +90,27 @@ class DriverBase(Generic[T]):
         """The discovered base URL of the service."""
         return self.runtime.base_url
 
-    def _for_service(self, request: httpx.Request) -> bool:
+    def _serves(self, request: httpx.Request) -> bool:
         """Is ``request`` for the service (its scheme, host and port)? Another origin
         (a redirect elsewhere, an absolute URL) is sent to its own host, unchanged."""
         ref = request.url._uri_reference
-        return (ref.scheme, ref.host, ref.port) in self._service_origins
+        port = ref.port
+        return (
+            ref.host == self._origin_host
+            and ref.scheme == self._origin_scheme
+            and (port is None or port == self._origin_port)
+        )
+
+    def _new_health(self) -> Any:  # pragma: no cover - each driver overrides
+        raise NotImplementedError
+
+    def _restart_health(self) -> None:
+        """Start the health checks the first request is due to start (once, whichever
+        thread's request comes first)."""
+        with self._health_lock:
+            if self._health_due:
+                self._health = self._new_health()
+                self._health_due = False
 
     def _retiring(self) -> list[T]:
         """Retire pools of endpoints that left; return the retired pools now due to close."""
@@ -106,12 +122,13 @@ class DriverBase(Generic[T]):
         return []
 
     def _target(self, endpoint: Endpoint, request: httpx.Request) -> tuple[T, httpx.Request]:
-        """Where a request for ``endpoint`` goes: the endpoint's pool, or the caller's
-        transport with a copy pointed at the endpoint (never the caller's request)."""
+        """Where a request for ``endpoint`` goes: the caller's transport as it is (no DNS
+        of ours), the endpoint's pool, or the caller's transport with a copy pointed at
+        the endpoint (never the caller's request)."""
+        fixed = self._fixed
+        if fixed is not None:
+            return fixed, request
         inner = self._inner
         if inner is None:
             return self._pools.get(endpoint), request
-        rt = self.runtime
-        if rt.endpoint_set is None:
-            return inner, request
-        return inner, retargeted(request, endpoint, rt.origin)
+        return inner, retargeted(request, endpoint, self.runtime.origin)

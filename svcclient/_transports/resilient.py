@@ -14,11 +14,10 @@ is then read inside the attempt and a reset mid-body is retried like any other e
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -27,8 +26,8 @@ from .._endpoint import Endpoint
 from .._exceptions import BulkheadFullError
 from .._observability.hooks import Hooks, enter_attempt, leave_attempt
 from .._pipeline import testmode as _testmode
-from .._pipeline.call import Attempt, Call, Passthrough
-from .._pipeline.extensions import TIMEOUT
+from .._pipeline.actions import AwaitResolution, AwaitSlot, Fallback, Resolve, Sleep
+from .._pipeline.call import Action, Attempt, Call, Passthrough
 from .._policies.bulkhead import Bulkhead
 from .base import DriverBase
 from .bodies import BoundedBody
@@ -38,9 +37,6 @@ from .health import HealthChecker
 from .memory_body import InMemoryBody
 
 __all__ = ["ResilientTransport"]
-
-_new = object.__new__
-_init = Call.__init__
 
 
 class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
@@ -82,158 +78,105 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
             self._bounded = cap_caller_transport(transport)
         cfg = self.config
         # An adaptive concurrency limit (ServiceRuntime.limiter) replaces the bulkhead.
-        static = cfg.bulkhead if cfg.concurrency is None else None
-        self._bulkhead = Bulkhead(static, cfg.name) if static is not None else None
+        if cfg.bulkhead is not None and cfg.concurrency is None:
+            self.runtime.bulkhead = Bulkhead(cfg.bulkhead, cfg.name)
         self._foreign: httpx.BaseTransport | None = None
-        self._health: HealthChecker | None = None
-        # True in a forked child whose parent ran health checks: restarted on first use.
-        self._health_due = False
-        self._health_lock = threading.Lock()
-        if cfg.outlier.enabled and cfg.outlier.health_check_path:
-            self._health = HealthChecker(self.runtime, self._probe)
+        if self._wants_health:
+            self._health = self._new_health()
         _fork_aware(self)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` through deadline, retry, breaker, balancer and attempt timeout."""
-        ref = request.url._uri_reference  # self._for_service(request), inlined
-        port = ref.port
-        if (
-            ref.host != self._origin_host
-            or ref.scheme != self._origin_scheme
-            or (port is not None and port != self._origin_port)
-        ):
+        """Send ``request`` through the pipeline: perform what its call decides."""
+        if not self._serves(request):
             return self._passthrough(request)
-        rt = self.runtime
-        if rt.throttle is not None and (refused := rt.throttled(request)) is not None:
-            return refused  # first: a local rejection does no other work
-        # Call(rt, request), as object.__new__ and an __init__ the interpreter runs in its
-        # own frame loop: CPython 3.11 makes a class call go through type.__call__ and a
-        # fresh C-level frame (about 800 instructions more per request).
-        call = _new(Call)
-        _init(call, rt, request)  # checks the extensions; nothing is taken yet
         if self._health_due:
             self._restart_health()
-        if rt.endpoint_set is not None:
-            if rt.refresh_due():
-                self._refresh(call)
-            elif not rt.first_resolution.is_set():
-                rt.first_resolution.wait(min(self.config.dns_timeout, call.deadline.remaining()))
-        if rt.retired or self._pools.retiring:  # _retiring()'s test, without its call
-            for pool in self._retiring():
-                pool.close()
-        if rt.limiter is not None:
-            refused = rt.admit(request)  # holds a limiter slot when it returns None
-            if refused is not None:
-                return refused
-        bulkhead = self._bulkhead
-        if bulkhead is not None:
-            # bulkhead.try_acquire(), inlined: nobody queued ahead, and a free token popped
-            # (atomic) is the slot; else wait in acquire().
-            free = False
-            if not bulkhead.waiters:
-                try:
-                    bulkhead.free.pop()
-                    free = True
-                except IndexError:
-                    pass
-            if not free:
-                try:
-                    bulkhead.acquire(call.deadline.remaining())
-                except BulkheadFullError as exc:
-                    return rt.bulkhead_rejected(request, exc)
-        inner = self._inner
-        fixed = self._fixed
-        bounded = self._bounded
+        call = Call(self.runtime, request)  # checks the extensions; nothing is taken yet
         try:
-            # The attempt loop, here rather than in a method of its own (a Python call
-            # fewer per request) and with the send inlined.
+            action = call.next()
             while True:
-                try:
-                    attempt = call.begin_attempt()
-                except httpx.TransportError as exc:
-                    return call.fail(exc)
-                # self._target(), inlined for its two common cases.
-                if fixed is not None:
-                    transport: httpx.BaseTransport = fixed
-                    outgoing = request
-                elif inner is None:
-                    transport = self._pools.get(attempt.endpoint)
-                    outgoing = request
-                else:
-                    transport, outgoing = self._target(attempt.endpoint, request)
-                # Observers' attempt context (the attempt's span current) around the send.
-                undo = enter_attempt(attempt) if attempt.enter is not None else None
-                # Every socket operation of this attempt is capped (where any reads it).
-                token = BOUND.set(attempt) if bounded else None
-                try:
-                    response = transport.handle_request(outgoing)
-                    # A body still to read (not in memory already, not a 101's raw socket).
-                    if response.status_code != 101 and not isinstance(
-                        response.stream, httpx.ByteStream
-                    ):
-                        # A caller's transport cannot see the bound: its body is checked
-                        # against the clock between chunks, and told the time left as its
-                        # timeout.
-                        if call.buffer:
-                            response = _read_body(
-                                response, request, attempt if inner is not None else None
-                            )
-                        else:
-                            sent = outgoing.extensions if inner is not None else None
-                            response.stream = BoundedBody(response.stream, call, sent)
-                except httpx.TransportError as exc:
-                    if token is not None:
-                        BOUND.reset(token)
-                    if undo is not None:
-                        leave_attempt(undo)
-                    try:
-                        delay = call.attempt_failed(attempt, exc)
-                    except httpx.TransportError as final:
-                        return call.fail(final)
-                except BaseException:
-                    if token is not None:
-                        BOUND.reset(token)
-                    if undo is not None:
-                        leave_attempt(undo)
-                    raise
-                else:
-                    if token is not None:
-                        BOUND.reset(token)
-                    if undo is not None:
-                        leave_attempt(undo)
-                    # call.attempt_done(), as its two steps: a success is one call fewer
-                    # (and its books are closed as it is recorded: no finish() to call).
-                    if not call.record_response(attempt, response):
-                        return response
-                    retry_in = call.retry_status(response)
-                    if retry_in is None:
-                        return call.finish(response)
-                    delay = retry_in
-                    response.close()
-                self._sleep(delay)
+                match action:
+                    case Attempt():
+                        action = self._exchange(call, action)
+                    case httpx.Response():
+                        return action
+                    case Fallback():
+                        return cast("httpx.Response", action.run())
+                    case BaseException():
+                        try:
+                            raise action
+                        finally:
+                            # The frame must not hold the error its traceback holds the
+                            # frame of: a reference cycle per refused or failed call.
+                            del action
+                    case _:
+                        action = self._wait(call, action)
         except BaseException as exc:
-            call.cancel(exc)  # no-op for whatever the call already settled
+            call.cancel(exc)  # nothing to do for a call that has its verdict
             raise
         finally:
-            # call.restore(), inlined: the caller's timeout extension back (attempts
-            # overwrite it), so a redirect or a reused request starts from its own.
-            caller_timeouts = call.caller_timeouts
-            if caller_timeouts is None:
-                request.extensions.pop(TIMEOUT, None)
-            else:
-                request.extensions[TIMEOUT] = caller_timeouts
-            if bulkhead is not None:
-                # bulkhead.release(), its common case inlined: nobody queued, the token
-                # back (atomic); one who queued meanwhile is then served under the lock.
-                tokens = bulkhead.free
-                if bulkhead.waiters or len(tokens) >= bulkhead.max_concurrent:
-                    bulkhead.release()  # hand the slot over (or report an over-release)
-                else:
-                    tokens.append(None)
-                    if bulkhead.waiters:
-                        bulkhead.serve()
-            if rt.limiter is not None:
-                rt.limiter.release()
+            call.close()
+
+    def _wait(self, call: Call, action: Action) -> Action:
+        """Perform an action that waits (backoff, DNS, another's lookup, a bulkhead
+        slot); the call's next action."""
+        match action:
+            case Sleep(seconds=seconds, discard=discard):
+                if discard is not None:
+                    discard.close()
+                self._sleep(seconds)
+            case Resolve(host=host, port=port, timeout=timeout):
+                resolver = self.runtime.resolver
+                assert resolver is not None
+                try:
+                    resolution = resolver.resolve(host, port, timeout)
+                except Exception as exc:
+                    return call.resolved(None, exc)
+                return call.resolved(resolution)
+            case AwaitResolution(event=event, timeout=timeout):
+                event.wait(timeout)
+            case AwaitSlot(bulkhead=bulkhead, timeout=timeout):
+                try:
+                    bulkhead.acquire(timeout)
+                except BulkheadFullError as exc:
+                    return call.refused(exc)
+            case _:
+                raise TypeError(f"{self.runtime.name}: no such action: {action!r}")
+        return call.next()
+
+    def _exchange(self, call: Call, attempt: Attempt) -> Action:
+        """Send one attempt and report how it went: the call's next action."""
+        if self.runtime.retired or self._pools.retiring:
+            for pool in self._retiring():
+                pool.close()
+        transport, outgoing = self._target(attempt.endpoint, call.request)
+        # Observers' attempt context (the attempt's span current) around the send.
+        undo = enter_attempt(attempt) if attempt.enter is not None else None
+        # Every socket operation of this attempt is capped (where anything reads it).
+        token = BOUND.set(attempt) if self._bounded else None
+        try:
+            try:
+                response = transport.handle_request(outgoing)
+                # A body still to read (not in memory already, not a 101's raw socket)?
+                if response.status_code != 101 and not isinstance(
+                    response.stream, httpx.ByteStream
+                ):
+                    # A caller's transport cannot see the bound: its body is checked against
+                    # the clock between chunks, and told the time left as its timeout.
+                    theirs = self._inner is not None
+                    if call.buffer:
+                        response = _read_body(response, outgoing, attempt if theirs else None)
+                    else:
+                        sent = outgoing.extensions if theirs else None
+                        response.stream = BoundedBody(response.stream, call, sent)
+            finally:
+                if token is not None:
+                    BOUND.reset(token)
+                if undo is not None:
+                    leave_attempt(undo)
+        except httpx.TransportError as exc:
+            return call.failed(attempt, exc)
+        return call.responded(attempt, response)
 
     def _passthrough(self, request: httpx.Request) -> httpx.Response:
         observed = Passthrough(self.runtime, request)
@@ -257,6 +200,9 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
         observed.done(response)
         return response
 
+    def _new_health(self) -> HealthChecker:
+        return HealthChecker(self.runtime, self._probe)
+
     def _probe(self, endpoint: Endpoint, request: httpx.Request) -> httpx.Response:
         transport, request = self._target(endpoint, request)
         return _read_body(transport.handle_request(request), request)
@@ -266,21 +212,6 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
 
         age = self.config.max_connection_age
         return PinnedTransport(endpoint, self._options, max_age=age, clock=self.runtime.clock)
-
-    def _refresh(self, call: Call) -> None:
-        rt = self.runtime
-        assert rt.resolver is not None and rt.endpoint_set is not None
-        try:
-            resolution = rt.resolver.resolve(
-                rt.origin.host, rt.origin.port, call.deadline.remaining()
-            )
-        except Exception as exc:
-            rt.refresh_failed(exc)
-        except BaseException:
-            rt.endpoint_set.abort_refresh()
-            raise
-        else:
-            rt.refreshed(resolution)
 
     def close(self) -> None:
         """Stop health checks and close every pool: svcclient's own and, when one was
@@ -297,21 +228,15 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
         if self._foreign is not None:
             self._foreign.close()
 
-    def _restart_health(self) -> None:
-        with self._health_lock:  # the child's first requests may come from many threads
-            if self._health_due:
-                self._health = HealthChecker(self.runtime, self._probe)
-                self._health_due = False
-
     def _after_fork_in_child(self) -> None:
         """In a forked child (see :mod:`.forksafe`, which has already closed the child's
         copies of the pooled sockets): drop the parent's pools unused, so the first
         request opens connections of the child's own; health checks restart lazily."""
         self._pools.drain()
         self._foreign = None
-        if self._health is not None:
-            self._health = None  # its thread was not copied
-            self._health_due = True
+        # Its thread was not copied: restarted by the child's first request.
+        self._health_due = self._health is not None
+        self._health = None
         if self.runtime.endpoint_set is not None:
             self.runtime.endpoint_set.abort_refresh()  # a parent thread's turn, never ending
 

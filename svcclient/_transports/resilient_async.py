@@ -7,11 +7,13 @@ async library anyio supports (asyncio, trio). Hedging's decisions come from
 
 from __future__ import annotations
 
+import inspect
 import math
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import httpx
@@ -20,11 +22,11 @@ from .. import _loop_timer as _lt
 from .._config.model import ServiceConfig
 from .._endpoint import Endpoint
 from .._exceptions import BulkheadFullError
-from .._loop_timer import LoopTimer, took_back
+from .._loop_timer import LoopTimer
 from .._observability.hooks import Hooks, enter_attempt, leave_attempt
 from .._pipeline import testmode as _testmode
-from .._pipeline.call import Attempt, Call, Passthrough
-from .._pipeline.extensions import TIMEOUT
+from .._pipeline.actions import AwaitResolution, AwaitSlot, Fallback, Resolve, Sleep
+from .._pipeline.call import Action, Attempt, Call, Passthrough
 from .._pipeline.hedging import Race
 from .._policies.bulkhead import AsyncBulkhead
 from .base import DriverBase
@@ -41,8 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncResilientTransport"]
 
-_new = object.__new__
-_init = Call.__init__
+_POLL = 0.005  # how often a call waiting for another's first DNS answer looks (seconds)
 
 _Result = tuple[Attempt, httpx.Response | BaseException]
 
@@ -72,13 +73,11 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         self._sleep = _testmode.guard_async_sleep(sleep)
         cfg = self.config
         # An adaptive concurrency limit (ServiceRuntime.limiter) replaces the bulkhead.
-        static = cfg.bulkhead if cfg.concurrency is None else None
-        self._bulkhead = AsyncBulkhead(static, cfg.name) if static is not None else None
+        if cfg.bulkhead is not None and cfg.concurrency is None:
+            self.runtime.bulkhead = AsyncBulkhead(cfg.bulkhead, cfg.name)
         self._foreign: httpx.AsyncBaseTransport | None = None
         # Health checks need a running event loop: started on the first request (again
         # in a forked child).
-        self._health: AsyncHealthChecker | None = None
-        self._wants_health = bool(cfg.outlier.enabled and cfg.outlier.health_check_path)
         self._health_due = self._wants_health
         _fork_aware(self)
         # Transports that cannot see the socket bound (a caller's, the aiohttp wire) are
@@ -91,122 +90,88 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the pipeline (see :class:`ResilientTransport`)."""
-        ref = request.url._uri_reference  # self._for_service(request), inlined
-        if (ref.scheme, ref.host, ref.port) not in self._service_origins:
+        if not self._serves(request):
             return await self._passthrough(request)
-        rt = self.runtime
-        if rt.throttle is not None and (refused := rt.throttled(request)) is not None:
-            return refused  # first: a local rejection does no other work
-        # Call(rt, request), as object.__new__ and an __init__ the interpreter runs in its
-        # own frame loop: CPython 3.11 makes a class call go through type.__call__ and a
-        # fresh C-level frame (about 800 instructions more per request).
-        call = _new(Call)
-        _init(call, rt, request)  # checks the extensions; nothing is taken yet
         if self._health_due:
-            self._health_due = False
-            self._health = AsyncHealthChecker(rt, self._probe)
-        if rt.endpoint_set is not None:
-            if rt.refresh_due():
-                await self._refresh(call)
-            elif not rt.first_resolution.is_set():
-                await self._first_resolution(call)
-        if rt.retired or self._pools.retiring:  # _retiring()'s test, without its call
-            for pool in self._retiring():
-                await pool.aclose()
-        if rt.limiter is not None:
-            refused = rt.admit(request)  # holds a limiter slot when it returns None
-            if refused is not None:
-                return refused
-        bulkhead = self._bulkhead
-        if bulkhead is not None and not bulkhead.try_acquire():
-            try:
-                await bulkhead.acquire(call.deadline.remaining())
-            except BulkheadFullError as exc:
-                return rt.bulkhead_rejected(request, exc)
+            self._restart_health()
+        call = Call(self.runtime, request, races=True)  # checks the extensions; takes nothing
         try:
             stream = request.stream
-            # Checked inline: a body-less request (nearly every GET) costs no call here.
             if stream.__class__ is httpx.ByteStream and stream._stream:
                 _replayable(request)  # once per call: every attempt sees an InMemoryBody
-            if self.config.hedge is not None:
-                return await self._run_hedged(call)
-            # The retry loop, here rather than in a coroutine of its own (a frame less per
-            # call); a first attempt that succeeds leaves it at once.
+            action = call.next()
             while True:
-                try:
-                    attempt = call.begin_attempt()
-                except httpx.TransportError as exc:
-                    return call.fail(exc)
-                try:
-                    response = await self._send(attempt, call)
-                except httpx.TransportError as exc:
-                    try:
-                        delay = call.attempt_failed(attempt, exc)
-                    except httpx.TransportError as final:
-                        return call.fail(final)
-                else:
-                    # call.attempt_done(), as its two steps: a success is one call fewer
-                    # (and its books are closed as it is recorded: no finish() to call).
-                    if not call.record_response(attempt, response):
-                        return response
-                    retry_in = call.retry_status(response)
-                    if retry_in is None:
-                        return call.finish(response)
-                    delay = retry_in
-                    await response.aclose()
-                await self._sleep(delay)
+                match action:
+                    case Attempt():
+                        action = await self._exchange(call, action)
+                    case httpx.Response():
+                        return action
+                    case Fallback():
+                        answer = action.run()
+                        if inspect.isawaitable(answer):
+                            answer = await answer
+                        return cast("httpx.Response", answer)
+                    case BaseException():
+                        try:
+                            raise action
+                        finally:
+                            # The frame must not hold the error its traceback holds the
+                            # frame of: a reference cycle per refused or failed call.
+                            del action
+                    case _:
+                        action = await self._wait(call, action)
         except BaseException as exc:
-            call.cancel(exc)  # no-op for whatever the call already settled
+            call.cancel(exc)  # nothing to do for a call that has its verdict
             raise
         finally:
-            # call.restore(), inlined: the caller's timeout extension back (attempts
-            # overwrite it), so a redirect or a reused request starts from its own.
-            caller_timeouts = call.caller_timeouts
-            if caller_timeouts is None:
-                request.extensions.pop(TIMEOUT, None)
-            else:
-                request.extensions[TIMEOUT] = caller_timeouts
-            if bulkhead is not None:
-                bulkhead.release()
-            if rt.limiter is not None:
-                rt.limiter.release()
+            call.close()
 
-    async def _run_hedged(self, call: Call) -> httpx.Response:
-        """Race attempts as :class:`Race` decides; this only launches, waits and cancels."""
-        policy, latencies = self.config.hedge, self.runtime.latencies
-        assert policy is not None and latencies is not None
-        while True:
-            race = Race(call, policy, latencies)
-            try:
-                first = race.first()
-            except httpx.TransportError as exc:
-                return call.fail(exc)
-            outcome = await self._race(race, first)
-            attempt, result = outcome
-            if isinstance(result, httpx.Response):
-                retry_in = call.attempt_done(attempt, result)
-                if retry_in is None:
-                    return call.finish(result)
-                delay = retry_in
-                await result.aclose()
-            elif isinstance(result, httpx.TransportError):
+    async def _wait(self, call: Call, action: Action) -> Action:
+        """Perform an action that waits (a hedging race, backoff, DNS, another's lookup,
+        a bulkhead slot); the call's next action."""
+        match action:
+            case Race():
+                return action.report(*await self._race(action))
+            case Sleep(seconds=seconds, discard=discard):
+                if discard is not None:
+                    await discard.aclose()
+                await self._sleep(seconds)
+            case Resolve(host=host, port=port, timeout=timeout):
+                resolver = self.runtime.resolver
+                assert resolver is not None
                 try:
-                    delay = call.attempt_failed(attempt, result)
-                except httpx.TransportError as final:
-                    return call.fail(final)
-            else:
-                call.abandon(attempt)
-                raise result
-            await self._sleep(delay)
+                    resolution = await resolver.aresolve(host, port, timeout)
+                except Exception as exc:
+                    return call.resolved(None, exc)
+                return call.resolved(resolution)
+            case AwaitResolution(event=event, timeout=timeout):
+                await _wait_for(event, timeout, call.clock)
+            case AwaitSlot(bulkhead=bulkhead, timeout=timeout):
+                try:
+                    await bulkhead.acquire(timeout)
+                except BulkheadFullError as exc:
+                    return call.refused(exc)
+            case _:
+                raise TypeError(f"{self.runtime.name}: no such action: {action!r}")
+        return call.next()
 
-    async def _race(self, race: Race, first: Attempt) -> tuple[Attempt, httpx.Response | Exception]:
+    async def _exchange(self, call: Call, attempt: Attempt) -> Action:
+        """Send one attempt and report how it went: the call's next action."""
+        try:
+            response = await self._send(attempt, call)
+        except httpx.TransportError as exc:
+            return call.failed(attempt, exc)
+        return call.responded(attempt, response)
+
+    async def _race(self, race: Race) -> tuple[Attempt, httpx.Response | Exception]:
+        """Run the race's attempts as it decides; its outcome (the losers cancelled)."""
         call = race.call
         send, receive = anyio.create_memory_object_stream[_Result](math.inf)
         outcome: tuple[Attempt, httpx.Response | Exception] | None = None
         with send, receive:
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._racer, first, call, send)
+                    tg.start_soon(self._racer, race.first, call, send)
                     while outcome is None:
                         got = await _next_result(receive, race.wait())
                         if got is None:
@@ -240,15 +205,11 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         await send.send((attempt, result))
 
     async def _send(self, attempt: Attempt, call: Call) -> httpx.Response:
-        # self._target(), inlined for its two common cases.
-        transport: httpx.AsyncBaseTransport | None = self._fixed
-        if transport is not None:
-            request = call.request
-        elif self._inner is None:
-            transport = self._pools.get(attempt.endpoint)
-            request = call.request
-        else:
-            transport, request = self._target(attempt.endpoint, call.request)
+        """One attempt's exchange: the response, its body read or bounded."""
+        if self.runtime.retired or self._pools.retiring:
+            for pool in self._retiring():
+                await pool.aclose()
+        transport, request = self._target(attempt.endpoint, call.request)
         # Observers' attempt context (the attempt's span current) around the send, in the
         # task that sends (a hedge races in a task of its own).
         undo = enter_attempt(attempt) if attempt.enter is not None else None
@@ -256,60 +217,33 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             if not self._timed:
                 token = BOUND.set(attempt)  # svcclient's pools cap every socket operation
                 try:
-                    response = await transport.handle_async_request(request)
-                    if response.status_code != 101 and not isinstance(
-                        response.stream, httpx.ByteStream
-                    ):  # _unread(response), inlined
-                        if call.buffer:
-                            return await _read_body(response)
-                        response.stream = AsyncBoundedBody(response.stream, call, False)
-                    return response
+                    return await _exchange(transport, request, call, False)
                 finally:
                     BOUND.reset(token)
             # A caller's transport or aiohttp cannot see the bound: a timer holds it. On
-            # asyncio the driver's shared LoopTimer (inlined: a dict insert and delete, not
-            # a cancel scope per attempt); elsewhere (trio) an anyio cancel scope.
-            timeout = attempt.at - attempt.clock()  # attempt.remaining(), inlined
+            # asyncio the driver's LoopTimer (a dict entry per attempt, not a cancel scope);
+            # elsewhere (trio) an anyio cancel scope.
+            timeout = attempt.remaining()
             loop = _lt.running_loop()
             task = _lt.current_task(loop) if loop is not None else None
             if task is None:
                 return await _scoped_exchange(transport, request, call, timeout)
+            assert loop is not None
             timer = self._timer
             if timer is None or timer.loop is not loop:
-                assert loop is not None
                 timer = self._timer = LoopTimer(loop)
-            if attempt.clock is timer.shared_clock:
-                at = attempt.at  # the call's clock is the loop's: no conversion
-            else:
-                loop_time = timer.now  # read, then called (see LoopTimer): a lookup less
-                at = loop_time() + timeout
-            entry = (task, at, task.cancelling())
-            calls = timer.calls
-            key = timer.last = timer.last + 1
-            calls[key] = entry
-            if at < timer.when:
-                timer.arm(at)
+            # The call's clock, when it is the loop's, gives the deadline as it is.
+            at = attempt.at if attempt.clock is timer.shared_clock else timer.now() + timeout
+            key, entry = timer.add(task, at)
             try:
-                response = await transport.handle_async_request(request)
-                if response.status_code != 101 and not isinstance(
-                    response.stream, httpx.ByteStream
-                ):  # _unread(response), inlined
-                    if call.buffer:
-                        response = await _read_body(response)
-                    else:
-                        # The body is read after the attempt: a timer per chunk holds it.
-                        response.stream = AsyncBoundedBody(response.stream, call, True, timer)
+                response = await _exchange(transport, request, call, True, timer)
             except BaseException as exc:
-                try:
-                    del calls[key]
-                except KeyError:  # the timer fired (and popped it)
-                    if took_back(entry, exc):
-                        raise _attempt_timeout(timeout, request) from exc
+                if timer.remove(key, entry, exc):
+                    raise _attempt_timeout(timeout, request) from exc
                 raise
-            try:
-                del calls[key]
-            except KeyError:
-                took_back(entry, None)  # the transport swallowed our cancellation
+            # A response the transport returned although the timer fired (it swallowed the
+            # cancellation) stands, as with asyncio.timeout.
+            timer.remove(key, entry, None)
             return response
         finally:
             if undo is not None:
@@ -337,6 +271,9 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         observed.done(response)
         return response
 
+    def _new_health(self) -> AsyncHealthChecker:
+        return AsyncHealthChecker(self.runtime, self._probe)
+
     async def _probe(self, endpoint: Endpoint, request: httpx.Request) -> httpx.Response:
         transport, request = self._target(endpoint, request)
         return await _read_body(await transport.handle_async_request(request))
@@ -352,28 +289,6 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
 
         age = self.config.max_connection_age
         return AsyncPinnedTransport(endpoint, self._options, max_age=age, clock=self.runtime.clock)
-
-    async def _first_resolution(self, call: Call) -> None:
-        # Another task (or thread) holds the first refresh: wait for it, bounded.
-        rt = self.runtime
-        give_up = time.monotonic() + min(self.config.dns_timeout, call.deadline.remaining())
-        while not rt.first_resolution.is_set() and time.monotonic() < give_up:
-            await anyio.sleep(0.005)
-
-    async def _refresh(self, call: Call) -> None:
-        rt = self.runtime
-        assert rt.resolver is not None and rt.endpoint_set is not None
-        try:
-            resolution = await rt.resolver.aresolve(
-                rt.origin.host, rt.origin.port, call.deadline.remaining()
-            )
-        except Exception as exc:
-            rt.refresh_failed(exc)
-        except BaseException:  # cancelled: give the refresh turn back
-            rt.endpoint_set.abort_refresh()
-            raise
-        else:
-            rt.refreshed(resolution)
 
     async def aclose(self) -> None:
         """Stop health checks and close every pool: svcclient's own and, when one was
@@ -435,20 +350,44 @@ async def _next_result(
     return None
 
 
+async def _exchange(
+    transport: httpx.AsyncBaseTransport,
+    request: httpx.Request,
+    call: Call,
+    timed: bool,
+    timer: LoopTimer | None = None,
+) -> httpx.Response:
+    """Send ``request``; its body read now (``call.buffer``) or bounded as it streams.
+
+    ``timed``: the transport cannot see the socket bound (a caller's, aiohttp): the body's
+    chunks are held to the deadline by ``timer`` (asyncio) or a cancel scope each."""
+    response = await transport.handle_async_request(request)
+    if _unread(response):
+        if call.buffer:
+            return await _read_body(response)
+        response.stream = AsyncBoundedBody(response.stream, call, timed, timer)
+    return response
+
+
 async def _scoped_exchange(
     transport: httpx.AsyncBaseTransport, request: httpx.Request, call: Call, timeout: float
 ) -> httpx.Response:
     """A caller's transport's exchange under an anyio cancel scope (off asyncio: trio)."""
     try:
         with anyio.fail_after(timeout):
-            response = await transport.handle_async_request(request)
-            if _unread(response):
-                if call.buffer:
-                    return await _read_body(response)
-                response.stream = AsyncBoundedBody(response.stream, call, True)
-            return response
+            return await _exchange(transport, request, call, True)
     except TimeoutError as exc:
         raise _attempt_timeout(timeout, request) from exc
+
+
+async def _wait_for(event: threading.Event, timeout: float, clock: Callable[[], float]) -> None:
+    """Wait for ``event`` (set by another thread or task), at most ``timeout`` seconds on the
+    call's ``clock``, looking every 5 ms (a bounded number of times, whatever the clock)."""
+    give_up = clock() + timeout
+    for _ in range(math.ceil(timeout / _POLL) + 1):
+        if event.is_set() or clock() >= give_up:
+            return
+        await anyio.sleep(_POLL)
 
 
 def _attempt_timeout(timeout: float, request: httpx.Request) -> httpx.ReadTimeout:

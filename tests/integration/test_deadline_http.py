@@ -142,7 +142,7 @@ def _sync_call(api: str, pools: str, url: str, name: str, registry: CollectorReg
                     with client.stream("GET", "/x") as response:
                         for _ in response.iter_bytes():
                             pass
-            bulkhead = client.resilient._bulkhead
+            bulkhead = client.resilient.runtime.bulkhead
             out.slots = -1 if bulkhead is None else bulkhead.in_flight
     else:
         transport = ResilientTransport(name, inner, **_options(url, registry))
@@ -154,7 +154,7 @@ def _sync_call(api: str, pools: str, url: str, name: str, registry: CollectorReg
                     with plain.stream("GET", url + "/x") as response:
                         for _ in response.iter_bytes():
                             pass
-            bulkhead = transport._bulkhead
+            bulkhead = transport.runtime.bulkhead
             out.slots = -1 if bulkhead is None else bulkhead.in_flight
     out.in_flight = _in_flight(registry, name)
     return out
@@ -179,7 +179,7 @@ async def _async_call(
             except Exception as exc:
                 out.error = exc
             out.took = time.monotonic() - started
-            bulkhead = client.resilient._bulkhead
+            bulkhead = client.resilient.runtime.bulkhead
             out.slots = -1 if bulkhead is None else bulkhead.in_flight
     else:
         transport = AsyncResilientTransport(name, inner, **opts)
@@ -195,7 +195,7 @@ async def _async_call(
             except Exception as exc:
                 out.error = exc
             out.took = time.monotonic() - started
-            bulkhead = transport._bulkhead
+            bulkhead = transport.runtime.bulkhead
             out.slots = -1 if bulkhead is None else bulkhead.in_flight
     out.in_flight = _in_flight(registry, name)
     return out
@@ -293,7 +293,7 @@ def test_eight_threads_against_a_dribbling_server_all_end_in_time(
         for t in threads:
             t.join(DEADLINE + 10)
         assert not any(t.is_alive() for t in threads)
-        bulkhead = client.resilient._bulkhead
+        bulkhead = client.resilient.runtime.bulkhead
         assert bulkhead is not None and bulkhead.in_flight == 0
     for out in outcomes:
         out.slots = 0

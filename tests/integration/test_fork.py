@@ -160,11 +160,11 @@ def test_locks_and_slots_held_by_a_parent_thread_do_not_block_the_child(
         client.get("/warm")
         resilient = client.resilient
         rt = resilient.runtime
-        assert resilient._bulkhead is not None and rt.breaker is not None
+        assert resilient.runtime.bulkhead is not None and rt.breaker is not None
         assert rt.budget is not None
         locks = [
             resilient._pools._lock,
-            resilient._bulkhead._lock,
+            resilient.runtime.bulkhead._lock,
             rt.balancer._lock,
             rt.breaker._lock,
             rt.budget._lock,
@@ -173,15 +173,15 @@ def test_locks_and_slots_held_by_a_parent_thread_do_not_block_the_child(
         held, release = threading.Event(), threading.Event()
 
         def holder() -> None:
-            assert resilient._bulkhead is not None
-            resilient._bulkhead.acquire()  # the only slot
+            assert resilient.runtime.bulkhead is not None
+            resilient.runtime.bulkhead.acquire()  # the only slot
             for lock in locks:
                 lock.acquire()
             held.set()
             release.wait(CHILD_LIMIT)
             for lock in reversed(locks):
                 lock.release()
-            resilient._bulkhead.release()
+            resilient.runtime.bulkhead.release()
 
         thread = threading.Thread(target=holder)
         thread.start()

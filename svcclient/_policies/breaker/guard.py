@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ... import _loop_timer as _lt
 from ..._exceptions import CallTimeoutError
-from ..._loop_timer import LoopTimer, took_back
+from ..._loop_timer import LoopTimer
 from .machine import DISABLED, OPEN, BreakerMachine
 from .policy import POLICY_FIELDS, BreakerPolicy
 
@@ -363,34 +363,19 @@ class CircuitBreaker(BreakerMachine):
             if watch is None or watch.loop is not loop:
                 assert loop is not None
                 watch = self._watch = LoopTimer(loop)
-            # Join the shared timer (inlined, this is the hot path; see _loop_timer). The
-            # breaker's own start reading serves when it is the loop's clock (the default).
-            if watch.shared_clock is clock:
-                deadline = start + timeout
-            else:
-                loop_time = watch.now  # read, then called (see LoopTimer): a lookup less
-                deadline = loop_time() + timeout
-            entry = (task, deadline, task.cancelling())
-            calls = watch.calls
-            key = watch.last = watch.last + 1
-            calls[key] = entry
-            if deadline < watch.when:
-                watch.arm(deadline)
+            # The breaker's own start reading serves when it is the loop's clock (the default).
+            deadline = start + timeout if watch.shared_clock is clock else watch.now() + timeout
+            key, entry = watch.add(task, deadline)
             try:
                 result = await func(*args, **kwargs)
             except BaseException as exc:
-                try:
-                    del calls[key]
-                except KeyError:  # the timer fired it (and popped it)
-                    if took_back(entry, exc):
-                        return await self._timed_out_async(clock() - start, args, kwargs, None)
-                return await self._async_error(exc, clock() - start, args, kwargs)
-            try:
-                del calls[key]
-            except KeyError:
-                if took_back(entry, None):
-                    # The function swallowed our cancellation: it still ran past its timeout.
+                if watch.remove(key, entry, exc):
                     return await self._timed_out_async(clock() - start, args, kwargs, None)
+                return await self._async_error(exc, clock() - start, args, kwargs)
+            if watch.remove(key, entry, None):
+                # The function swallowed our cancellation: it still ran past its timeout,
+                # and a call longer than its timeout is a timeout (the rule below).
+                return await self._timed_out_async(clock() - start, args, kwargs, None)
         now = clock()
         duration = now - start
         if duration <= self._limit:
