@@ -519,7 +519,7 @@ class Call(CallInfo):
         now = self.ended = self.clock()  # a final failure's end reuses it
         duration = now - attempt.started
         status = response.status_code
-        failed = self.status_failed = rt.failure_status(status)
+        failed = self.status_failed = status in rt.failure_codes
         rt.balancer.on_end(attempt.endpoint, duration, status >= 500, now)
         if rt.throttle is not None:
             rt.throttle.record_status(status)

@@ -96,7 +96,7 @@ class Race:
         self.racing.remove(attempt)
         call = self.call
         if isinstance(result, httpx.Response):
-            if self.racing and call.rt.failure_status(result.status_code):
+            if self.racing and result.status_code in call.rt.failure_codes:
                 call.record_response(attempt, result)
                 self._replace_now = True
                 return None

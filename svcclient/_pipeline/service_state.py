@@ -29,6 +29,7 @@ from .._exceptions import DiscoveryError, NoHealthyEndpointError, RequestFailedE
 from .._observability.hooks import Hooks, HookTable, fire
 from .._observability.routes import RouteTable, route_table
 from .._policies.breaker.guard import CircuitBreaker
+from .._policies.breaker.policy import BreakerPolicy
 from .._policies.breaker.registry import breakers
 from .._policies.budget import RetryBudget
 from . import testmode as _testmode
@@ -156,13 +157,12 @@ class ServiceRuntime:
             from .._policies.hedge import LatencyWindow
 
             self.latencies = LatencyWindow()
-        self.failure_status = (
-            config.breaker.is_failure_status if config.breaker is not None else _default_failure
-        )
-        # The same judgement as data, for the hot path to test without a call (None: the
-        # default rule, 429 or any 5xx and up).
-        self.failure_codes: frozenset[int] | None = (
-            config.breaker.failure_status_codes if config.breaker is not None else None
+        # The statuses that count as failures (the breaker's, or its default: 429, 5xx),
+        # as data: the Call tests each response's status against it.
+        self.failure_codes: frozenset[int] = (
+            config.breaker.failure_status_codes
+            if config.breaker is not None
+            else BreakerPolicy().failure_status_codes
         )
         # Overload control (both off by default): checked before the bulkhead, fed with
         # every attempt's outcome by the Call.
@@ -277,10 +277,6 @@ class ServiceRuntime:
             if type(hook).on_breaker_transition is Hooks.on_breaker_transition:
                 continue
             breaker.on("state_change", _transition_relay(self.name, hook), key=hook)
-
-
-def _default_failure(status: int) -> bool:
-    return status == 429 or status >= 500
 
 
 def _transition_relay(service: str, hook: Hooks) -> Callable[[str, str], None]:
