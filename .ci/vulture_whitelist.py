@@ -66,12 +66,9 @@ _.next_request  # httpx.Response.next_request
 _.order  # HashRing.order(): every slot from a key's first choice to its last (test_hashing)
 _.excluded  # OutlierDetector.excluded(): the endpoints out of rotation (test_outlier)
 
-# -- kept for a caller to come ----------------------------------------------------------------
-# The bulkhead's release step as its own method (tests drive the release protocol through
-# it); the drivers inline it today, and the core rewrite (#25) gives that step back to
-# the policy.
+# -- kept for tests ---------------------------------------------------------------------------
+# The bulkhead core's release step as its own method (tests drive the release protocol
+# through it; Bulkhead.release does the same step under its own fast path).
 _.free_slot
-
-# -- removed by the core rewrite (#25) --------------------------------------------------------
-_.restore  # removed by the core rewrite (#25): Call.restore
-_._for_service  # removed by the core rewrite (#25): DriverBase._for_service
+# BreakerPolicy.is_failure_status: public (the pipeline reads failure_status_codes as data).
+_.is_failure_status

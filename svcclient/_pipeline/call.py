@@ -73,6 +73,7 @@ from .._policies.retry import decide_retry
 from . import extensions as _ext
 from . import testmode as _testmode
 from .actions import AwaitResolution, AwaitSlot, Fallback, Resolve, Sleep
+from .attempt import Attempt
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -118,27 +119,6 @@ _ADMITTING = 3  # the concurrency limit and the bulkhead
 _QUEUED = 4  # the driver waits for a bulkhead slot
 _SENDING = 5  # attempts
 _ENDED = 6  # the call has its answer (or its error)
-
-
-class Attempt(AttemptInfo):
-    """One attempt in flight: where it went, when it started, when it must be done.
-
-    It is also what the observers get (an :class:`AttemptInfo`): one object per attempt,
-    not two. ``call`` is None when the transport has no observers (then no hook ever
-    sees it). ``at`` (on the call's clock) is the earlier of the per-attempt timeout and
-    the deadline; :meth:`remaining` is what the transports cap every socket operation
-    with.
-    """
-
-    __slots__ = ("at", "clock")
-
-    endpoint: Endpoint  # never None here (only a passthrough's attempt has none)
-    at: float
-    clock: Callable[[], float]
-
-    def remaining(self) -> float:
-        """Seconds this attempt may still take."""
-        return self.at - self.clock()
 
 
 class Call(CallInfo):
@@ -314,6 +294,15 @@ class Call(CallInfo):
         if self.deadline.remaining() <= 0 and error_type in _TIMEOUT_ERRORS:
             return self._failure(self.deadline_error(error))
         return self._failure(error)
+
+    def raced(self, attempt: Attempt, result: httpx.Response | Exception) -> Action:
+        """Report a hedging race's outcome (its winner, or its last racer's error)."""
+        if isinstance(result, httpx.Response):
+            return self.responded(attempt, result)
+        if isinstance(result, httpx.TransportError):
+            return self.failed(attempt, result)
+        self.abandon(attempt)  # an error that is not the transport's: no verdict
+        return result
 
     def close(self) -> None:
         """Give back what the call holds (its bulkhead and limiter slots) and put the

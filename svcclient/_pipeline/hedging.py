@@ -12,7 +12,7 @@ waits; the race tells it what to do::
         else:
             outcome = race.finished(attempt, result)  # None: keep racing
     cancel race.racing; call.abandon(each)      # the losers
-    action = race.report(*outcome)              # as call.responded() / call.failed()
+    action = call.raced(*outcome)               # as call.responded() / call.failed()
 
 Rules: after ``wait()`` seconds without an answer, one more attempt starts on another
 endpoint (idempotent requests only, at most ``max_hedges`` per round, each drawn from
@@ -24,15 +24,31 @@ call's usual retry decision.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 
 if TYPE_CHECKING:
     from .._policies.hedge import HedgePolicy
-    from .call import Action, Attempt, Call
+    from .attempt import Attempt
+    from .service_state import ServiceRuntime
 
-__all__ = ["Race"]
+
+class RacingCall(Protocol):
+    """What a race asks of its call (a :class:`~svcclient._pipeline.call.Call`)."""
+
+    rt: ServiceRuntime
+
+    def begin_attempt(self) -> Attempt: ...
+
+    def may_hedge(self, limit: int) -> bool: ...
+
+    def record_response(self, attempt: Attempt, response: httpx.Response) -> bool: ...
+
+    def record_error(self, attempt: Attempt, exc: Exception) -> str: ...
+
+
+__all__ = ["Race", "RacingCall"]
 
 
 class Race:
@@ -49,7 +65,7 @@ class Race:
         "racing",
     )
 
-    def __init__(self, call: Call, policy: HedgePolicy, first: Attempt) -> None:
+    def __init__(self, call: RacingCall, policy: HedgePolicy, first: Attempt) -> None:
         latencies = call.rt.latencies
         assert latencies is not None  # kept whenever a hedge policy is set
         self.call = call
@@ -108,13 +124,3 @@ class Race:
         if isinstance(result, Exception):
             return attempt, result
         raise result
-
-    def report(self, attempt: Attempt, result: httpx.Response | Exception) -> Action:
-        """The round's outcome, reported to the call: its next action."""
-        call = self.call
-        if isinstance(result, httpx.Response):
-            return call.responded(attempt, result)
-        if isinstance(result, httpx.TransportError):
-            return call.failed(attempt, result)
-        call.abandon(attempt)  # an error that is not the transport's: no verdict
-        return result

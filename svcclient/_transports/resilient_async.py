@@ -131,7 +131,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         a bulkhead slot); the call's next action."""
         match action:
             case Race():
-                return action.report(*await self._race(action))
+                return call.raced(*await self._race(call, action))
             case Sleep(seconds=seconds, discard=discard):
                 if discard is not None:
                     await discard.aclose()
@@ -163,9 +163,8 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             return call.failed(attempt, exc)
         return call.responded(attempt, response)
 
-    async def _race(self, race: Race) -> tuple[Attempt, httpx.Response | Exception]:
+    async def _race(self, call: Call, race: Race) -> tuple[Attempt, httpx.Response | Exception]:
         """Run the race's attempts as it decides; its outcome (the losers cancelled)."""
-        call = race.call
         send, receive = anyio.create_memory_object_stream[_Result](math.inf)
         outcome: tuple[Attempt, httpx.Response | Exception] | None = None
         with send, receive:
