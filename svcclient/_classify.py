@@ -12,7 +12,7 @@ from typing import Final
 
 import httpx
 
-__all__ = ["ERROR_TYPES", "classify_error"]
+__all__ = ["ERROR_TYPES", "classify_error", "while_connecting"]
 
 ERROR_TYPES: Final = (
     "connect_refused",
@@ -87,3 +87,10 @@ def classify_error(exc: BaseException) -> str:
             return "reset"
         return "protocol_error"
     return "unknown"
+
+
+def while_connecting(exc: BaseException) -> bool:
+    """Did the attempt fail while connecting, before any byte of the request was sent?
+    (httpx's connect errors and connect timeouts; a pool timeout is not one: the request
+    waited for a connection of this client's own.)"""
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)

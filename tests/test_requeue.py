@@ -9,11 +9,12 @@ import pytest
 
 from svcclient import BalancingPolicy, BudgetPolicy, HedgePolicy, OutlierPolicy, ServiceConfig
 from svcclient._balancing.balancer import LoadBalancer
-from svcclient._balancing.requeue import may_requeue, requeue_cap
+from svcclient._classify import while_connecting
 from svcclient._endpoint import Endpoint
 from svcclient._pipeline.actions import Sleep
 from svcclient._pipeline.call import Attempt, Call
 from svcclient._pipeline.service_state import ServiceRuntime
+from svcclient._policies.retry import RetryPolicy, requeue_cap
 
 A, B, C = (Endpoint(f"10.0.0.{i}", 80) for i in (1, 2, 3))
 REFUSED = httpx.ConnectError("[Errno 111] Connection refused")
@@ -134,7 +135,8 @@ def test_may_requeue(
 ) -> None:
     """Only connect-phase failures, within the cap and the deadline, unless retry=False."""
     kw = {"requeues": requeues, "endpoints": 3, "remaining": remaining, "opt_in": opt_in}
-    assert may_requeue(exc, error_type, **kw) is ok
+    connecting = while_connecting(exc)
+    assert RetryPolicy().may_requeue(error_type, connecting=connecting, **kw) is ok
 
 
 def test_requeue_cap_is_at_least_one() -> None:

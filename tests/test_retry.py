@@ -372,3 +372,22 @@ def test_decision_is_frozen_with_slots() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         d.retry = False  # type: ignore[misc]
     assert not hasattr(d, "__dict__")
+
+
+@pytest.mark.parametrize(
+    ("method", "keyed", "opt_in", "replayable", "ok"),
+    [
+        ("GET", False, None, True, True),
+        ("get", False, None, True, True),  # methods compare upper-cased, everywhere
+        ("POST", False, None, True, False),
+        ("POST", True, None, True, True),  # the idempotency header
+        ("POST", False, True, True, True),  # the caller opted in
+        ("GET", False, False, True, False),  # retry=False
+        ("GET", False, None, False, False),  # a one-shot body
+    ],
+)
+def test_may_resend_is_the_one_idempotency_rule(
+    method: str, keyed: bool, opt_in: bool | None, replayable: bool, ok: bool
+) -> None:
+    """Retries and hedges ask the policy the same question and get the same answer."""
+    assert RetryPolicy().may_resend(method, keyed, opt_in, replayable) is ok

@@ -55,8 +55,7 @@ from typing import TYPE_CHECKING, Union
 
 import httpx
 
-from .._balancing.requeue import may_requeue
-from .._classify import classify_error
+from .._classify import classify_error, while_connecting
 from .._endpoint import Endpoint
 from .._exceptions import (
     AttemptRecord,
@@ -584,11 +583,8 @@ class Call(CallInfo):
         request = self.request
         if self.number + 1 >= limit:
             return False
-        idempotent = (
-            request.method in rt.retry.idempotent_methods
-            or rt.retry.idempotency_header in request.headers
-        )
-        if self.opt_in is False or not (idempotent or self.opt_in) or not self.replayable:
+        keyed = rt.retry.idempotency_header in request.headers
+        if not rt.retry.may_resend(request.method, keyed, self.opt_in, self.replayable):
             return False
         # Hedges draw on their own budget (same policy), so they cannot starve retries.
         budget = rt.hedge_budget
@@ -702,11 +698,11 @@ class Call(CallInfo):
 
     def _requeue(self, exc: Exception, error_type: str) -> bool:
         """A connect failure (nothing sent) goes elsewhere without using an attempt
-        (:mod:`svcclient._balancing.requeue`), if the retry budget has a token."""
+        (the retry policy's requeue rule), if the retry budget has a token."""
         rt = self.rt
-        if not may_requeue(
-            exc,
+        if not rt.retry.may_requeue(
             error_type,
+            connecting=while_connecting(exc),
             requeues=self.requeues,
             endpoints=len(rt.balancer.endpoints),
             remaining=self.deadline.remaining(),

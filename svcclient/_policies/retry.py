@@ -23,11 +23,24 @@ Rules, in the order they are applied:
      classify may be a bug; retrying it hides the bug and triples its cost).
 
 4. A body that cannot be replayed (a one-shot stream) is never resent.
+   :meth:`RetryPolicy.may_resend` is rules 1, 3's idempotency and 4 as one test: it
+   also says whether a hedge (a speculative second attempt) may be sent.
 5. The delay is a full-jitter exponential backoff (tenacity's ``wait_random_exponential``).
    For 429 and 503 a parsable ``Retry-After`` raises it to at least the server's value; if
    that does not fit in the time left, the call stops with the original outcome. The delay
    always fits: a jittered backoff longer than half the time left is cut to half (the
    other half is for the attempt), and no retry is made once the deadline has passed.
+
+Requeues (Finagle's ``RequeueFilter``, :meth:`RetryPolicy.may_requeue`): when an attempt
+failed *before anything was sent* (a connection refused, reset while connecting, or a TCP
+handshake that timed out), the server cannot have acted on the request, so sending it to
+another endpoint is safe for every method and is not a *retry*: it uses none of the
+call's attempts and waits no backoff. One dead pod out of three then never fails a call,
+whatever the call met on the other pods before. Requeues are bounded three ways, so a dead
+service cannot turn into a connect storm: the retry budget (the caller withdraws a token
+per requeue), the deadline, and a cap per call of one per endpoint in the set (at least
+one). ``retry=False`` turns them off too. TLS and DNS failures are not requeued (another
+pod will not fix them).
 """
 
 from __future__ import annotations
@@ -63,9 +76,11 @@ _Derived = tuple[_Wait, tuple[_State, ...], float]
 __all__ = [
     "DEFAULT_IDEMPOTENT_METHODS",
     "DEFAULT_RETRY_STATUSES",
+    "REQUEUE_ERRORS",
     "RetryDecision",
     "RetryPolicy",
     "decide_retry",
+    "requeue_cap",
 ]
 
 DEFAULT_RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
@@ -75,6 +90,8 @@ DEFAULT_IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", 
 _NEVER_SENT: Final = frozenset({"connect_refused", "connect_timeout", "dns_failure"})
 # Errors after the request may have been (partly) processed: resend only if idempotent.
 _MAYBE_SENT: Final = frozenset({"read_timeout", "reset", "protocol_error"})
+REQUEUE_ERRORS: Final = frozenset({"connect_refused", "connect_timeout", "reset", "unknown"})
+"""Error types that, raised while connecting, mean nothing was sent (requeued elsewhere)."""
 # Statuses whose Retry-After we honour (RFC 9110 defines it for 503 and 3xx, RFC 6585 for 429).
 _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 # More distinct backoff windows than any float ratio cap/base can produce (log2 of
@@ -149,6 +166,40 @@ class RetryPolicy:
         """A policy that never retries (``attempts=1``)."""
         return cls(attempts=1)
 
+    def may_resend(
+        self, method: str, has_idempotency_key: bool, opt_in: bool | None, replayable: bool
+    ) -> bool:
+        """May this request be sent again after it may have reached a server (a retry of
+        a 503 or a read timeout, or a hedge)? Its method is idempotent, it carries the
+        idempotency header, or the caller opted in; never with ``retry=False`` or a
+        one-shot body."""
+        if opt_in is False or not replayable:
+            return False
+        return bool(opt_in) or has_idempotency_key or method.upper() in self.idempotent_methods
+
+    def may_requeue(
+        self,
+        error_type: str,
+        *,
+        connecting: bool,
+        requeues: int,
+        endpoints: int,
+        remaining: float,
+        opt_in: bool | None,
+    ) -> bool:
+        """May an attempt that failed with ``error_type`` go to another endpoint without
+        using an attempt (see the module docstring)? ``connecting``: it failed while
+        connecting (nothing was sent); ``requeues``: how many this call made already;
+        ``endpoints``: the endpoint set's size; ``remaining``: seconds left.
+
+        >>> RetryPolicy().may_requeue("connect_refused", connecting=True, requeues=0,
+        ...                           endpoints=3, remaining=2.5, opt_in=None)
+        True
+        """
+        if opt_in is False or remaining <= 0 or not connecting:
+            return False
+        return error_type in REQUEUE_ERRORS and requeues < requeue_cap(endpoints)
+
     @property
     def max_retries(self) -> int:
         """Retries after the first attempt: ``attempts - 1``."""
@@ -175,6 +226,12 @@ class RetryPolicy:
 
 
 _DERIVED: dict[tuple[int, float, float], _Derived] = {}
+
+
+def requeue_cap(endpoints: int) -> int:
+    """Requeues one call may make: one per endpoint in the set (at least one: behind a
+    ClusterIP, kube-proxy may pick another pod)."""
+    return endpoints if endpoints > 1 else 1
 
 
 def _derive(a: int, base: float, cap: float) -> _Derived:
@@ -294,9 +351,7 @@ def decide_retry(
     else:
         return _stop("nothing to retry")
 
-    if needs_idempotency and not (
-        opt_in or has_idempotency_key or method.upper() in policy.idempotent_methods
-    ):
+    if needs_idempotency and not policy.may_resend(method, has_idempotency_key, opt_in, True):
         return _stop(f"not idempotent: {method.upper()} without {policy.idempotency_header}")
     if not replayable:
         return _stop("body not replayable")
