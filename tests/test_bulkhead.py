@@ -184,16 +184,16 @@ def test_after_fork_the_child_s_bulkhead_starts_empty_and_works() -> None:
             bh.release()
 
 
-def test_sync_bulkheads_free_and_waiters_are_its_cores_even_after_a_fork() -> None:
-    """``free`` and ``waiters`` (what the sync driver reads for the uncontended slot) are
-    the core's own, before and after the fork reset (which is in place)."""
+def test_sync_bulkhead_fork_reset_frees_what_try_acquire_takes() -> None:
+    """``try_acquire`` is the core's own (one call on the hot path) and keeps working on
+    the core's slots after the fork reset, which is in place."""
     bh = Bulkhead(BulkheadPolicy(max_concurrent=2))
     for _ in range(2):
-        assert bh.free is bh._core.free and bh.waiters is bh._core.waiters
-        bh.free.pop()
+        assert bh.try_acquire.__self__ is bh._core  # type: ignore[attr-defined]
+        assert bh.try_acquire()
         assert bh.in_flight == 1
         bh._after_fork_in_child()
-        assert bh.in_flight == 0 and len(bh.free) == 2
+        assert bh.in_flight == 0 and len(bh._core.free) == 2
 
 
 def test_sync_release_without_acquire_raises() -> None:

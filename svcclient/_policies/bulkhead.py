@@ -125,10 +125,7 @@ class _BulkheadCore(Generic[_W]):
         """Give up a slot: returns the waiter it was handed to, or None if it was freed."""
         if self.waiters:
             return self.waiters.popleft()
-        free = self.free  # self.free_slot(), inlined (the async release's common case)
-        if len(free) >= self.max_concurrent:
-            raise RuntimeError("bulkhead released more times than acquired")
-        free.append(None)
+        self.free_slot()
         return None
 
     def free_slot(self) -> None:
@@ -180,23 +177,18 @@ class Bulkhead:
     1
     """
 
-    __slots__ = ("_core", "_lock", "free", "max_concurrent", "policy", "service", "waiters")
+    __slots__ = ("_core", "_lock", "policy", "service", "try_acquire")
 
-    max_concurrent: int
-    """Slots in all (the core's): what the sync driver's inlined release checks against."""
-    free: list[None]
-    """The core's free-slot tokens (the same list: a fork's reset is in place)."""
-    waiters: deque[threading.Lock]
-    """The core's queue of waiters (the same deque). With ``free``, what the sync driver
-    reads to take an uncontended slot as :meth:`try_acquire` does, without the call."""
+    try_acquire: Callable[[], bool]
+    """Take a free slot if there is one and nobody is queued; never waits, takes no lock
+    (one atomic ``pop``; see the module docstring). The core's own method: one call.
+    ``acquire()`` is for when this says False."""
 
     def __init__(self, policy: BulkheadPolicy | None = None, service: str | None = None) -> None:
         self.policy = policy if policy is not None else BulkheadPolicy()
         self.service = service
         self._core: _BulkheadCore[threading.Lock] = _BulkheadCore(self.policy)
-        self.free = self._core.free
-        self.waiters = self._core.waiters
-        self.max_concurrent = self._core.max_concurrent
+        self.try_acquire = self._core.try_acquire
         self._lock = threading.Lock()
 
     @property
@@ -208,22 +200,6 @@ class Bulkhead:
     def waiting(self) -> int:
         """Calls queued for a slot now."""
         return len(self._core.waiters)
-
-    def try_acquire(self) -> bool:
-        """Take a free slot if there is one and nobody is queued; never waits.
-
-        The uncontended fast path (what nearly every call takes), without the lock: the
-        core's check inlined, and one atomic ``pop`` takes the token. ``acquire()`` is
-        for when this says False.
-        """
-        core = self._core
-        if core.waiters:
-            return False
-        try:
-            core.free.pop()
-        except IndexError:
-            return False
-        return True
 
     def acquire(self, timeout: float | None = None) -> None:
         """Take a slot, waiting up to ``wait_timeout`` if the queue has room.
@@ -271,26 +247,18 @@ class Bulkhead:
         waiter that queued meanwhile is then served from the free tokens under the lock.
         """
         core = self._core
-        if not core.waiters:
-            free = core.free  # core.free_slot(), inlined
-            if len(free) >= core.max_concurrent:
-                raise RuntimeError("bulkhead released more times than acquired")
-            free.append(None)
-            if core.waiters:
-                self.serve()
+        if core.waiters:
+            with self._lock:
+                token = core.release()
+            if token is not None:
+                token.release()
             return
-        with self._lock:
-            token = core.release()
-        if token is not None:
-            token.release()
-
-    def serve(self) -> None:
-        """After a token went back with nobody queued: serve whoever queued meanwhile
-        (the sync driver calls it after its inlined release when one did)."""
-        with self._lock:
-            served = self._core.hand_over()
-        for waiter in served:
-            waiter.release()
+        core.free_slot()
+        if core.waiters:  # queued after we looked: serve it from the token just freed
+            with self._lock:
+                served = core.hand_over()
+            for waiter in served:
+                waiter.release()
 
     def __enter__(self) -> Bulkhead:
         if not self.try_acquire():
