@@ -379,11 +379,9 @@ class LoadBalancer:
         return self._strategy.pick(affinity_key, avoid)
 
     def _start(self, affinity_key: str | None = None, avoid: Endpoint | None = None) -> Endpoint:
-        """``start`` in general: ``pick``, then ``on_start`` (inlined) of its answer."""
+        """``start`` in general: ``pick``, then ``on_start`` of its answer."""
         ep = self.pick(affinity_key, avoid)
-        st = self._stats.get(ep.key)
-        if st is not None:
-            st.inflight.append(None)
+        self.on_start(ep)
         return ep
 
     def on_start(self, ep: Endpoint) -> None:

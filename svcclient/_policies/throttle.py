@@ -220,17 +220,7 @@ class Throttle:
 
     def record_status(self, status: int) -> None:
         """Count a response: an accept unless ``status`` is an overload status."""
-        now = self.clock()  # record() inlined: this runs once per attempt
-        lock = self._lock
-        lock.acquire()
-        try:
-            if now >= self._edge:
-                self._roll(now)
-            self._cur_req += 1
-            if status not in self.overload_statuses:
-                self._cur_acc += 1
-        finally:
-            lock.release()
+        self.record(status not in self.overload_statuses)
 
     def reset(self) -> None:
         """Forget the window (tests, or after reconfiguration)."""
