@@ -30,8 +30,7 @@ attempts as the race decides and reports the race's outcome like an attempt's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import threading
@@ -39,19 +38,20 @@ if TYPE_CHECKING:
 
     import httpx
 
+# Immutable values; named tuples rather than frozen dataclasses: a frozen dataclass costs
+# about 0.7 ms of import time each (its methods are compiled when the class is made).
+
 __all__ = ["AwaitResolution", "AwaitSlot", "Fallback", "Resolve", "Sleep"]
 
 
-@dataclass(frozen=True, slots=True)
-class Sleep:
+class Sleep(NamedTuple):
     """Back off ``seconds`` before the next attempt; close ``discard`` first."""
 
     seconds: float
     discard: httpx.Response | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Resolve:
+class Resolve(NamedTuple):
     """Look ``host`` up in DNS (this call holds the endpoint set's refresh turn)."""
 
     host: str
@@ -59,24 +59,21 @@ class Resolve:
     timeout: float
 
 
-@dataclass(frozen=True, slots=True)
-class AwaitResolution:
+class AwaitResolution(NamedTuple):
     """Another caller holds the first lookup: wait for ``event``, at most ``timeout``."""
 
     event: threading.Event
     timeout: float
 
 
-@dataclass(frozen=True, slots=True)
-class AwaitSlot:
+class AwaitSlot(NamedTuple):
     """No bulkhead slot is free: wait for one of ``bulkhead``'s, at most ``timeout``."""
 
     bulkhead: Any  # Bulkhead or AsyncBulkhead: the driver's own kind
     timeout: float
 
 
-@dataclass(frozen=True, slots=True)
-class Fallback:
+class Fallback(NamedTuple):
     """The call failed and a fallback is configured: its answer is the call's."""
 
     fallback: Callable[[httpx.Request, BaseException], Any]
