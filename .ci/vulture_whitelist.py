@@ -26,6 +26,9 @@ _.from_header  # Deadline.from_header() (svcclient.Deadline)
 _.disabled  # RetryPolicy.disabled() (svcclient.RetryPolicy)
 _.max_retries  # RetryPolicy.max_retries
 _.is_accept  # ThrottlePolicy.is_accept() (svcclient.ThrottlePolicy)
+_.on_attempt_start  # Hooks events: the observer protocol; HookTable finds them by name
+_.on_attempt_end  # (hooks._EVENTS) and calls them through CallEvents or fire()
+_.on_retry
 
 # -- public test helpers: svcclient.testing and the pytest plugin's fixtures ----------------
 _.kubernetes  # the svc_env fixture's kubernetes()

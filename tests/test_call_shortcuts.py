@@ -1,8 +1,8 @@
 """The pipeline's per-call shortcuts keep the observers' figures exact.
 
 PrometheusHooks counts a service's calls in flight through a tally the pipeline appends
-to and pops (``Dispatch.in_flight``); a call tracing sat out uses Prometheus' untraced
-``on_attempt_end``; a one-endpoint balancer is taken without calling ``start()``; a
+to and pops (``Hooks.calls_in_flight``); a call tracing sat out (``Hooks.enabled``)
+hears only Prometheus' events; a one-endpoint balancer is taken without calling ``start()``; a
 success closes the call's books as it is recorded. Each test fails when its shortcut
 loses or doubles a count.
 """
@@ -49,18 +49,22 @@ def _client(handler, registry: CollectorRegistry, **kw: object) -> httpx.Client:
 
 
 def test_the_tally_is_prometheus_own_deque_and_its_start_is_not_called() -> None:
+    """Built for a service, the table keeps Prometheus' in-flight deque: its start and a
+    successful end are the tally's append and pop; any other end is its on_request_end."""
     registry = CollectorRegistry()
     prom, tracing = PrometheusHooks(registry=registry), TracingHooks()
     table = HookTable([prom, tracing], "user-service")
-    assert table.in_flight is prom._m.in_flight_child("user-service")
-    assert table.lean.in_flight is table.in_flight  # one count, whichever table a call uses
-    assert table.lean.request_start is None  # Prometheus' start is the tally's append
-    assert table.lean.request_end is None  # and a success's end its pop
-    assert table.lean.request_failed == prom._call_failed
-    assert table.lean.attempt_end == prom._attempt_end_untraced
+    lean = table.variants[False]
+    assert table.events.in_flight is prom._m.in_flight_child("user-service")
+    assert lean.in_flight is table.events.in_flight  # one count, whichever a call uses
+    assert lean.request_start is None  # Prometheus' start is the tally's append
+    assert lean.request_succeeded is None  # and a success's end its pop
+    assert lean.request_end == prom.on_request_end
+    assert lean.attempt_end == prom.on_attempt_end
     # Without a service (the instrumented client's table) nothing changes.
     plain = HookTable([prom, tracing])
-    assert plain.in_flight is None and plain.lean.request_start == prom.on_request_start
+    assert plain.events.in_flight is None
+    assert plain.variants[False].request_start == prom.on_request_start
 
 
 def test_a_subclass_that_overrides_an_event_keeps_its_own_methods() -> None:
@@ -77,9 +81,8 @@ def test_a_subclass_that_overrides_an_event_keeps_its_own_methods() -> None:
 
     registry = CollectorRegistry()
     table = HookTable([Counting(registry=registry), TracingHooks()], "user-service")
-    assert table.in_flight is None
-    assert table.lean.attempt_end is not None
-    assert "untraced" not in table.lean.attempt_end.__name__
+    assert table.events.in_flight is None
+    assert table.variants[False].request_start is not None
     transport = ResilientTransport(
         "user-service",
         httpx.MockTransport(lambda r: httpx.Response(200)),

@@ -17,7 +17,7 @@ from svcclient import ServiceClient
 from svcclient._endpoint import Endpoint
 from svcclient._exceptions import ConfigError
 from svcclient._observability import prometheus as _metrics
-from svcclient._observability.hooks import AttemptInfo, CallInfo
+from svcclient._observability.hooks import AttemptInfo, CallInfo, call_ended
 from svcclient._observability.otel import TRACE_ID_STATE_KEY, TracingHooks
 from svcclient._observability.prometheus import DEFAULT_BUCKETS, PrometheusHooks
 from svcclient._observability.routes import RouteTable
@@ -31,8 +31,12 @@ def registry() -> CollectorRegistry:
 
 
 def make_call(service: str = "users", route: str = "/users/{id}", method: str = "GET") -> CallInfo:
+    """A call as the pipeline makes it: the current OpenTelemetry context is its own."""
+    from opentelemetry import context
+
     req = httpx.Request(method, f"http://{service}.svc/users/42")
-    return CallInfo(service, method, route, req, time.perf_counter())
+    now = time.perf_counter()
+    return CallInfo(service, method, route, req, now, trace_context=context.get_current() or None)
 
 
 def attempt(
@@ -43,9 +47,8 @@ def attempt(
     error: str | None = None,
     duration: float = 0.003,
 ) -> AttemptInfo:
-    a = AttemptInfo(call, number, None, call.request, time.perf_counter())
-    a.status_code, a.error_type, a.duration = status, error, duration
-    return a
+    now = time.perf_counter()
+    return AttemptInfo(call, number, None, call.request, now, status, error, duration)
 
 
 def run_call(hooks: PrometheusHooks, call: CallInfo, *attempts: AttemptInfo) -> None:
@@ -54,10 +57,8 @@ def run_call(hooks: PrometheusHooks, call: CallInfo, *attempts: AttemptInfo) -> 
         hooks.on_attempt_start(a)
         hooks.on_attempt_end(a)
     last = attempts[-1] if attempts else None
-    call.attempts = len(attempts)
-    if last is not None:
-        call.status_code, call.error_type = last.status_code, last.error_type
-    hooks.on_request_end(call)
+    status, error = (last.status_code, last.error_type) if last is not None else (None, None)
+    hooks.on_request_end(call_ended(call, len(attempts), status, error, 0.01))
 
 
 def value(reg: CollectorRegistry, name: str, **labels: str) -> float | None:
@@ -173,8 +174,7 @@ def test_breaker_rejection_is_not_a_network_error(registry: CollectorRegistry) -
     call = make_call()
     hooks.on_request_start(call)
     hooks.on_breaker_reject("users")
-    call.error_type = "circuit_open"
-    hooks.on_request_end(call)
+    hooks.on_request_end(call_ended(call, 1, None, "circuit_open", 0.01))
     labels = {"error_type": "circuit_open", "target_service": "users"}
     assert value(registry, "network_errors_total", **labels) is None
     rejected = "svcclient_circuit_breaker_rejections_total"
@@ -187,8 +187,7 @@ def test_dns_failure_without_attempt_is_counted(registry: CollectorRegistry) -> 
     hooks = PrometheusHooks(registry)
     call = make_call()
     hooks.on_request_start(call)
-    call.error_type = "dns_failure"
-    hooks.on_request_end(call)
+    hooks.on_request_end(call_ended(call, 1, None, "dns_failure", 0.01))
     labels = {"error_type": "dns_failure", "target_service": "users"}
     assert value(registry, "network_errors_total", **labels) == 1
     assert value(registry, f"{DUR}_count", **dur_labels("0")) is None
@@ -201,8 +200,7 @@ def test_call_level_error_after_attempt_error_is_counted(registry: CollectorRegi
     hooks.on_request_start(call)
     a = attempt(call, status=None, error="reset")
     hooks.on_attempt_end(a)
-    call.error_type = "deadline_exceeded"
-    hooks.on_request_end(call)
+    hooks.on_request_end(call_ended(call, 1, None, "deadline_exceeded", 0.01))
     assert value(registry, "network_errors_total", error_type="reset", target_service="users") == 1
     labels = {"error_type": "deadline_exceeded", "target_service": "users"}
     assert value(registry, "network_errors_total", **labels) == 1

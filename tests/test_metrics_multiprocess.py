@@ -17,7 +17,7 @@ WORKER = textwrap.dedent(
     """
     import os, sys, time
     import httpx
-    from svcclient._observability.hooks import AttemptInfo, CallInfo
+    from svcclient._observability.hooks import AttemptInfo, CallInfo, call_ended
     from svcclient._observability.prometheus import PrometheusHooks
 
     worker = int(sys.argv[1])
@@ -27,14 +27,12 @@ WORKER = textwrap.dedent(
         req = httpx.Request("GET", "http://users.svc/users/1")
         call = CallInfo("users", "GET", "/users/{id}", req, time.perf_counter())
         hooks.on_request_start(call)
-        a = AttemptInfo(call, 0, None, req, time.perf_counter())
         if i == 2:
-            a.error_type, a.duration = "read_timeout", 0.3
+            a = AttemptInfo(call, 0, None, req, time.perf_counter(), None, "read_timeout", 0.3)
         else:
-            a.status_code, a.duration = 200, 0.003
+            a = AttemptInfo(call, 0, None, req, time.perf_counter(), 200, None, 0.003)
         hooks.on_attempt_end(a)
-        call.status_code, call.error_type = a.status_code, a.error_type
-        hooks.on_request_end(call)
+        hooks.on_request_end(call_ended(call, 1, a.status_code, a.error_type, a.duration))
     hooks.on_breaker_transition("users", "closed", "open" if worker == 1 else "half_open")
     if worker == 1:
         hooks.on_request_start(CallInfo("users", "GET", "/x", req, 0.0))

@@ -24,7 +24,14 @@ from opentelemetry.trace import (
 )
 
 from svcclient._endpoint import Endpoint
-from svcclient._observability.hooks import AttemptInfo, CallInfo, Hooks, HookTable
+from svcclient._observability.hooks import (
+    AttemptInfo,
+    CallInfo,
+    Hooks,
+    HookTable,
+    call_ended,
+    fire,
+)
 from svcclient._observability.otel import TRACE_ID_STATE_KEY, TracingHooks, redact_url
 
 URL = "http://bob:s3cret@users.prod.svc.cluster.local:8080/users/42?token=abc&page=2"
@@ -44,7 +51,10 @@ def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
 
 
 def make_call(method: str = "GET", url: str = URL, route: str = "/users/{id}") -> CallInfo:
-    return CallInfo("users", method, route, httpx.Request(method, url), time.perf_counter())
+    """A call as the pipeline makes it: the current context is its trace_context."""
+    request = httpx.Request(method, url)
+    context = otel_context.get_current() or None
+    return CallInfo("users", method, route, request, time.perf_counter(), trace_context=context)
 
 
 def run(
@@ -55,20 +65,26 @@ def run(
 ) -> list[AttemptInfo]:
     """Drive the hooks like the pipeline: start, attempts (with retries), end."""
     attempts = []
+    hooks.enabled(call)  # asked first, as the pipeline does
     hooks.on_request_start(call)
     for number, (status, error) in enumerate(outcomes):
         if number:
-            hooks.on_retry(call, 0.0, "retry")
+            hooks.on_retry(call_ended(call, number, None, None, 0.0), 0.0, "retry")
         a = AttemptInfo(call, number, endpoint, call.request, time.perf_counter())
         hooks.on_attempt_start(a)
-        a.status_code, a.error_type, a.duration = status, error, 0.01
+        a = ended(a, status, error)
         hooks.on_attempt_end(a)
         attempts.append(a)
-    call.attempts = len(outcomes)
-    if outcomes:
-        call.status_code, call.error_type = outcomes[-1]
-    hooks.on_request_end(call)
+    status, error = outcomes[-1] if outcomes else (None, None)
+    hooks.on_request_end(call_ended(call, len(outcomes), status, error, 0.01))
     return attempts
+
+
+def ended(a: AttemptInfo, status: int | None, error: str | None = None) -> AttemptInfo:
+    """The value on_attempt_end gets: ``a`` with its outcome (same state)."""
+    return AttemptInfo(
+        a.call, a.number, a.endpoint, a.request, a.started, status, error, 0.01, a.state
+    )
 
 
 def spans(exporter: InMemorySpanExporter) -> dict[str, list[ReadableSpan]]:
@@ -145,10 +161,10 @@ def test_rejected_call_records_circuit_open(
     """A call the breaker rejected still leaves a call span with error.type circuit_open."""
     hooks = TracingHooks(provider)
     call = make_call()
+    hooks.enabled(call)
     hooks.on_request_start(call)
     hooks.on_breaker_reject("users")
-    call.error_type = "circuit_open"
-    hooks.on_request_end(call)
+    hooks.on_request_end(call_ended(call, 1, None, "circuit_open", 0.01))
     got = spans(exporter)
     assert got["client"] == []
     (span,) = got["internal"]
@@ -200,8 +216,7 @@ def test_traceparent_injected_for_each_attempt(
         a = AttemptInfo(call, number, None, call.request, time.perf_counter())
         hooks.on_attempt_start(a)
         seen.append(call.request.headers["traceparent"])
-        a.status_code = 200
-        hooks.on_attempt_end(a)
+        hooks.on_attempt_end(ended(a, 200))
     hooks.on_request_end(call)
     client_spans = spans(exporter)["client"]
     expected = [
@@ -261,7 +276,7 @@ def test_no_sdk_creates_nothing_and_injects_nothing() -> None:
     hooks = TracingHooks()
     call = make_call()
     attempts = run(hooks, call, [(503, None), (200, None)])
-    assert all(a.state is None for a in attempts)
+    assert all(a.state == {} for a in attempts)
     assert call.state == {}
     assert "traceparent" not in call.request.headers
 
@@ -297,7 +312,7 @@ def test_explicit_noop_provider_records_nothing() -> None:
     """An explicit NoOpTracerProvider takes the no-span path."""
     call = make_call()
     attempts = run(TracingHooks(NoOpTracerProvider()), call, [(200, None)])
-    assert attempts[0].state is None
+    assert attempts[0].state == {}
     assert TRACE_ID_STATE_KEY not in call.state
 
 
@@ -358,64 +373,68 @@ def test_no_meter_provider_records_nothing(monkeypatch: pytest.MonkeyPatch) -> N
 def test_attempt_span_is_current_and_http_instrumentation_suppressed_while_sending(
     provider: TracerProvider,
 ) -> None:
-    """enter() makes the attempt's span current and sets the suppress-HTTP key; undo clears."""
+    """The attempt context on_attempt_start returns makes the attempt's span current and
+    sets the suppress-HTTP key; its undo clears both."""
     hooks = TracingHooks(provider)
     call = make_call()
+    hooks.enabled(call)
     hooks.on_request_start(call)
     a = AttemptInfo(call, 0, None, call.request, time.perf_counter())
-    hooks.on_attempt_start(a)
-    assert a.enter is not None
+    enter = hooks.on_attempt_start(a)
+    assert enter is not None
+    span = a.state["svcclient.attempt_span"]
     key = otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY
     assert not otel_context.get_value(key)
-    undo = a.enter()
+    undo = enter()
     try:
-        current = otel_trace.get_current_span()
-        assert current is a.state
+        assert otel_trace.get_current_span() is span
         assert otel_context.get_value(key) is True
     finally:
         undo()
     assert otel_context.get_value(key) is None
-    assert otel_trace.get_current_span() is not a.state
-    hooks.on_attempt_end(a)
-    hooks.on_request_end(call)
+    assert otel_trace.get_current_span() is not span
+    hooks.on_attempt_end(ended(a, 200))
+    hooks.on_request_end(call_ended(call, 1, 200, None, 0.01))
 
 
 def test_no_attempt_context_without_a_tracer() -> None:
-    """With no SDK provider the hooks leave enter unset: nothing to attach per attempt."""
+    """With no SDK provider the hooks return no attempt context: nothing to attach."""
     hooks = TracingHooks(otel_trace.NoOpTracerProvider())
     call = make_call()
     hooks.on_request_start(call)
     a = AttemptInfo(call, 0, None, call.request, time.perf_counter())
-    hooks.on_attempt_start(a)
-    assert a.enter is None
+    assert hooks.on_attempt_start(a) is None
 
 
-def test_attempt_context_chains_to_an_earlier_observer(provider: TracerProvider) -> None:
-    """An enter set by an earlier observer still runs, inside-out undo."""
+def test_attempt_contexts_of_two_observers_are_chained(provider: TracerProvider) -> None:
+    """Two observers' attempt contexts are both entered, in order, and undone inside-out."""
     log: list[str] = []
 
-    def earlier() -> Callable[[], object]:
-        log.append("enter earlier")
-        return lambda: log.append("undo earlier")
+    class Earlier(Hooks):
+        def on_attempt_start(self, attempt: AttemptInfo) -> Callable[[], Callable[[], object]]:
+            def enter() -> Callable[[], object]:
+                log.append("enter earlier")
+                return lambda: log.append("undo earlier")
 
-    hooks = TracingHooks(provider)
+            return enter
+
+    table = HookTable([Earlier(), TracingHooks(provider)])
     call = make_call()
-    hooks.on_request_start(call)
-    a = AttemptInfo(call, 0, None, call.request, time.perf_counter())
-    a.enter = earlier
-    hooks.on_attempt_start(a)
-    assert a.enter is not None
-    undo = a.enter()
+    events = table.select(call)
+    assert events.attempt_start is not None
+    enter = events.attempt_start(AttemptInfo(call, 0, None, call.request, time.perf_counter()))
+    assert enter is not None
+    undo = enter()
     log.append("send")
     undo()
     assert log == ["enter earlier", "send", "undo earlier"]
 
 
-# --- the compiled dispatch (HookTable asks TracingHooks for it) -----------------------------
+# --- once per call: HookTable asks TracingHooks.enabled -------------------------------------
 
 
 class _Seen(Hooks):
-    """An observer before TracingHooks (as Prometheus is by default): sees every event."""
+    """Another observer (as Prometheus is by default): sees every event."""
 
     def __init__(self, fail: bool = False) -> None:
         self.events: list[str] = []
@@ -440,42 +459,35 @@ class _Seen(Hooks):
 
 
 def run_table(table: HookTable, call: CallInfo, status: int = 200) -> AttemptInfo:
-    """Drive a HookTable's compiled dispatch like the pipeline: one attempt."""
-    assert table.request_start and table.attempt_start and table.attempt_end
-    assert table.request_end
-    table.request_start(call)
+    """Drive a HookTable like the pipeline: the call's events asked for once, one attempt."""
+    events = table.select(call)
+    for event, value in (("request_start", call),):
+        dispatch = getattr(events, event)
+        if dispatch is not None:
+            fire((dispatch,), value)
     a = AttemptInfo(call, 0, None, call.request, time.perf_counter())
-    table.attempt_start(a)
-    a.status_code, a.duration = status, 0.01
-    table.attempt_end(a)
-    call.attempts, call.status_code = 1, status
-    table.request_end(call)
+    if events.attempt_start is not None:
+        fire((events.attempt_start,), a)
+    a = ended(a, status)
+    if events.attempt_end is not None:
+        fire((events.attempt_end,), a)
+    if events.request_end is not None:
+        fire((events.request_end,), call_ended(call, 1, status, None, 0.01))
     return a
 
 
-def test_hook_table_takes_tracings_own_dispatch_after_one_other_observer() -> None:
-    """TracingHooks last, alone or after one observer: its compiled dispatch is used; with
-    two before it, the generic one."""
-    for hooks in ([TracingHooks()], [_Seen(), TracingHooks()]):
-        table = HookTable(hooks)
-        for event in ("request_start", "attempt_start", "attempt_end", "request_end"):
-            assert "_dispatch_after" in getattr(table, event).__qualname__
-    generic = HookTable([_Seen(), _Seen(), TracingHooks()]).request_start
-    assert generic is not None and "_dispatch_after" not in generic.__qualname__
-
-
 @pytest.mark.usefixtures("no_global_sdk")
-def test_compiled_dispatch_skips_idle_tracing_then_traces_once_a_provider_is_set(
+def test_idle_tracing_hears_nothing_then_traces_once_a_provider_is_set(
     provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No SDK: the observer before TracingHooks sees every event and nothing is traced or
-    injected; once the app sets its global provider, the same table traces."""
+    """No SDK: the other observer sees every event and nothing is traced or injected;
+    once the app sets its global provider, the same table traces."""
     seen = _Seen()
     table = HookTable([seen, TracingHooks()])
     call = make_call()
     a = run_table(table, call)
     assert seen.events == ["request_start", "attempt_start", "attempt_end", "request_end"]
-    assert exporter.get_finished_spans() == () and a.state is None and call.state == {}
+    assert exporter.get_finished_spans() == () and a.state == {} and call.state == {}
     assert "traceparent" not in call.request.headers
     monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
     call = make_call()
@@ -488,8 +500,8 @@ def test_compiled_dispatch_skips_idle_tracing_then_traces_once_a_provider_is_set
 
 
 @pytest.mark.usefixtures("no_global_sdk")
-def test_compiled_dispatch_propagates_an_incoming_trace_without_an_sdk() -> None:
-    """No SDK, but a trace in the current context: the dispatch still injects it."""
+def test_an_incoming_trace_is_propagated_without_an_sdk() -> None:
+    """No SDK, but a trace in the call's context: tracing has work and injects it."""
     incoming = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1))
     token = otel_context.attach(otel_trace.set_span_in_context(NonRecordingSpan(incoming)))
     try:
@@ -501,7 +513,7 @@ def test_compiled_dispatch_propagates_an_incoming_trace_without_an_sdk() -> None
 
 
 @pytest.mark.usefixtures("no_global_sdk")
-def test_compiled_dispatch_records_duration_once_a_global_meter_provider_is_set(
+def test_duration_is_recorded_once_a_global_meter_provider_is_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The histogram is not called with no global MeterProvider, and is once one is set."""
@@ -520,61 +532,77 @@ def test_compiled_dispatch_records_duration_once_a_global_meter_provider_is_set(
     assert len(recorded) == 1
 
 
-def test_compiled_dispatch_logs_a_raising_first_observer_and_still_traces(
+def test_a_raising_other_observer_is_logged_and_tracing_still_traces(
     provider: TracerProvider, exporter: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An observer before TracingHooks that raises is logged; the spans are still made."""
+    """An observer beside TracingHooks that raises is logged; the spans are still made."""
     seen = _Seen(fail=True)
     run_table(HookTable([seen, TracingHooks(provider)]), make_call())
     assert len(seen.events) == 4 and caplog.text.count("svcclient hook") == 4
     assert len(spans(exporter)["client"]) == 1
 
 
-# --- once per call: tracing sits the call out (HookTable.idle / .lean) ----------------------
-
-
-def idle(table: HookTable) -> bool:
-    assert table.idle is not None
-    return table.idle()
-
-
 @pytest.mark.usefixtures("no_global_sdk")
-def test_idle_gate_is_true_only_when_tracing_has_nothing_to_do(
+def test_enabled_is_false_only_when_tracing_has_nothing_to_do(
     provider: TracerProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No SDK and no incoming trace: idle; an incoming trace, a global tracer or meter
-    provider set later, or an explicit tracer: not idle."""
+    """No SDK and no incoming trace: False; an incoming trace, a global tracer or meter
+    provider set later, or an explicit tracer: True."""
     from opentelemetry.metrics import _internal as metrics_internal
 
     if metrics_internal._METER_PROVIDER is not None:
         pytest.skip("a global meter provider is set in this process")
-    table = HookTable([_Seen(), TracingHooks()])
-    assert idle(table)
+    tracing = TracingHooks()
+    assert not tracing.enabled(make_call())
     incoming = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1))
     token = otel_context.attach(otel_trace.set_span_in_context(NonRecordingSpan(incoming)))
     try:
-        assert not idle(table)
-        assert idle(HookTable([TracingHooks(propagate=False)]))
+        assert tracing.enabled(make_call())
+        assert not TracingHooks(propagate=False).enabled(make_call())
     finally:
         otel_context.detach(token)
-    assert not idle(HookTable([TracingHooks(provider)]))
+    assert TracingHooks(provider).enabled(make_call())
     with monkeypatch.context() as patched:
         patched.setattr(metrics_internal, "_METER_PROVIDER", MeterProvider())
-        assert not idle(table)
+        assert tracing.enabled(make_call())
     monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
-    assert not idle(table)
+    assert tracing.enabled(make_call())
 
 
-def test_lean_dispatch_is_the_other_observers_own_methods() -> None:
-    """Without TracingHooks' events, a sole other observer's methods are called as they
-    are (no wrapper); with no gate, every observer is in the lean dispatch."""
+@pytest.mark.usefixtures("no_global_sdk")
+def test_a_call_tracing_sits_out_has_the_other_observers_own_methods() -> None:
+    """Tracing idle: the call's events are the sole other observer's methods as they are
+    (no wrapper); a table where nobody asks has no gate and one set of events."""
     seen = _Seen()
-    lean = HookTable([seen, TracingHooks()]).lean
-    assert lean.request_start == seen.on_request_start
-    assert lean.attempt_end == seen.on_attempt_end
-    assert HookTable([seen]).idle is None
-    assert HookTable([seen]).lean.request_end == seen.on_request_end
-    assert HookTable([TracingHooks()]).lean.attempt_start is None
+    table = HookTable([seen, TracingHooks()])
+    events = table.select(make_call())
+    assert events is not table.events
+    assert events.request_start == seen.on_request_start
+    assert events.attempt_end == seen.on_attempt_end
+    assert HookTable([seen]).gate is None
+    assert HookTable([seen]).events.request_end == seen.on_request_end
+    assert HookTable([TracingHooks()]).select(make_call()).attempt_start is None
+
+
+def test_several_observers_that_ask_each_sit_out_on_their_own() -> None:
+    """With two observers asking, each False answer leaves only that observer out."""
+
+    class Asking(_Seen):
+        def __init__(self, answer: bool) -> None:
+            super().__init__()
+            self.answer = answer
+
+        def enabled(self, call: CallInfo) -> bool:
+            return self.answer
+
+    yes, no, plain = Asking(True), Asking(False), _Seen()
+    run_table(HookTable([yes, no, plain]), make_call())
+    assert (
+        yes.events
+        == plain.events
+        == ["request_start", "attempt_start", "attempt_end", "request_end"]
+    )
+    assert no.events == []
 
 
 @pytest.mark.usefixtures("no_global_sdk")

@@ -25,7 +25,7 @@ import httpx
 
 from .._classify import classify_error
 from .._exceptions import ConfigError
-from .hooks import AttemptInfo, CallInfo, Hooks, HookTable, enter_attempt, fire, leave_attempt
+from .hooks import Hooks, HookTable, ObservedExchange, enter_attempt, leave_attempt
 from .routes import OTHER_ROUTE, route_table
 
 if TYPE_CHECKING:
@@ -76,27 +76,13 @@ def default_service_name(host: str) -> str:
 
 
 class _Observer:
-    """What both transports share: the hooks by event, service names and route tables."""
+    """What both transports share: the hooks' table, service names and route tables."""
 
-    __slots__ = (
-        "_attempt_end",
-        "_attempt_start",
-        "_known",
-        "_lock",
-        "_namer",
-        "_request_end",
-        "_request_start",
-        "_services",
-        "hooks",
-    )
+    __slots__ = ("_known", "_lock", "_namer", "_services", "hooks", "table")
 
     def __init__(self, hooks: Sequence[Hooks], namer: ServiceNamer | None) -> None:
         self.hooks = tuple(hooks)
-        table = HookTable(self.hooks)
-        self._request_start = table.on_request_start
-        self._request_end = table.on_request_end
-        self._attempt_start = table.on_attempt_start
-        self._attempt_end = table.on_attempt_end
+        self.table = HookTable(self.hooks)
         self._namer = namer
         self._services: dict[str, str] = {}
         self._known: set[str] = set()
@@ -141,23 +127,10 @@ class _Observer:
         explicit = request.extensions.get("route")
         return table.route(request.url.path, explicit if isinstance(explicit, str) else None)
 
-    def begin(self, request: httpx.Request) -> AttemptInfo:
+    def begin(self, request: httpx.Request) -> ObservedExchange:
         service = self.service(request.url.host)
-        now = perf_counter()
-        call = CallInfo(service, request.method, self.route(service, request), request, now)
-        attempt = AttemptInfo(call, 0, None, request, now)
-        call.attempts = 1
-        fire(self._request_start, call)
-        fire(self._attempt_start, attempt)
-        return attempt
-
-    def end(self, attempt: AttemptInfo, status: int | None, error_type: str | None) -> None:
-        call = attempt.call
-        attempt.duration = call.duration = perf_counter() - attempt.started
-        attempt.status_code = call.status_code = status
-        attempt.error_type = call.error_type = error_type
-        fire(self._attempt_end, attempt)
-        fire(self._request_end, call)
+        route = self.route(service, request)
+        return ObservedExchange(self.table, service, route, request, perf_counter)
 
 
 def _error_type(exc: BaseException) -> str:
@@ -173,19 +146,19 @@ class InstrumentedTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send through the wrapped transport, reporting the attempt to the hooks."""
-        attempt = self._observer.begin(request)
-        undo = enter_attempt(attempt) if attempt.enter is not None else None
+        observed = self._observer.begin(request)
+        undo = enter_attempt(observed.enter) if observed.enter is not None else None
         try:
             response = self.transport.handle_request(request)
         except BaseException as exc:
             if undo is not None:
                 leave_attempt(undo)
                 undo = None
-            self._observer.end(attempt, None, _error_type(exc))
+            observed.done(None, _error_type(exc))
             raise
         if undo is not None:
             leave_attempt(undo)
-        self._observer.end(attempt, response.status_code, None)
+        observed.done(response.status_code, None)
         return response
 
     def close(self) -> None:
@@ -202,19 +175,19 @@ class AsyncInstrumentedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send through the wrapped transport, reporting the attempt to the hooks."""
-        attempt = self._observer.begin(request)
-        undo = enter_attempt(attempt) if attempt.enter is not None else None
+        observed = self._observer.begin(request)
+        undo = enter_attempt(observed.enter) if observed.enter is not None else None
         try:
             response = await self.transport.handle_async_request(request)
         except BaseException as exc:
             if undo is not None:
                 leave_attempt(undo)
                 undo = None
-            self._observer.end(attempt, None, _error_type(exc))
+            observed.done(None, _error_type(exc))
             raise
         if undo is not None:
             leave_attempt(undo)
-        self._observer.end(attempt, response.status_code, None)
+        observed.done(response.status_code, None)
         return response
 
     async def aclose(self) -> None:

@@ -20,7 +20,8 @@ Theory of operation:
   propagator (``opentelemetry.propagate.inject``), so the server's span joins the trace.
 * **Beside opentelemetry-instrumentation-httpx.** While an attempt is sent its span is
   the current span and OpenTelemetry's suppress-HTTP-instrumentation context key is set
-  (through ``AttemptInfo.enter``, which the drivers call around the send), so a globally
+  (through the attempt context ``on_attempt_start`` returns, which the drivers enter
+  around the send), so a globally
   patched httpx transport makes no second CLIENT span and does not overwrite
   ``traceparent``. ``instrument_client`` on a ``ServiceClient`` wraps the whole pipeline
   in a span per *call*; the client tells it to stand aside the same way. Either way the
@@ -34,11 +35,14 @@ Theory of operation:
 
 The no-SDK fast path: with only ``opentelemetry-api`` installed (or no provider set), the
 API's tracer is a no-op proxy. Rather than create and end no-op spans per attempt, the
-hooks check whether a real provider exists (one read of the API's global slot) and do
-nothing when none does, except one thing: if the current context carries a trace (for
-example an incoming ``traceparent`` extracted by the app's server framework) it is still
+observer says once per call whether it has work for it (:meth:`TracingHooks.enabled`:
+a real tracer, a meter provider, or a context to propagate) and hears none of the call's
+events when it has none. It still propagates: if the call's context carries a trace (for
+example an incoming ``traceparent`` extracted by the app's server framework) it is
 injected, so propagation works through services that do not record spans themselves.
-A provider set *after* the hooks were created is picked up on the next call.
+Whether a global provider appeared is looked at in that one place, once per call (one
+read of the API's global slot): a provider set *after* the hooks were created is picked
+up on the next call.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from opentelemetry import context as _otel_context
 from opentelemetry import metrics as _otel_metrics
@@ -68,11 +72,10 @@ from .hooks import (
     KNOWN_METHODS,
     OTEL_DURATION_BUCKETS,
     TRACE_ID_STATE_KEY,
+    AttemptContext,
     AttemptInfo,
     CallInfo,
     Hooks,
-    fast_context_getter,
-    hook_failed,
 )
 from .routes import OTHER_ROUTE
 
@@ -91,6 +94,7 @@ except Exception:  # pragma: no cover - running from a source tree without metad
     _VERSION = "0"
 
 _CALL_SPAN_KEY: Final = "svcclient.call_span"
+_ATTEMPT_SPAN_KEY: Final = "svcclient.attempt_span"
 _OTEL_BUCKETS: Final = OTEL_DURATION_BUCKETS
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -98,42 +102,9 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 # The API keeps the global providers in module slots that stay None until an app sets one.
 # Reading the slot is ~30 ns, against ~300 ns for get_tracer_provider() (which also looks
-# at os.environ). If a future API release renames the slot we fall back to the public
-# getters, which are slower but correct.
-# The hot paths read the slots inline when they exist (a Python call fewer each).
-_TP_SLOT: Final = hasattr(_otel_trace, "_TRACER_PROVIDER")
-
-if _TP_SLOT:
-
-    def _global_tracer_provider() -> TracerProvider | None:
-        return _otel_trace._TRACER_PROVIDER
-
-else:  # pragma: no cover - depends on the installed API version
-
-    def _global_tracer_provider() -> TracerProvider | None:
-        tp = _otel_trace.get_tracer_provider()
-        return None if isinstance(tp, ProxyTracerProvider) else tp
-
-
-try:
-    from opentelemetry.metrics import _internal as _otel_metrics_internal
-
-    _HAS_METER_SLOT = hasattr(_otel_metrics_internal, "_METER_PROVIDER")
-except ImportError:  # pragma: no cover - depends on the installed API version
-    _HAS_METER_SLOT = False
-
-if _HAS_METER_SLOT:
-
-    def _global_meter_set() -> bool:
-        return _otel_metrics_internal._METER_PROVIDER is not None
-
-else:  # pragma: no cover - depends on the installed API version
-
-    def _global_meter_set() -> bool:
-        return True
-
-
-_get_current_context = fast_context_getter(_otel_context)
+# at os.environ). Both names are pinned for every API release in the supported range
+# (tests/test_private_names.py). TracingHooks.enabled reads them once per call.
+from opentelemetry.metrics import _internal as _otel_metrics_internal  # noqa: E402
 
 _propagate: list[Callable[..., None]] = []
 
@@ -157,19 +128,6 @@ _SUPPRESS_HTTP_KEY: Final = getattr(
 
 def _attach(ctx: _otel_context.Context) -> Callable[[], object]:
     return functools.partial(_otel_context.detach, _otel_context.attach(ctx))
-
-
-def _attach_chained(
-    ctx: _otel_context.Context, previous: Callable[[], Callable[[], object]]
-) -> Callable[[], object]:
-    undo_previous = previous()
-    undo = _attach(ctx)
-
-    def both() -> None:
-        undo()
-        undo_previous()
-
-    return both
 
 
 def suppressing_http_instrumentation() -> contextlib.AbstractContextManager[object]:
@@ -224,8 +182,8 @@ class TracingHooks(Hooks):
         from opentelemetry.sdk.trace import TracerProvider
         hooks = TracingHooks(tracer_provider=TracerProvider())
 
-    The hooks keep the attempt's span in ``AttemptInfo.state``; other observers should
-    use ``CallInfo.state`` with their own keys.
+    The hooks keep their spans in ``CallInfo.state`` and ``AttemptInfo.state`` under
+    keys of their own (``svcclient.*``); other observers should use keys of theirs.
     """
 
     __slots__ = (
@@ -274,163 +232,34 @@ class TracingHooks(Hooks):
             explicit_bucket_boundaries_advisory=_OTEL_BUCKETS,
         )
 
-    # -- provider resolution -------------------------------------------------------------
+    # -- does it have work for a call -----------------------------------------------------
 
-    def _resolve_global(self) -> None:
-        # The global provider is set at most once per process: this runs once or twice.
-        tp = _global_tracer_provider()
-        self._seen_tp = tp
-        self._tracer = (
-            None
-            if tp is None or _noop_tracer_provider(tp)
-            else tp.get_tracer(_INSTRUMENTATION_NAME, _VERSION)
-        )
-
-    # -- compiled dispatch (see HookTable) -------------------------------------------------
-
-    def _dispatch_after(
-        self, event: str, first: Callable[[Any], None] | None
-    ) -> Callable[[Any], None] | None:
-        """The dispatch of a per-request ``event``: ``first`` (the observer before this
-        one, or None), then this observer's method, called only when it may have work.
-
-        Each gate is its method's own opening test, so the method runs exactly when it
-        would do something: with no SDK (no tracer, no meter provider) and no incoming
-        trace, never, where each call would only find that out. A provider set later is
-        seen by the same slot reads as in the methods. None (compile the plain way) where
-        this API release has no slots to read.
-        """
-        if not _TP_SLOT or not _HAS_METER_SLOT:  # pragma: no cover - API version
-            return None
-        # "A tracer, or a global provider not seen yet" (on_request_start's and
-        # on_attempt_start's test, inlined in both gates).
-        explicit_tp = self._explicit_tp
-        trace = _otel_trace
-        own: Callable[[Any], None]
-        if event == "on_request_start":
-            own = self.on_request_start
-            call_span = self._call_span
-
-            def request_start(call: CallInfo) -> None:
-                if first is not None:
-                    try:
-                        first(call)
-                    except Exception:
-                        hook_failed(first)
-                if call_span and (
-                    self._tracer is not None
-                    or (not explicit_tp and trace._TRACER_PROVIDER is not self._seen_tp)
-                ):
-                    try:
-                        own(call)
-                    except Exception:
-                        hook_failed(own)
-
-            return request_start
-        if event == "on_attempt_start":
-            own = self.on_attempt_start
-            propagate = self._propagate
-            current = _get_current_context
-
-            def attempt_start(attempt: AttemptInfo) -> None:
-                if first is not None:
-                    try:
-                        first(attempt)
-                    except Exception:
-                        hook_failed(first)
-                if (
-                    self._tracer is not None
-                    or (not explicit_tp and trace._TRACER_PROVIDER is not self._seen_tp)
-                    or (propagate and current())
-                ):
-                    try:
-                        own(attempt)
-                    except Exception:
-                        hook_failed(own)
-
-            return attempt_start
-        if event == "on_attempt_end":
-            own = self.on_attempt_end
-            meter = self._meter_explicit
-            metrics = _otel_metrics_internal
-
-            def attempt_end(attempt: AttemptInfo) -> None:
-                if first is not None:
-                    try:
-                        first(attempt)
-                    except Exception:
-                        hook_failed(first)
-                if attempt.state is not None or (
-                    meter if meter is not None else metrics._METER_PROVIDER is not None
-                ):
-                    try:
-                        own(attempt)
-                    except Exception:
-                        hook_failed(own)
-
-            return attempt_end
-        if event == "on_request_end":
-            own = self.on_request_end
-
-            def request_end(call: CallInfo) -> None:
-                if first is not None:
-                    try:
-                        first(call)
-                    except Exception:
-                        hook_failed(first)
-                if call.state:
-                    try:
-                        own(call)
-                    except Exception:
-                        hook_failed(own)
-
-            return request_end
-        return None
-
-    @property
-    def _idle_means_untraced(self) -> bool:
-        """For :class:`HookTable`: whether a call :meth:`_idle_gate` says True for has no
-        OpenTelemetry context (it looks at the context only when it propagates it)."""
-        return self._propagate
-
-    def _idle_gate(self) -> Callable[[], bool] | None:
-        """For :class:`HookTable`: a test, made once per call, that this observer has
-        nothing to do for the call: no tracer, no global provider set since last seen, no
-        meter provider, and nothing to propagate (an empty current context). It is every
-        compiled gate of :meth:`_dispatch_after` negated at once, so a call it is True for
-        would have run none of this observer's methods. A provider set meanwhile is seen
-        by the next call. None (no such test) where this API release has no slots to read.
-        """
-        if not _TP_SLOT or not _HAS_METER_SLOT:  # pragma: no cover - API version
-            return None
-        explicit_tp = self._explicit_tp
-        meter = self._meter_explicit
-        propagate = self._propagate
-        trace = _otel_trace
-        metrics = _otel_metrics_internal
-        current = _get_current_context
-
-        if not explicit_tp and meter is None and propagate:
-            # The defaults' test, with the three settings' branches taken out.
-            def idle_by_default() -> bool:
-                return (
-                    self._tracer is None
-                    and trace._TRACER_PROVIDER is self._seen_tp
-                    and metrics._METER_PROVIDER is None
-                    and not current()
+    def enabled(self, call: CallInfo) -> bool:
+        """Asked once per call (see :meth:`Hooks.enabled`): a tracer (resolved again here
+        when a global provider appeared since the last look: the one place that looks),
+        a meter provider, or a context to propagate. False: nothing to do for the call."""
+        if not self._explicit_tp:
+            provider = _otel_trace._TRACER_PROVIDER
+            if provider is not self._seen_tp:
+                self._seen_tp = provider
+                self._tracer = (
+                    None
+                    if provider is None or _noop_tracer_provider(provider)
+                    else provider.get_tracer(_INSTRUMENTATION_NAME, _VERSION)
                 )
+        if self._tracer is not None or (self._propagate and call.trace_context is not None):
+            return True
+        explicit = self._meter_explicit  # _meters(), without its Python frame
+        if explicit is not None:
+            return explicit
+        return _otel_metrics_internal._METER_PROVIDER is not None
 
-            return idle_by_default
-
-        def idle() -> bool:
-            return (
-                self._tracer is None
-                and (explicit_tp or trace._TRACER_PROVIDER is self._seen_tp)
-                and not (meter if meter is not None else metrics._METER_PROVIDER is not None)
-                and not (propagate and current())
-            )
-
-        return idle
+    def _meters(self) -> bool:
+        """Is ``http.client.request.duration`` recorded (a meter provider set)?"""
+        explicit = self._meter_explicit
+        if explicit is not None:
+            return explicit
+        return _otel_metrics_internal._METER_PROVIDER is not None
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -438,14 +267,7 @@ class TracingHooks(Hooks):
         """Open the logical call's INTERNAL span (only when a real tracer exists)."""
         if not self._call_span:
             return
-        # A global tracer provider set since the last look? Then resolve the tracer again.
-        if (
-            not self._explicit_tp
-            and (_otel_trace._TRACER_PROVIDER if _TP_SLOT else _global_tracer_provider())
-            is not self._seen_tp
-        ):
-            self._resolve_global()
-        tracer = self._tracer
+        tracer = self._tracer  # as enabled() found it for this call
         if tracer is None:
             return
         method = _method(call.method)
@@ -490,24 +312,16 @@ class TracingHooks(Hooks):
                 "retry", {"svcclient.retry.delay": delay, "svcclient.retry.reason": reason}
             )
 
-    def on_attempt_start(self, attempt: AttemptInfo) -> None:
-        """Open the attempt's CLIENT span and inject its trace context into the headers."""
-        # A global tracer provider set since the last look? (most of the no-SDK cost)
-        if (
-            not self._explicit_tp
-            and (_otel_trace._TRACER_PROVIDER if _TP_SLOT else _global_tracer_provider())
-            is not self._seen_tp
-        ):
-            self._resolve_global()
-        tracer = self._tracer
-        if tracer is None:
-            if self._propagate:
-                current = _get_current_context()
-                # An empty context means no incoming trace and no baggage: nothing to send.
-                if current:
-                    _inject(attempt.request.headers, current)
-            return
+    def on_attempt_start(self, attempt: AttemptInfo) -> AttemptContext | None:
+        """Open the attempt's CLIENT span and inject its trace context into the headers;
+        return the context that makes the span current while the attempt is sent."""
         call = attempt.call
+        tracer = self._tracer  # as enabled() found it for this call
+        if tracer is None:
+            # Propagate the call's context: an incoming trace, baggage (None: nothing).
+            if self._propagate and call.trace_context is not None:
+                _inject(attempt.request.headers, call.trace_context)
+            return None
         url = attempt.request.url
         method = _method(call.method)
         attrs: dict[str, str | int] = {
@@ -534,7 +348,7 @@ class TracingHooks(Hooks):
             kind=SpanKind.CLIENT,
             attributes=attrs,
         )
-        attempt.state = span
+        attempt.state[_ATTEMPT_SPAN_KEY] = span
         span_ctx = span.get_span_context()
         if span_ctx.trace_flags.sampled and TRACE_ID_STATE_KEY not in call.state:
             call.state[TRACE_ID_STATE_KEY] = format(span_ctx.trace_id, "032x")
@@ -545,19 +359,13 @@ class TracingHooks(Hooks):
         # instrumentations (opentelemetry-instrumentation-httpx patches the transport that
         # sends) are told to stand aside: one CLIENT span per attempt, and the server's
         # parent is this one, not a second span that overwrites traceparent.
-        previous = attempt.enter
         sending = _otel_context.set_value(_SUPPRESS_HTTP_KEY, True, span_in_ctx)
-        attempt.enter = (
-            functools.partial(_attach, sending)
-            if previous is None
-            else functools.partial(_attach_chained, sending, previous)
-        )
+        return functools.partial(_attach, sending)
 
     def on_attempt_end(self, attempt: AttemptInfo) -> None:
         """Close the attempt's span and record ``http.client.request.duration``."""
-        span = attempt.state
-        if span is not None and isinstance(span, Span):
-            attempt.state = None
+        span = attempt.state.pop(_ATTEMPT_SPAN_KEY, None)
+        if isinstance(span, Span):
             status = attempt.status_code
             if status is not None:
                 span.set_attribute("http.response.status_code", status)
@@ -566,14 +374,7 @@ class TracingHooks(Hooks):
                 span.set_attribute("error.type", err)
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
-        explicit = self._meter_explicit
-        if explicit is None:  # _global_meter_set(), inlined
-            explicit = (
-                _otel_metrics_internal._METER_PROVIDER is not None
-                if _HAS_METER_SLOT
-                else _global_meter_set()
-            )
-        if explicit:
+        if self._meters():
             self._histogram.record(attempt.duration, self._metric_attributes(attempt))
 
     def _metric_attributes(self, attempt: AttemptInfo) -> Mapping[str, str | int]:

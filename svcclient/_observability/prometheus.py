@@ -98,10 +98,9 @@ import logging
 import operator
 import os
 import re
-import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .._exceptions import ConfigError
@@ -113,7 +112,6 @@ from .hooks import (
     AttemptInfo,
     CallInfo,
     Hooks,
-    fast_context_getter,
 )
 
 # prometheus-client is imported when the first PrometheusHooks is made, not with svcclient.
@@ -552,25 +550,15 @@ def _metrics_for(
         return metrics
 
 
-def _current_trace_id() -> str | None:
+def _trace_id(context: object) -> str | None:
+    """The sampled trace id of the span current in ``context`` (an OpenTelemetry context
+    a call started with), as 32 hex digits; None when it has no sampled span."""
     from opentelemetry import trace
 
-    span_ctx = trace.get_current_span().get_span_context()
+    span_ctx = trace.get_current_span(context).get_span_context()  # type: ignore[arg-type]
     if span_ctx.is_valid and span_ctx.trace_flags.sampled:
         return format(span_ctx.trace_id, "032x")
     return None
-
-
-# OpenTelemetry's context is asked only once something imported it (an app with tracing
-# does): on_attempt_end looks it up here, and then keeps its getter.
-_modules = sys.modules
-_otel_current: list[Callable[[], object]] = []
-
-
-def _otel_current_getter(otel_context: Any) -> Callable[[], object]:
-    getter = fast_context_getter(otel_context)
-    _otel_current.append(getter)
-    return getter
 
 
 class PrometheusHooks(Hooks):
@@ -627,56 +615,26 @@ class PrometheusHooks(Hooks):
         calls.append(None)
 
     def on_attempt_end(self, attempt: AttemptInfo) -> None:
-        """Observe the attempt's duration; count it in ``network_errors_total`` if it failed."""
+        """Observe the attempt's duration; count it in ``network_errors_total`` if it failed.
+
+        The observation carries the call's sampled trace id as an exemplar: the one an
+        observer put in ``CallInfo.state`` (tracing), else the call's context's."""
         call = attempt.call
         key = (call.method, call.route, attempt.status_code, call.service)
         state = call.state
         trace_id = state.get(TRACE_ID_STATE_KEY) if state else None
+        if trace_id is None and call.trace_context is not None:
+            trace_id = _trace_id(call.trace_context)
         if trace_id is None:
-            # Is there an OpenTelemetry context (an incoming trace, say) to take a trace id
-            # from? Asked of the ContextVar directly (see fast_context_getter).
-            current = _otel_current[0] if _otel_current else None
-            if current is None:
-                otel_context = _modules.get("opentelemetry.context")
-                if otel_context is not None:
-                    current = _otel_current_getter(otel_context)
-            if current is not None and current():
-                trace_id = _current_trace_id()
-        if trace_id is None:
-            self._attempt_end_untraced(attempt)
-            return
-        self._m.duration_child(key).observe(attempt.duration, exemplar={"trace_id": trace_id})
-        error_type = attempt.error_type
-        if error_type is not None:
-            self._m.error_child(error_type, call.service).inc()
-            state[_LAST_ERROR_KEY] = error_type
-
-    def _untraced(self, event: str) -> Callable[[AttemptInfo], None] | None:
-        """For :class:`HookTable`: this observer's ``event`` method for a call known to
-        have no OpenTelemetry context (tracing sat it out, see ``HookTable.idle``), or
-        None to keep the plain one: ``on_attempt_end`` without looking for a trace id in
-        the context (an exemplar needs one). Not for a subclass that overrides it."""
-        if (
-            event == "on_attempt_end"
-            and type(self).on_attempt_end is PrometheusHooks.on_attempt_end
-        ):
-            return self._attempt_end_untraced
-        return None
-
-    def _attempt_end_untraced(self, attempt: AttemptInfo) -> None:
-        """``on_attempt_end`` with no trace id in the context: no exemplar."""
-        call = attempt.call
-        key = (call.method, call.route, attempt.status_code, call.service)
-        state = call.state
-        if state and state.get(TRACE_ID_STATE_KEY) is not None:  # an observer set one
-            self.on_attempt_end(attempt)
-            return
-        pending = self._duration.get(key)
-        if pending is None:
-            pending = self._m.pending(key)
-        pending.append(attempt.duration)
-        if len(pending) >= _FOLD_AT:
-            self._m.duration_child(key).fold()  # type: ignore[attr-defined]
+            pending = self._duration.get(key)
+            if pending is None:
+                pending = self._m.pending(key)
+            pending.append(attempt.duration)
+            if len(pending) >= _FOLD_AT:
+                self._m.duration_child(key).fold()  # type: ignore[attr-defined]
+        else:
+            exemplar = {"trace_id": trace_id}
+            self._m.duration_child(key).observe(attempt.duration, exemplar=exemplar)
         error_type = attempt.error_type
         if error_type is not None:
             self._m.error_child(error_type, call.service).inc()
@@ -684,32 +642,15 @@ class PrometheusHooks(Hooks):
 
     def on_request_end(self, call: CallInfo) -> None:
         """Leave in flight; count a call-level error no attempt accounted for."""
+        m = self._m
         calls = self._in_flight.get(call.service)
         if calls is None:
-            calls = self._m.in_flight_child(call.service)
+            calls = m.in_flight_child(call.service)
         # contextlib.suppress would cost a context manager on every request.
         try:  # noqa: SIM105
             calls.pop()
         except IndexError:  # an end without a start: never below zero
             pass
-        self._call_failed(call)
-
-    def _call_tally(self, service: str) -> tuple[deque[None], Callable[[CallInfo], None]] | None:
-        """The pipeline's offer (see ``Dispatch.in_flight``): it appends to and pops
-        ``service``'s in-flight deque itself, and calls :meth:`_call_failed` at a call's
-        unsuccessful end instead of ``on_request_end``. None for a subclass that
-        overrides either event (its own methods then run as they are)."""
-        cls = type(self)
-        if (
-            cls.on_request_start is not PrometheusHooks.on_request_start
-            or cls.on_request_end is not PrometheusHooks.on_request_end
-        ):
-            return None
-        return self._m.in_flight_child(service), self._call_failed
-
-    def _call_failed(self, call: CallInfo) -> None:
-        """``on_request_end`` but for the in-flight count: the call-level error."""
-        m = self._m
         error_type = call.error_type
         # Attempt errors were counted in on_attempt_end; only an error that did not come
         # from the last attempt (DNS found nothing, a deadline spent while backing off) is
@@ -720,6 +661,18 @@ class PrometheusHooks(Hooks):
             and call.state.get(_LAST_ERROR_KEY) != error_type
         ):
             m.error_child(error_type, call.service).inc()
+
+    def calls_in_flight(self, service: str) -> deque[None] | None:
+        """``service``'s in-flight deque, for the pipeline to append to and pop itself
+        (see :meth:`Hooks.calls_in_flight`: the two methods then run only where they have
+        more to do). None for a subclass that overrides either (its own methods run)."""
+        cls = type(self)
+        if (
+            cls.on_request_start is not PrometheusHooks.on_request_start
+            or cls.on_request_end is not PrometheusHooks.on_request_end
+        ):
+            return None
+        return self._m.in_flight_child(service)
 
     # -- resilience events (rare) -------------------------------------------------------
 

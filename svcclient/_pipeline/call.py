@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import httpx
 
@@ -65,7 +65,17 @@ from .._exceptions import (
     DeadlineExceeded,
     ThrottledError,
 )
-from .._observability.hooks import AttemptInfo, CallInfo, Dispatch, fire, hook_failed
+from .._observability.hooks import (
+    AttemptFields,
+    AttemptInfo,
+    CallEvents,
+    CallFields,
+    CallInfo,
+    ObservedExchange,
+    call_ended,
+    fire,
+    hook_failed,
+)
 from .._policies.breaker.machine import OPEN
 from .._policies.deadline import Deadline
 from .._policies.retry import decide_retry
@@ -78,6 +88,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .._discovery.dns import Resolution
+    from .._observability.hooks import AttemptContext
     from .._policies.bulkhead import AsyncBulkhead, Bulkhead
     from .._policies.hedge import HedgePolicy
     from .hedging import Race
@@ -120,13 +131,13 @@ _SENDING = 5  # attempts
 _ENDED = 6  # the call has its answer (or its error)
 
 
-class Call(CallInfo):
+class Call:
     """The decisions for one logical request (see the module docstring).
 
-    It is also what the observers get (a :class:`CallInfo`, its fields set by
-    :meth:`start` when there are observers): one object per call, not two, as an
-    :class:`Attempt` is its own AttemptInfo. ``observed`` says whether the observers
-    have the call open (from :meth:`start` until its end is dispatched, once).
+    The observers never see it: they get ``info``, the call's :class:`CallInfo` (an
+    immutable value, built when the call opens if there are observers). ``observed``
+    says whether the observers have the call open (from :meth:`_open` until its end is
+    dispatched, once); ``emit`` is then the call's events (:class:`CallEvents`).
     """
 
     __slots__ = (
@@ -142,6 +153,7 @@ class Call(CallInfo):
         "ended",
         "explicit_route",
         "history",
+        "info",
         "last_endpoint",
         "limited",
         "number",
@@ -150,14 +162,19 @@ class Call(CallInfo):
         "pending",
         "race_policy",
         "replayable",
+        "request",
         "requeues",
         "rt",
         "same_clock",
         "slot",
         "stage",
+        "started",
         "status_failed",
         "timeout",
     )
+
+    emit: CallEvents
+    info: CallInfo
 
     def __init__(self, rt: ServiceRuntime, request: httpx.Request, *, races: bool = False) -> None:
         """``races``: the driver can run a hedging :class:`~.hedging.Race` (the async one)."""
@@ -402,21 +419,43 @@ class Call(CallInfo):
             request.extensions[_TIMEOUT] = self._attempt_timeouts(own, cap)
         if rt.deadline_header:
             request.headers[rt.deadline_header] = self.deadline.to_header()
-        observed = self.observed
-        # ``call`` is None when nobody observes the call (then no hook ever sees it).
-        info = self if observed else None
-        attempt = Attempt(info, self.number, endpoint, request, now)  # type: ignore[arg-type]
+        # An Attempt's fields are set here, one by one: an __init__ would cost a Python
+        # frame per attempt (see tests/test_call_count.py).
+        attempt = Attempt()
+        attempt.endpoint = endpoint
+        attempt.number = self.number
+        attempt.started = now
         attempt.at = now + cap
         attempt.clock = self.clock
+        attempt.enter = None
+        attempt.state = None
         self.pending += (attempt,)  # before any observer runs: cancel() must see it
-        if observed:
+        if self.observed:
+            attempt.call = info = self.info
             dispatch = self.emit.attempt_start
             if dispatch is not None:
-                try:
-                    dispatch(attempt)
-                except Exception:
-                    hook_failed(dispatch)
+                self._attempt_start(attempt, info, dispatch)
+        else:
+            attempt.call = None  # no observer ever hears of this attempt
         return attempt
+
+    def _attempt_start(
+        self,
+        attempt: Attempt,
+        call: CallInfo,
+        dispatch: Callable[[AttemptInfo], AttemptContext | None],
+    ) -> None:
+        """The observers hear of an attempt about to be sent; what they return is its
+        context (:func:`~svcclient._observability.hooks.enter_attempt`)."""
+        state: dict[str, Any] = {}
+        attempt.state = state
+        info = AttemptInfo(
+            call, attempt.number, attempt.endpoint, self.request, attempt.started, state=state
+        )
+        try:
+            attempt.enter = dispatch(info)
+        except Exception:
+            hook_failed(dispatch)
 
     def _open(self) -> None:
         """The call's start: the budgets count its arrival, the observers open it."""
@@ -431,9 +470,6 @@ class Call(CallInfo):
         if not rt.hooks:
             return
         request = self.request
-        # CallInfo's fields, set one by one (``request`` and ``started`` are ours).
-        self.service = rt.name
-        self.method = request.method
         route = self.explicit_route
         if route is None:
             # The route label by the raw path (httpx's private parse result, pinned in
@@ -445,28 +481,44 @@ class Call(CallInfo):
                 route = rt.routes.route_raw(raw, url.path)
         else:
             route = rt.routes.route(request.url.path, route)
-        self.route = route
-        self.attempts = 0
-        self.status_code = None
-        self.error_type = None
-        self.duration = 0.0
-        self.state = {}
-        self.observed = True
-        # The observers for this call: all of them, or (asked once, here) without the
-        # one that has nothing to do for it (tracing with no SDK; see HookTable.idle).
         table = rt.emit
-        idle = table.idle
-        emit: Dispatch = table.lean if idle is None or idle() else table
-        self.emit = emit
-        tally = emit.in_flight
-        if tally is not None:  # an observer's in-flight count (see Dispatch)
-            tally.append(None)
-        call_event = emit.request_start
-        if call_event is not None:
+        # The call's CallInfo, filled in and then made one (see hooks.CallFields).
+        info: CallInfo = CallFields()  # type: ignore[assignment]
+        info.service = rt.name
+        info.method = request.method
+        info.route = route
+        info.request = request
+        info.started = self.started
+        info.attempts = 0
+        info.status_code = None
+        info.error_type = None
+        info.duration = 0.0
+        info.state = {}
+        info.trace_context = table.trace_context() or None
+        info.__class__ = CallInfo
+        self.info = info
+        self.observed = True
+        # The events of the observers that have work for this call (HookTable.select,
+        # without its Python frame): asked once, here.
+        gate = table.gate
+        if gate is None:
+            events = table.events
+        else:
             try:
-                call_event(self)
+                events = table.variants[gate(info)]
             except Exception:
-                hook_failed(call_event)
+                hook_failed(gate)
+                events = table.events
+        self.emit = events
+        tally = events.in_flight
+        if tally is not None:  # an observer's in-flight count (Hooks.calls_in_flight)
+            tally.append(None)
+        dispatch = events.request_start
+        if dispatch is not None:
+            try:
+                dispatch(info)
+            except Exception:
+                hook_failed(dispatch)
 
     def _breaker_rejected(self) -> CircuitOpenError:
         rt = self.rt
@@ -513,10 +565,8 @@ class Call(CallInfo):
             rt.throttle.record_status(status)
         if rt.limiter is not None:
             rt.limiter.record_status(duration, status)
-        attempt.status_code = status
-        attempt.duration = duration
         if attempt.call is not None:
-            self._attempt_end(attempt)
+            self._attempt_end(attempt, status, None, duration)
         if failed:
             self._remember(attempt.endpoint, str(status), duration)
             return True
@@ -525,8 +575,7 @@ class Call(CallInfo):
         if self.admitted:
             self._settle(False, now, status)
         if self.observed:
-            self.status_code = status
-            self._end(now, succeeded=True)
+            self._end(now, status, succeeded=True)
         return False
 
     def record_error(self, attempt: Attempt, exc: Exception) -> str:
@@ -541,10 +590,8 @@ class Call(CallInfo):
             rt.throttle.record(False)
         if rt.limiter is not None:
             rt.limiter.record_error(duration, error_type)
-        attempt.error_type = error_type
-        attempt.duration = duration
         if attempt.call is not None:
-            self._attempt_end(attempt)
+            self._attempt_end(attempt, None, error_type, duration)
         self._remember(attempt.endpoint, error_type, duration)
         return error_type
 
@@ -555,9 +602,8 @@ class Call(CallInfo):
         duration = self.clock() - attempt.started
         # Neither success nor failure: a hedge loser must not reset a dead pod's streak.
         self.rt.balancer.on_abandon(attempt.endpoint, duration)
-        attempt.duration = duration
         if attempt.call is not None:
-            self._attempt_end(attempt)
+            self._attempt_end(attempt, None, None, duration)
 
     def cancel(self, exc: BaseException | None = None) -> None:
         """The call ended without a verdict (cancelled, interrupted, a bug): give the
@@ -573,8 +619,7 @@ class Call(CallInfo):
             if self.rt.breaker is not None:
                 self.rt.breaker.release()
         if self.observed:
-            self.error_type = "unknown" if exc is None else classify_error(exc)
-            self._end()
+            self._end(error_type="unknown" if exc is None else classify_error(exc))
 
     def may_hedge(self, limit: int) -> bool:
         """May a speculative extra attempt start now? (idempotent, under ``limit``
@@ -625,8 +670,7 @@ class Call(CallInfo):
         if self.admitted:
             self._settle(self.status_failed, now)
         if self.observed:
-            self.status_code = response.status_code
-            self._end(now)
+            self._end(now, response.status_code)
         return response
 
     def _failure(self, error: BaseException) -> Action:
@@ -637,10 +681,9 @@ class Call(CallInfo):
             self._settle(True)
         if self.observed:
             if isinstance(error, httpx.HTTPStatusError):
-                self.status_code = error.response.status_code
+                self._end(status_code=error.response.status_code)
             else:
-                self.error_type = classify_error(error)
-            self._end()
+                self._end(error_type=classify_error(error))
         return self._refusal(error)
 
     def _refusal(self, error: BaseException) -> Action:
@@ -747,8 +790,7 @@ class Call(CallInfo):
             return None
         self.number += 1
         if self.observed:
-            self.attempts = self.number
-            fire(rt.emit.on_retry, self, decision.delay, decision.reason)
+            self._retrying(decision.delay, decision.reason)
         return decision.delay
 
     def _deadline_error(self) -> DeadlineExceeded:
@@ -756,69 +798,93 @@ class Call(CallInfo):
             self.rt.name, self.timeout, self.history or (), request=self.request
         )
 
-    def _end(self, now: float | None = None, *, succeeded: bool = False) -> None:
+    def _end(
+        self,
+        now: float | None = None,
+        status_code: int | None = None,
+        *,
+        error_type: str | None = None,
+        succeeded: bool = False,
+    ) -> None:
         """The observers' end of the call, once, whichever way it leaves."""
         self.observed = False
-        self.attempts = self.number + 1
-        self.duration = (self.clock() if now is None else now) - self.started
-        emit = self.emit
-        tally = emit.in_flight
-        if tally is not None:  # an observer's in-flight count (see Dispatch)
-            try:  # noqa: SIM105
-                tally.pop()
-            except IndexError:  # emptied meanwhile (a fork): never below zero
-                pass
-        dispatch = emit.request_end if succeeded else emit.request_failed
+        events = self.emit
+        if succeeded:
+            tally = events.in_flight
+            if tally is not None:  # an observer's in-flight count (Hooks.calls_in_flight)
+                try:  # noqa: SIM105
+                    tally.pop()
+                except IndexError:  # emptied meanwhile (a fork): never below zero
+                    pass
+            dispatch = events.request_succeeded
+        else:
+            dispatch = events.request_end
         if dispatch is not None:
+            duration = (self.clock() if now is None else now) - self.started
+            info = call_ended(self.info, self.number + 1, status_code, error_type, duration)
             try:
-                dispatch(self)
+                dispatch(info)
             except Exception:
                 hook_failed(dispatch)
 
-    def _attempt_end(self, attempt: Attempt) -> None:
+    def _attempt_end(
+        self, attempt: Attempt, status_code: int | None, error_type: str | None, duration: float
+    ) -> None:
+        """The observers hear how an attempt ended."""
         dispatch = self.emit.attempt_end
         if dispatch is not None:
+            state = attempt.state
+            # The attempt's AttemptInfo, filled in and then made one (as CallInfo in _open).
+            info: AttemptInfo = AttemptFields()  # type: ignore[assignment]
+            info.call = attempt.call  # type: ignore[assignment]
+            info.number = attempt.number
+            info.endpoint = attempt.endpoint
+            info.request = self.request
+            info.started = attempt.started
+            info.status_code = status_code
+            info.error_type = error_type
+            info.duration = duration
+            info.state = {} if state is None else state
+            info.__class__ = AttemptInfo
             try:
-                dispatch(attempt)
+                dispatch(info)
             except Exception:
                 hook_failed(dispatch)
+
+    def _retrying(self, delay: float, reason: str) -> None:
+        """The observers hear that the call will be retried after ``delay`` seconds."""
+        listeners = self.emit.retry
+        if listeners:
+            fire(listeners, call_ended(self.info, self.number, None, None, 0.0), delay, reason)
 
 
 class Passthrough:
     """A request for another origin (a redirect elsewhere, an absolute URL): it goes to
     its own host unchanged, with no retry, breaker or balancing, and is still observed
-    (metrics and spans carry that host as the service)."""
+    (metrics and spans carry that host as the service). ``enter`` is the observers'
+    attempt context, for the driver's ``enter_attempt``."""
 
-    __slots__ = ("attempt", "clock", "info", "rt")
+    __slots__ = ("enter", "observed")
 
     def __init__(self, rt: ServiceRuntime, request: httpx.Request) -> None:
         _, _, route, _ = _ext.read(request.extensions)
-        self.rt = rt
-        self.clock = rt.clock
-        self.info: CallInfo | None = None
-        self.attempt: AttemptInfo | None = None
+        self.observed: ObservedExchange | None = None
+        self.enter: AttemptContext | None = None
         if rt.hooks:
-            now = self.clock()
             route = rt.routes.route(request.url.path, route)
-            info = self.info = CallInfo(request.url.host, request.method, route, request, now)
-            fire(rt.emit.on_request_start, info)
-            self.attempt = AttemptInfo(info, 0, None, request, now)
-            fire(rt.emit.on_attempt_start, self.attempt)
+            table = rt.emit.foreign()
+            observed = ObservedExchange(table, request.url.host, route, request, rt.clock)
+            self.observed = observed
+            self.enter = observed.enter
 
     def done(self, response: httpx.Response | None, exc: BaseException | None = None) -> None:
         """The answer (or the error) is in: end the observers' events."""
-        info, attempt = self.info, self.attempt
-        if info is None or attempt is None:
+        observed = self.observed
+        if observed is None:
             return
-        self.info = self.attempt = None
+        self.observed = None
         status = None if response is None else response.status_code
-        error = None if exc is None else classify_error(exc)
-        attempt.status_code = info.status_code = status
-        attempt.error_type = info.error_type = error
-        attempt.duration = info.duration = self.clock() - info.started
-        info.attempts = 1
-        fire(self.rt.emit.on_attempt_end, attempt)
-        fire(self.rt.emit.on_request_end, info)
+        observed.done(status, None if exc is None else classify_error(exc))
 
 
 def _phase_timeouts(caller: dict[str, float | None], cap: float) -> dict[str, float]:

@@ -151,7 +151,7 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                 pool.close()
         transport, outgoing = self._target(attempt.endpoint, call.request)
         # Observers' attempt context (the attempt's span current) around the send.
-        undo = enter_attempt(attempt) if attempt.enter is not None else None
+        undo = enter_attempt(attempt.enter) if attempt.enter is not None else None
         # Every socket operation of this attempt is capped (where anything reads it).
         token = BOUND.set(attempt) if self._bounded else None
         try:
@@ -187,7 +187,7 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                 from .pinned import PinnedTransport  # httpcore: imported when first needed
 
                 transport = self._foreign = PinnedTransport(None, self._options)
-        undo = enter_attempt(observed.attempt)
+        undo = enter_attempt(observed.enter)
         try:
             response = transport.handle_request(request)
         except BaseException as exc:

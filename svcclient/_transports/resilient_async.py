@@ -211,7 +211,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         transport, request = self._target(attempt.endpoint, call.request)
         # Observers' attempt context (the attempt's span current) around the send, in the
         # task that sends (a hedge races in a task of its own).
-        undo = enter_attempt(attempt) if attempt.enter is not None else None
+        undo = enter_attempt(attempt.enter) if attempt.enter is not None else None
         try:
             if not self._timed:
                 token = BOUND.set(attempt)  # svcclient's pools cap every socket operation
@@ -257,7 +257,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
                 from .pinned import AsyncPinnedTransport  # httpcore: imported when first needed
 
                 transport = self._foreign = AsyncPinnedTransport(None, self._options)
-        undo = enter_attempt(observed.attempt)
+        undo = enter_attempt(observed.enter)
         try:
             response = await transport.handle_async_request(request)
         except BaseException as exc:
