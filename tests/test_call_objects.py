@@ -50,6 +50,8 @@ def test_observers_get_complete_values_never_the_pipelines_objects() -> None:
     for info in (call, a0, a1, end_call):
         assert type(info) in (CallInfo, AttemptInfo)
         assert not isinstance(info, Call | Attempt)
+        with pytest.raises(AttributeError, match="immutable"):
+            info.started = 0.0  # type: ignore[misc]
     assert (start["service"], start["method"], start["route"]) == ("objects", "GET", "/x")
     assert (start["attempts"], start["status_code"], start["error_type"]) == (0, None, None)
     assert (end["attempts"], end["status_code"], end["error_type"]) == (1, 200, None)
