@@ -30,10 +30,10 @@ from benchmarks import _calls
 ROOT = Path(_calls.__file__).resolve().parent.parent
 # Python calls in svcclient per request, by scenario (CPython 3.11 and 3.13 alike).
 EXPECTED = {
-    "sync ServiceClient": 36,
-    "async AsyncServiceClient": 43,
-    "sync httpx.Client + ResilientTransport": 26,
-    "async httpx.AsyncClient + AsyncResilientTransport": 33,
+    "sync ServiceClient": 35,
+    "async AsyncServiceClient": 42,
+    "sync httpx.Client + ResilientTransport": 25,
+    "async httpx.AsyncClient + AsyncResilientTransport": 32,
 }
 
 

@@ -183,7 +183,7 @@ def test_call_abandon_books_no_outcome() -> None:
         call = Call(rt, httpx.Request("GET", "http://10.0.0.1/x"))
         attempt = call.begin_attempt()
         if _ == 0:
-            call.record_error(attempt, httpx.ReadTimeout("t"))
+            call.failed(attempt, httpx.ReadTimeout("t"))
         else:
             call.abandon(attempt)
     health = rt.balancer.stats(A)

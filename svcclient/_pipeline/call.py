@@ -34,8 +34,8 @@ and the observers, and decides between the response, a backoff (:class:`Sleep`),
 requeue (``Sleep(0)``: a connection that never opened goes elsewhere without using an
 attempt) and the call's end (the fallback, or the error).
 
-A success closes the call's books as it is recorded (``record_response``), so its
-response goes back to the driver at once.
+A success closes the call's books as it is reported (``responded``), so its response
+goes back to the driver at once.
 
 One clock: the deadline, attempt and call durations (metrics, the breaker's slow-call
 rule) all read ``runtime.clock``, so one fake clock drives every time-based rule.
@@ -237,7 +237,8 @@ class Call:
         self.replayable = isinstance(request.stream, httpx.ByteStream)
         self.observed = False
         self.begun = False  # the first begin_attempt() starts the call
-        self.stage = _NEW
+        # Past throttling and DNS when the service has neither (decided once, per runtime).
+        self.stage = _ADMITTING if rt.admits_at_once else _NEW
         self.slot: Bulkhead | AsyncBulkhead | None = None  # the bulkhead slot held
         self.limited = False  # holds a concurrency-limiter slot
         self.race_policy: HedgePolicy | None = rt.config.hedge if races else None
@@ -287,21 +288,52 @@ class Call:
         error.request = self.request
         return self._refusal(error)
 
-    def responded(self, attempt: Attempt, response: httpx.Response) -> Action:
-        """Report an attempt's response: it is the call's answer (returned as the
-        action), or a backoff before the next attempt, or the fallback's to answer."""
-        if not self.record_response(attempt, response):
-            return response  # a success: its books are closed already
+    def responded(self, attempt: Attempt, response: httpx.Response) -> Action | None:
+        """Report an attempt's response, booked on the balancer, the overload policies and
+        the observers: the call's answer (a success closes the call's books here: the
+        breaker's verdict, the observers' end), a backoff before the next attempt, or the
+        fallback's to answer. None: a failure while other attempts of the call still race
+        (a hedge), booked only; the race goes on."""
+        rt = self.rt
+        pending = self.pending
+        if len(pending) == 1 and pending[0] is attempt:  # nearly always: one in flight
+            self.pending = ()
+        else:
+            self._close(attempt)
+        now = self.ended = self.clock()  # a final failure's end reuses it
+        duration = now - attempt.started
         status = response.status_code
-        if status in self.rt.retry.retry_statuses:
+        failed = self.status_failed = status in rt.failure_codes
+        rt.balancer.on_end(attempt.endpoint, duration, status >= 500, now)
+        if rt.throttle is not None:
+            rt.throttle.record_status(status)
+        if rt.limiter is not None:
+            rt.limiter.record_status(duration, status)
+        if attempt.call is not None:
+            self._attempt_end(attempt, status, None, duration)
+        if not failed:
+            if rt.latencies is not None:
+                rt.latencies.add(duration)
+            if self.admitted:
+                self._settle(False, now, status)
+            if self.observed:
+                self._end(now, status, None, True)
+            return response
+        self._remember(attempt.endpoint, str(status), duration)
+        if self.pending:
+            return None
+        if status in rt.retry.retry_statuses:
             delay = self._retry_delay(status, None, response.headers)
             if delay is not None:
                 return Sleep(delay, response)
         return self._final_response(response)
 
-    def failed(self, attempt: Attempt, error: Exception) -> Action:
-        """Report an attempt's transport error: a requeue, a backoff, or the call's end."""
-        error_type = self.record_error(attempt, error)
+    def failed(self, attempt: Attempt, error: Exception) -> Action | None:
+        """Report an attempt's transport error: a requeue, a backoff, or the call's end.
+        None: other attempts of the call still race (a hedge); booked only."""
+        error_type = self._record_error(attempt, error)
+        if self.pending:
+            return None
         if self._requeue(error, error_type):
             return Sleep(0.0)
         delay = self._retry_delay(None, error_type, None)
@@ -311,7 +343,7 @@ class Call:
             return self._failure(self.deadline_error(error))
         return self._failure(error)
 
-    def raced(self, attempt: Attempt, result: httpx.Response | Exception) -> Action:
+    def raced(self, attempt: Attempt, result: httpx.Response | Exception) -> Action | None:
         """Report a hedging race's outcome (its winner, or its last racer's error)."""
         if isinstance(result, httpx.Response):
             return self.responded(attempt, result)
@@ -345,40 +377,52 @@ class Call:
         """The stages before the first attempt, from where the call is: an action to
         perform first, or None when the call may send (its stage is then _SENDING)."""
         rt = self.rt
-        if self.stage == _NEW:
+        stage = self.stage
+        if stage == _QUEUED:  # the driver waited for a bulkhead slot and got it
+            self.slot = rt.bulkhead
+            self.stage = _SENDING
+            return None
+        if stage != _ADMITTING:
+            waiting = self._before_admission(stage)
+            if waiting is not None:
+                return waiting
+        limiter = rt.limiter
+        if limiter is not None:
+            if not limiter.try_acquire():
+                fire(rt.emit.on_bulkhead_rejected, rt.name)
+                error = ConcurrencyLimitError(rt.name, limiter.limit, request=self.request)
+                return self._refusal(error)
+            self.limited = True
+        bulkhead = rt.bulkhead
+        if bulkhead is not None:
+            if not bulkhead.try_acquire():
+                self.stage = _QUEUED
+                return AwaitSlot(bulkhead, self.deadline.remaining())
+            self.slot = bulkhead
+        self.stage = _SENDING
+        return None
+
+    def _before_admission(self, stage: int) -> Action | None:
+        """Adaptive throttling's verdict, then DNS (a refresh due, or another caller's
+        first lookup to wait for): an action, or None to go on to admission. Only for a
+        service that has either (the call starts past them otherwise: ``rt.admits_at_once``)."""
+        rt = self.rt
+        if stage == _NEW:
             throttle = rt.throttle
             if throttle is not None and (p := throttle.admit()):
                 fire(rt.emit.on_throttled, rt.name)
                 return self._refusal(ThrottledError(rt.name, p, request=self.request))
-            self.stage = _RESOLVING
-        if self.stage == _RESOLVING:
-            self.stage = _ADMITTING
-            if rt.endpoint_set is not None:
-                if rt.refresh_due():
-                    self.stage = _REFRESHING
-                    return Resolve(rt.origin.host, rt.origin.port, self.deadline.remaining())
-                if not rt.first_resolution.is_set():
-                    wait = min(rt.config.dns_timeout, self.deadline.remaining())
-                    return AwaitResolution(rt.first_resolution, wait)
-        if self.stage == _QUEUED:  # the driver waited for a bulkhead slot and got it
-            self.slot = rt.bulkhead
-        elif self.stage == _ADMITTING:
-            limiter = rt.limiter
-            if limiter is not None:
-                if not limiter.try_acquire():
-                    fire(rt.emit.on_bulkhead_rejected, rt.name)
-                    error = ConcurrencyLimitError(rt.name, limiter.limit, request=self.request)
-                    return self._refusal(error)
-                self.limited = True
-            bulkhead = rt.bulkhead
-            if bulkhead is not None:
-                if not bulkhead.try_acquire():
-                    self.stage = _QUEUED
-                    return AwaitSlot(bulkhead, self.deadline.remaining())
-                self.slot = bulkhead
-        else:
-            raise RuntimeError(f"{rt.name}: a call in stage {self.stage} cannot go on")
-        self.stage = _SENDING
+            stage = _RESOLVING
+        if stage != _RESOLVING:
+            raise RuntimeError(f"{rt.name}: a call in stage {stage} cannot go on")
+        self.stage = _ADMITTING
+        if rt.endpoint_set is not None:
+            if rt.refresh_due():
+                self.stage = _REFRESHING
+                return Resolve(rt.origin.host, rt.origin.port, self.deadline.remaining())
+            if not rt.first_resolution.is_set():
+                wait = min(rt.config.dns_timeout, self.deadline.remaining())
+                return AwaitResolution(rt.first_resolution, wait)
         return None
 
     def begin_attempt(self) -> Attempt:
@@ -546,39 +590,7 @@ class Call:
         rt.phase_timeouts = (dict(caller), timeouts)
         return timeouts
 
-    def record_response(self, attempt: Attempt, response: httpx.Response) -> bool:
-        """Book a response on the balancer, the overload policies and the observers;
-        True when its status counts as a failure. A success is final: the call's books
-        are closed here too (the breaker's verdict, the observers' end)."""
-        rt = self.rt
-        pending = self.pending
-        if len(pending) == 1 and pending[0] is attempt:  # nearly always: one in flight
-            self.pending = ()
-        else:
-            self._close(attempt)
-        now = self.ended = self.clock()  # a final failure's end reuses it
-        duration = now - attempt.started
-        status = response.status_code
-        failed = self.status_failed = status in rt.failure_codes
-        rt.balancer.on_end(attempt.endpoint, duration, status >= 500, now)
-        if rt.throttle is not None:
-            rt.throttle.record_status(status)
-        if rt.limiter is not None:
-            rt.limiter.record_status(duration, status)
-        if attempt.call is not None:
-            self._attempt_end(attempt, status, None, duration)
-        if failed:
-            self._remember(attempt.endpoint, str(status), duration)
-            return True
-        if rt.latencies is not None:
-            rt.latencies.add(duration)
-        if self.admitted:
-            self._settle(False, now, status)
-        if self.observed:
-            self._end(now, status, succeeded=True)
-        return False
-
-    def record_error(self, attempt: Attempt, exc: Exception) -> str:
+    def _record_error(self, attempt: Attempt, exc: Exception) -> str:
         """Book a transport error on the balancer, breaker and observers; no retry decision."""
         rt = self.rt
         self._close(attempt)
@@ -802,7 +814,6 @@ class Call:
         self,
         now: float | None = None,
         status_code: int | None = None,
-        *,
         error_type: str | None = None,
         succeeded: bool = False,
     ) -> None:

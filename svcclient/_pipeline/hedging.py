@@ -43,9 +43,9 @@ class RacingCall(Protocol):
 
     def may_hedge(self, limit: int) -> bool: ...
 
-    def record_response(self, attempt: Attempt, response: httpx.Response) -> bool: ...
+    def responded(self, attempt: Attempt, response: httpx.Response) -> object: ...
 
-    def record_error(self, attempt: Attempt, exc: Exception) -> str: ...
+    def failed(self, attempt: Attempt, error: Exception) -> object: ...
 
 
 __all__ = ["Race", "RacingCall"]
@@ -113,12 +113,12 @@ class Race:
         call = self.call
         if isinstance(result, httpx.Response):
             if self.racing and result.status_code in call.rt.failure_codes:
-                call.record_response(attempt, result)
+                call.responded(attempt, result)  # booked; the others race on
                 self._replace_now = True
                 return None
             return attempt, result
         if isinstance(result, httpx.TransportError) and self.racing:
-            call.record_error(attempt, result)
+            call.failed(attempt, result)  # booked; the others race on
             self._replace_now = True
             return None
         if isinstance(result, Exception):

@@ -182,6 +182,9 @@ class ServiceRuntime:
                 config.concurrency, clock=clock, on_limit=self._on_limit
             )
             self._on_limit(self.limiter.limit)
+        # Nothing for a call to do before admission (no throttle's verdict, no DNS of
+        # ours): its first stage is admission itself.
+        self.admits_at_once = self.throttle is None and self.endpoint_set is None
 
     # -- DNS ---------------------------------------------------------------------------
 

@@ -93,7 +93,7 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
             self._restart_health()
         call = Call(self.runtime, request)  # checks the extensions; nothing is taken yet
         try:
-            action = call.next()
+            action: Action | None = call.next()
             while True:
                 match action:
                     case Attempt():
@@ -117,7 +117,7 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
         finally:
             call.close()
 
-    def _wait(self, call: Call, action: Action) -> Action:
+    def _wait(self, call: Call, action: Action | None) -> Action | None:
         """Perform an action that waits (backoff, DNS, another's lookup, a bulkhead
         slot); the call's next action."""
         match action:
@@ -144,7 +144,7 @@ class ResilientTransport(DriverBase[httpx.BaseTransport], httpx.BaseTransport):
                 raise TypeError(f"{self.runtime.name}: no such action: {action!r}")
         return call.next()
 
-    def _exchange(self, call: Call, attempt: Attempt) -> Action:
+    def _exchange(self, call: Call, attempt: Attempt) -> Action | None:
         """Send one attempt and report how it went: the call's next action."""
         if self.runtime.retired or self._pools.retiring:
             for pool in self._retiring():

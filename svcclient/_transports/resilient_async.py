@@ -99,7 +99,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
             stream = request.stream
             if stream.__class__ is httpx.ByteStream and stream._stream:
                 _replayable(request)  # once per call: every attempt sees an InMemoryBody
-            action = call.next()
+            action: Action | None = call.next()
             while True:
                 match action:
                     case Attempt():
@@ -126,7 +126,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
         finally:
             call.close()
 
-    async def _wait(self, call: Call, action: Action) -> Action:
+    async def _wait(self, call: Call, action: Action | None) -> Action | None:
         """Perform an action that waits (a hedging race, backoff, DNS, another's lookup,
         a bulkhead slot); the call's next action."""
         match action:
@@ -155,7 +155,7 @@ class AsyncResilientTransport(DriverBase[httpx.AsyncBaseTransport], httpx.AsyncB
                 raise TypeError(f"{self.runtime.name}: no such action: {action!r}")
         return call.next()
 
-    async def _exchange(self, call: Call, attempt: Attempt) -> Action:
+    async def _exchange(self, call: Call, attempt: Attempt) -> Action | None:
         """Send one attempt and report how it went: the call's next action."""
         try:
             response = await self._send(attempt, call)
