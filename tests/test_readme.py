@@ -38,3 +38,11 @@ def test_breaker_snippet_runs_offline() -> None:
     exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
     breaker = namespace["breaker"]
     assert namespace["call_user_service"] is breaker
+
+
+def test_async_fallback_snippet_runs_offline() -> None:
+    """The async fallback example answers a call every pod fails with the fallback's 200."""
+    block = next(b for b in _blocks() if "cached_user" in b)
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert namespace["lookup"] is not None
